@@ -1,0 +1,345 @@
+"""An embedded PostgreSQL 15 cluster made with ``initdb`` and ``pg_ctl``.
+
+The server's lifecycle (init, start, wait, stop, log) lives in ``Cluster``; the
+backend adds the database and the migrations. Everything sits in one directory
+carrying a marker file, so ``down`` and ``reset`` never remove a directory this
+workspace did not create. Run as root, the server runs as the ``postgres`` user
+(``initdb`` and ``postgres`` refuse root).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from leaddb import compose
+from leaddb.backends.base import Backend, BootReport
+from leaddb.errors import BackendError
+from leaddb.migrations import Migration
+
+MARKER = ".leaddb-cluster"
+SERVER_USER = "postgres"
+DEFAULT_DBNAME = "leadgen"
+IS_WINDOWS = sys.platform == "win32"
+
+# A throwaway development cluster: durability buys nothing here and costs seconds.
+SERVER_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "50",
+    "shared_buffers": "64MB",
+    "logging_collector": "off",
+}
+
+
+def default_state_dir(project_dir: Path) -> Path:
+    """Per-user, per-checkout: under the temp dir, which the server user can reach
+    even when the checkout sits in root's home."""
+    override = os.environ.get("LEADDB_STATE_DIR")
+    if override:
+        return Path(override)
+    user = getpass.getuser()
+    digest = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"leaddb-{user}-{digest}"
+
+
+def find_binary(name: str) -> Path:
+    """``initdb``/``pg_ctl`` from PATH, else from ``pg_config --bindir``."""
+    exe = name + (".exe" if IS_WINDOWS else "")
+    found = shutil.which(exe)
+    if found:
+        return Path(found)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if (Path(bindir) / exe).is_file():
+            return Path(bindir) / exe
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"15/bin/{exe}")):
+        return candidate
+    raise BackendError(
+        f"PostgreSQL 15 server binary {name!r} not found on PATH or via pg_config",
+        hint="install PostgreSQL 15 (Debian/Ubuntu: apt-get install postgresql-15; Windows: the EDB "
+        "installer, then add its bin folder to PATH), or use --backend docker / --backend dsn",
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ClusterState:
+    port: int
+    socket_dir: str
+    password: str
+    dbname: str
+
+
+class Cluster:
+    """One initdb'd data directory and the server running on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "server.log"
+        self.state_file = root / "state.json"
+        self.run_as_other_user = hasattr(os, "geteuid") and os.geteuid() == 0
+
+    # -- ownership -------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        return self.root.exists()
+
+    def check_owned(self) -> None:
+        if self.root.exists() and not (self.root / MARKER).is_file():
+            raise BackendError(
+                f"{self.root} exists but has no {MARKER} marker: it was not created by this tool",
+                hint="refusing to touch it; set LEADDB_STATE_DIR to another directory or remove it yourself",
+            )
+
+    def state(self) -> ClusterState:
+        try:
+            return ClusterState(**json.loads(self.state_file.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise BackendError(
+                f"no local cluster at {self.root}", hint="run `invoke db.reset --backend local` first"
+            ) from None
+
+    # -- process helpers -------------------------------------------------
+    def _run(self, argv: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        kwargs = {"user": SERVER_USER} if self.run_as_other_user else {}
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+        except subprocess.TimeoutExpired:
+            raise BackendError(
+                f"{what} did not finish within {timeout:.0f} s{self._log_tail()}",
+                hint="see the server log above; `invoke db.down` cleans up",
+            ) from None
+        except PermissionError as exc:
+            raise BackendError(f"{what}: cannot run {argv[0]}: {exc}") from None
+        if done.returncode != 0:
+            output = (done.stderr or done.stdout).strip()
+            raise BackendError(
+                f"{what} failed (exit {done.returncode}):\n  {output}{self._log_tail()}",
+                hint="see the output above; `invoke db.down` removes the cluster",
+            )
+        return done
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return (
+            "\n  server log (" + str(self.log) + "):\n" + "\n".join("    " + t for t in tail) if tail else ""
+        )
+
+    def _hand_to_server_user(self, path: Path) -> None:
+        if self.run_as_other_user:
+            shutil.chown(path, user=SERVER_USER)
+
+    # -- lifecycle -------------------------------------------------------
+    def init(self, dbname: str) -> ClusterState:
+        self.root.mkdir(parents=True)
+        (self.root / MARKER).write_text("created by leaddb; safe to remove with `invoke db.down`\n")
+        self.root.chmod(0o755)
+        self._hand_to_server_user(self.root)
+        password = secrets.token_urlsafe(18)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(password + "\n", encoding="utf-8")
+        self._hand_to_server_user(pwfile)
+        try:
+            self._run(
+                [
+                    str(find_binary("initdb")),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    SERVER_USER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        socket_dir = "" if IS_WINDOWS else tempfile.mkdtemp(prefix="leaddb-sock-")
+        if socket_dir:
+            self._hand_to_server_user(Path(socket_dir))
+        state = ClusterState(free_port(), socket_dir, password, dbname)
+        self._write_settings(state)
+        self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8")
+        self.state_file.chmod(0o600)
+        return state
+
+    def _write_settings(self, state: ClusterState) -> None:
+        settings = {
+            **SERVER_SETTINGS,
+            "port": str(state.port),
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{state.socket_dir}'",
+        }
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# leaddb throwaway cluster\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def start(self, timeout: float = 30) -> None:
+        self._run(
+            [
+                str(find_binary("pg_ctl")),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            "starting the local PostgreSQL server",
+            timeout=timeout + 5,
+        )
+
+    def is_running(self) -> bool:
+        if not self.data.is_dir():
+            return False
+        done = subprocess.run(
+            [str(find_binary("pg_ctl")), "-D", str(self.data), "status"],
+            capture_output=True,
+            **({"user": SERVER_USER} if self.run_as_other_user else {}),
+        )
+        return done.returncode == 0
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.is_running():
+            self._run(
+                [str(find_binary("pg_ctl")), "-D", str(self.data), "-m", mode, "-w", "stop"],
+                "stopping the local PostgreSQL server",
+            )
+
+    def remove(self) -> None:
+        self.check_owned()
+        if not self.root.exists():
+            return
+        socket_dir = None
+        try:
+            socket_dir = self.state().socket_dir
+        except BackendError:
+            pass
+        self.stop("immediate")
+        shutil.rmtree(self.root)
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        state = self.state()
+        if state.socket_dir:
+            params = {"host": state.socket_dir, "port": state.port, "user": SERVER_USER}
+        else:
+            params = {
+                "host": "127.0.0.1",
+                "port": state.port,
+                "user": SERVER_USER,
+                "password": state.password,
+            }
+        return psycopg.conninfo.make_conninfo(dbname=dbname or state.dbname, **params)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, project_dir: Path, state_dir: Path | None = None) -> None:
+        super().__init__(project_dir)
+        self.cluster = Cluster((state_dir or default_state_dir(project_dir)) / "cluster")
+
+    def _dbname(self) -> str:
+        try:
+            env = compose.load_service(self.project_dir).environment
+        except compose.ComposeError:
+            env = {}
+        return env.get("POSTGRES_DB") or DEFAULT_DBNAME
+
+    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        report = BootReport(self.name)
+        self.cluster.check_owned()
+        with report.phase("remove"):
+            self.cluster.remove()
+        with report.phase("initdb"):
+            state = self.cluster.init(self._dbname())
+        with report.phase("start"):
+            self.cluster.start()
+        with report.phase("createdb"):
+            create_database(self.cluster.conninfo("postgres"), state.dbname)
+        with report.phase("apply"):
+            report.apply = self.apply(migrations)
+        return report
+
+    def ensure_running(self) -> None:
+        self.cluster.check_owned()
+        self.cluster.state()
+        if not self.cluster.is_running():
+            self.cluster.start()
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        self.ensure_running()
+        return self.cluster.conninfo(dbname)
+
+    def down(self) -> str:
+        if not self.cluster.exists:
+            return f"local: no cluster at {self.cluster.root}; nothing to do"
+        self.cluster.remove()
+        return f"local: stopped the server and removed {self.cluster.root}"
+
+    def describe(self) -> str:
+        try:
+            state = self.cluster.state()
+        except BackendError:
+            return f"local cluster at {self.cluster.root} (not created)"
+        where = state.socket_dir or "127.0.0.1"
+        return (
+            f"local cluster {self.cluster.root} (socket {where}, port {state.port}, database {state.dbname})"
+        )
+
+
+def create_database(maintenance_conninfo: str, dbname: str, template: str | None = None) -> None:
+    with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(query)
+
+
+def wait_for(conninfo: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(conninfo, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

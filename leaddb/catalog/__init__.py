@@ -1,0 +1,116 @@
+"""A snapshot of one database's schema, object by object.
+
+Every object is keyed by a stable signature (kind plus schema-qualified name), and
+its properties are PostgreSQL's own normalised spelling (``format_type``,
+``pg_get_constraintdef``, ``pg_get_indexdef``), so two snapshots compare by key-set
+arithmetic plus equality. The catalog queries live in ``queries/*.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+SCHEMA = "public"
+
+# kind -> (query file, the columns that name the object, the columns that are its identity
+# only, not a property to compare)
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "extension": ("extensions", ("name",)),
+    "enum": ("enums", ("name",)),
+    "table": ("tables", ("name",)),
+    "column": ("columns", ("table_name", "name")),
+    "constraint": ("constraints", ("table_name", "name")),
+    "index": ("indexes", ("name",)),
+    "sequence": ("sequences", ("name",)),
+    "function": ("functions", ("name", "arguments")),
+    "trigger": ("triggers", ("table_name", "name")),
+    "view": ("views", ("name",)),
+}
+# properties that identify rather than describe, or that legitimately differ between databases
+_NOT_COMPARED = {"schema", "position"}
+
+
+@cache
+def query(name: str) -> str:
+    return resources.files(__package__).joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, order=True)
+class CatalogObject:
+    kind: str
+    name: str  # the signature within its kind, e.g. "leads.phone" or "leads_email_check"
+    properties: tuple[tuple[str, Any], ...] = field(compare=True)
+
+    def get(self, key: str, default=None):
+        return dict(self.properties).get(key, default)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def _freeze(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _signature(kind: str, row: dict) -> str:
+    names = KINDS[kind][1]
+    if kind == "function":
+        return f"{row['name']}({row['arguments']})"
+    return ".".join(str(row[n]) for n in names)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    objects: dict[tuple[str, str], CatalogObject]
+
+    def of_kind(self, kind: str) -> list[CatalogObject]:
+        return sorted(o for (k, _), o in self.objects.items() if k == kind)
+
+    def get(self, kind: str, name: str) -> CatalogObject | None:
+        return self.objects.get((kind, name))
+
+    def to_json(self) -> str:
+        data = {kind: {o.name: dict(o.properties) for o in self.of_kind(kind)} for kind in KINDS}
+        return json.dumps({"schema": SCHEMA, "objects": data}, indent=2, sort_keys=True, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        data = json.loads(text)["objects"]
+        objects = {}
+        for kind, named in data.items():
+            for name, props in named.items():
+                frozen = tuple(sorted((k, _freeze(v)) for k, v in props.items()))
+                objects[(kind, name)] = CatalogObject(kind, name, frozen)
+        return cls(objects)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json(), encoding="utf-8", newline="\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Snapshot:
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def snapshot(conn: psycopg.Connection, schema: str = SCHEMA) -> Snapshot:
+    objects: dict[tuple[str, str], CatalogObject] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for kind, (query_name, _) in KINDS.items():
+            for row in cur.execute(query(query_name), {"schema": schema}).fetchall():
+                props = tuple(sorted((k, _freeze(v)) for k, v in row.items() if k not in _NOT_COMPARED))
+                name = _signature(kind, row)
+                objects[(kind, name)] = CatalogObject(kind, name, props)
+    return Snapshot(objects)
+
+
+def snapshot_of(conninfo: str, schema: str = SCHEMA) -> Snapshot:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return snapshot(conn, schema)

@@ -1,0 +1,160 @@
+"""The live catalog held against the spec, object by object.
+
+The expected side is not parsed from the spec's text: the spec's migration blocks
+are applied to a scratch database on the same server and snapshotted, so
+PostgreSQL normalises both sides and whitespace, casts or default spelling never
+count as drift. The diff is key-set arithmetic plus equality.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from leaddb import catalog, runner
+from leaddb.catalog import CatalogObject, Snapshot
+from leaddb.errors import MigrationError, SpecError
+from leaddb.migrations import Migration
+from leaddb.spec import SPEC_FILENAME, Spec
+
+# objects that belong to a table: reported with the table when the table itself differs
+_TABLE_PARTS = ("column", "constraint", "index", "sequence", "trigger")
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str
+    name: str
+    change: str  # "missing" (in the spec, not live), "extra" (live, not in the spec), "changed"
+    live: CatalogObject | None = None
+    spec: CatalogObject | None = None
+
+    def describe(self, reference: str = "spec") -> str:
+        """One line per object; ``reference`` names what the live side is held against."""
+        if self.change == "missing":
+            return f"{self.kind} {self.name}: missing{_definition(self.spec, reference)}"
+        if self.change == "extra":
+            return f"{self.kind} {self.name}: not in the {reference}{_definition(self.live, 'live')}"
+        live, spec = dict(self.live.properties), dict(self.spec.properties)
+        parts = []
+        for key in sorted(set(live) | set(spec)):
+            if live.get(key) == spec.get(key):
+                continue
+            if key == "definition":
+                parts.append(
+                    f"definition differs\n      live: {live.get(key)}\n      {reference}: {spec.get(key)}"
+                )
+            else:
+                parts.append(f"{key} {_show(live.get(key))}, {reference} {_show(spec.get(key))}")
+        return f"{self.kind} {self.name}: " + "; ".join(parts)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(str, value)) + ")"
+    return "none" if value is None or value == "" else str(value)
+
+
+def _definition(obj: CatalogObject | None, side: str) -> str:
+    definition = obj.get("definition") if obj else None
+    return f" ({side}: {definition})" if definition else ""
+
+
+def _owner_table(obj: CatalogObject) -> str | None:
+    if obj.kind in ("column", "constraint", "trigger"):
+        return obj.name.split(".", 1)[0]
+    if obj.kind == "index":
+        return obj.get("table_name")
+    if obj.kind == "sequence":
+        return obj.get("owned_by_table")
+    return None
+
+
+def diff(live: Snapshot, spec: Snapshot) -> list[Difference]:
+    differences = []
+    for key in sorted(set(live.objects) | set(spec.objects)):
+        have, want = live.objects.get(key), spec.objects.get(key)
+        if have == want:
+            continue
+        change = "missing" if have is None else "extra" if want is None else "changed"
+        differences.append(Difference(key[0], key[1], change, have, want))
+    # a missing or extra table carries its columns, constraints and indexes with it: name the table only
+    whole_tables = {(d.name, d.change) for d in differences if d.kind == "table" and d.change != "changed"}
+    return [
+        d
+        for d in differences
+        if not (d.kind in _TABLE_PARTS and (_owner_table(d.live or d.spec), d.change) in whole_tables)
+    ]
+
+
+def verbatim_differences(spec: Spec, project_dir: Path) -> list[str]:
+    """Each migration block printed in the spec must appear verbatim in the file it names."""
+    problems = []
+    for block in spec.blocks_of("migration"):
+        path = project_dir / Path(*Path(block.name).parts)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(f"spec block {block.where}: names {block.name}, which does not exist")
+            continue
+        if block.sql not in text:
+            first = _first_difference(block.sql, text)
+            problems.append(
+                f"spec block {block.where}: not verbatim in {block.name} (first difference at line {first} "
+                f"of the block, spec line {block.line + first - 1})"
+            )
+    return problems
+
+
+def _first_difference(a: str, b: str) -> int:
+    for number, (left, right) in enumerate(zip(a.splitlines(), b.splitlines(), strict=False), 1):
+        if left != right:
+            return number
+    return min(len(a.splitlines()), len(b.splitlines())) + 1
+
+
+def spec_migrations(spec: Spec) -> list[Migration]:
+    """The spec's migration blocks as migrations, in the order the spec prints them."""
+    blocks = spec.blocks_of("migration")
+    if not blocks:
+        raise SpecError(
+            f"{SPEC_FILENAME}: prints no migration block (```sql whose first line is -- migration: FILE)",
+            hint="print every migration's SQL in the spec",
+        )
+    return [
+        Migration(Path(f"{SPEC_FILENAME}:{block.line} ({block.name})"), n, block.sql)
+        for n, block in enumerate(blocks, 1)
+    ]
+
+
+def expected_snapshot(spec: Spec, maintenance_conninfo: str, conninfo_for) -> Snapshot:
+    """Apply the spec's SQL to a scratch database on the same server and snapshot it."""
+    scratch = f"leaddb_spec_{secrets.token_hex(4)}"
+    with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        try:
+            runner.apply(conninfo_for(scratch), spec_migrations(spec))
+        except MigrationError as exc:
+            raise SpecError(
+                f"the spec's own SQL does not apply: {exc.detail}", hint="fix the spec block"
+            ) from None
+        return catalog.snapshot_of(conninfo_for(scratch))
+    finally:
+        with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+def coverage(live: Snapshot, spec: Snapshot) -> dict[str, tuple[int, int]]:
+    """Per kind: (objects present and equal live, objects the spec specifies)."""
+    result = {}
+    for kind in catalog.KINDS:
+        wanted = spec.of_kind(kind)
+        if wanted or live.of_kind(kind):
+            present = sum(1 for o in wanted if live.get(kind, o.name) == o)
+            result[kind] = (present, len(wanted))
+    return result

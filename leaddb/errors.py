@@ -1,0 +1,63 @@
+"""Every expected failure, with the exit code the tasks map it to.
+
+A coded failure's message starts with its code and a colon, so scripts can match
+on the first word and people read the rest. Tasks turn these into ``Exit`` without
+a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_MIGRATION_PATH_UNSPECIFIED = 2
+EXIT_SCHEMA_DRIFT = 3
+EXIT_NON_IDEMPOTENT_MIGRATION = 4
+EXIT_BENCHMARK_TARGET_MISSED = 5
+
+
+class LeadDbError(Exception):
+    """An expected failure: one clear message, the object, the file and line, the next step."""
+
+    code: str | None = None
+    exit_code: int = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.detail = message
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = f"{self.code}: {self.detail}" if self.code else self.detail
+        return f"{head}\n  next step: {self.hint}" if self.hint else head
+
+
+class MigrationPathUnspecified(LeadDbError):
+    code = "MIGRATION_PATH_UNSPECIFIED"
+    exit_code = EXIT_MIGRATION_PATH_UNSPECIFIED
+
+
+class SchemaDrift(LeadDbError):
+    code = "SCHEMA_DRIFT"
+    exit_code = EXIT_SCHEMA_DRIFT
+
+
+class NonIdempotentMigration(LeadDbError):
+    code = "NON_IDEMPOTENT_MIGRATION"
+    exit_code = EXIT_NON_IDEMPOTENT_MIGRATION
+
+
+class BenchmarkTargetMissed(LeadDbError):
+    code = "BENCHMARK_TARGET_MISSED"
+    exit_code = EXIT_BENCHMARK_TARGET_MISSED
+
+
+class SpecError(LeadDbError):
+    """The spec cannot be read as the tooling needs it (a malformed block, a missing file)."""
+
+
+class MigrationError(LeadDbError):
+    """A migration failed on first apply (not an idempotency problem)."""
+
+
+class BackendError(LeadDbError):
+    """A server could not be created, booted, reached or removed."""

@@ -1,0 +1,345 @@
+"""What each task does, over the library: one function per task, printing as it goes.
+
+Tasks and nox sessions call these; they raise ``LeadDbError`` subclasses for expected
+failures, which the tasks turn into an exit code and one message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from leaddb import backends, migrations
+from leaddb.backends.base import Backend, BootReport
+from leaddb.console import say, seconds, table
+from leaddb.runner import ApplyResult
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Options:
+    backend: str = "auto"
+    dsn: str = ""
+    project_dir: Path = PROJECT_DIR
+
+
+def _prepare(options: Options) -> tuple[Backend, list[migrations.Migration]]:
+    files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    return backend, files
+
+
+def print_boot(report: BootReport) -> None:
+    rows = [[p.name, seconds(p.seconds)] for p in report.phases]
+    rows.append(["total", seconds(report.total)])
+    table(f"reset ({report.backend})", ["phase", "time"], rows, right={1})
+
+
+def print_apply(result: ApplyResult, project_dir: Path, title: str) -> None:
+    rows = [
+        [f.migration.display(project_dir), f.statements, len(f.notices), seconds(f.seconds)]
+        for f in result.files
+    ]
+    table(title, ["file", "statements", "notices", "time"], rows, right={1, 2, 3})
+    say(f"{title}: {len(result.files)} files in {seconds(result.seconds)}")
+
+
+def reset(options: Options, *, force: bool = False) -> BootReport:
+    backend, files = _prepare(options)
+    say(f"resetting {backend.describe()}")
+    report = backend.reset(files, force=force)
+    print_boot(report)
+    say(f"ready: {backend.describe()}")
+    return report
+
+
+def apply(options: Options) -> ApplyResult:
+    backend, files = _prepare(options)
+    result = backend.apply(files)
+    print_apply(result, options.project_dir, "apply")
+    return result
+
+
+def reapply(options: Options) -> ApplyResult:
+    """Apply every file again on the applied database: any error is NON_IDEMPOTENT_MIGRATION."""
+    from leaddb import catalog
+    from leaddb.drift import diff
+    from leaddb.errors import NonIdempotentMigration
+
+    backend, files = _prepare(options)
+    before = catalog.snapshot_of(backend.conninfo())
+    result = backend.apply(files, reapply=True)
+    print_apply(result, options.project_dir, "reapply")
+    changes = diff(catalog.snapshot_of(backend.conninfo()), before)
+    if changes:
+        listing = "\n".join(f"  - {d.describe('first apply')}" for d in changes)
+        raise NonIdempotentMigration(
+            f"applying the migrations a second time changed the schema:\n{listing}",
+            hint="a re-run must be a no-op: guard the statement that re-creates or alters these objects",
+        )
+    say("reapply: every file applied again without error; the catalog is unchanged")
+    return result
+
+
+def down(options: Options) -> str:
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    message = backend.down()
+    say(message)
+    return message
+
+
+def timed(label: str):
+    """Print a step's name, then its time when it ends."""
+
+    class _Step:
+        def __enter__(self):
+            self.started = time.perf_counter()
+            say(f"── {label}")
+            return self
+
+        def __exit__(self, *exc):
+            self.seconds = time.perf_counter() - self.started
+            say(f"── {label}: {'failed' if exc[0] else 'ok'} in {seconds(self.seconds)}")
+
+    return _Step()
+
+
+# -- introspection and drift -----------------------------------------------------------
+
+DESCRIBED_TABLES = ("leads", "sources", "offers")
+
+
+def _live_and_spec(backend: Backend, options: Options):
+    from leaddb import catalog, drift
+    from leaddb.spec import SPEC_FILENAME, Spec
+
+    spec = Spec.load(options.project_dir / SPEC_FILENAME)
+    live = catalog.snapshot_of(backend.conninfo())
+    expected = drift.expected_snapshot(spec, backend.conninfo("postgres"), backend.conninfo)
+    return spec, live, expected
+
+
+def _check_drift(spec, live, expected, options: Options) -> None:
+    from leaddb import drift
+    from leaddb.errors import SchemaDrift
+
+    problems = [d.describe() for d in drift.diff(live, expected)]
+    problems += drift.verbatim_differences(spec, options.project_dir)
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise SchemaDrift(
+            f"{len(problems)} difference(s) between the live database and the spec:\n{listing}",
+            hint="change the migration (or the spec) so both say the same; `invoke db.reset` then re-checks",
+        )
+
+
+def describe_table(live, name: str) -> None:
+    """A ``\\d+ name``-style view: columns, then indexes and constraints."""
+    columns = [o for o in live.of_kind("column") if o.name.startswith(name + ".")]
+    columns.sort(key=lambda o: o.get("position") or 0)
+    rows = [
+        [
+            o.name.split(".", 1)[1],
+            o.get("type"),
+            "not null" if o.get("not_null") else "",
+            {"a": "generated always as identity", "d": "generated by default as identity"}.get(
+                o.get("identity") or "", o.get("default") or ""
+            ),
+        ]
+        for o in columns
+    ]
+    table(f'Table "public.{name}"', ["Column", "Type", "Nullable", "Default"], rows)
+    indexes = [o for o in live.of_kind("index") if o.get("table_name") == name]
+    for o in indexes:
+        say(f'    "{o.name}" {o.get("definition").split(" USING ", 1)[-1]}')
+    constraints = [o for o in live.of_kind("constraint") if o.name.startswith(name + ".")]
+    for o in constraints:
+        say(f'    CONSTRAINT "{o.name.split(".", 1)[1]}" {o.get("definition")}')
+
+
+def introspect(options: Options, json_path: Path | None = None):
+    from leaddb import drift
+
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    spec, live, expected = _live_and_spec(backend, options)
+    rows = []
+    for t in live.of_kind("table"):
+        parts = {
+            k: sum(1 for o in live.of_kind(k) if drift._owner_table(o) == t.name)
+            for k in ("column", "constraint", "index")
+        }
+        rows.append(["public", t.name, "table", parts["column"], parts["constraint"], parts["index"]])
+    table(
+        "List of relations (\\dt)",
+        ["Schema", "Name", "Type", "columns", "constraints", "indexes"],
+        rows,
+        right={3, 4, 5},
+    )
+    for name in DESCRIBED_TABLES:
+        if live.get("table", name):
+            describe_table(live, name)
+    cover = drift.coverage(live, expected)
+    table(
+        "coverage of the spec",
+        ["kind", "present", "specified", "coverage"],
+        [[k, p, s, f"{100 * p / s:.0f}%" if s else "n/a"] for k, (p, s) in cover.items()],
+        right={1, 2, 3},
+    )
+    for block in spec.blocks_of("optional"):
+        present = bool(live.get("table", block.name))
+        say(
+            f"optional object {block.name} ({block.where}): "
+            f"{'PRESENT although optional' if present else 'skipped on purpose (optional, not created)'}"
+        )
+    if json_path:
+        live.save(json_path)
+        say(f"catalog snapshot written to {json_path}")
+    _check_drift(spec, live, expected, options)
+    say("introspect: every specified object is present; no drift")
+    return cover
+
+
+def drift(options: Options) -> None:
+    started = time.perf_counter()
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    spec, live, expected = _live_and_spec(backend, options)
+    _check_drift(spec, live, expected, options)
+    say(f"drift: none ({len(expected.objects)} objects compared in {seconds(time.perf_counter() - started)})")
+
+
+# -- benchmark -------------------------------------------------------------------------
+
+
+def bench(options: Options, *, runs: int = 10, json_path: Path | None = None):
+    from datetime import UTC, datetime
+
+    from leaddb import bench as harness
+    from leaddb.errors import BenchmarkTargetMissed, LeadDbError
+    from leaddb.spec import SPEC_FILENAME, Spec
+
+    if runs < 1:
+        raise LeadDbError("--runs must be at least 1")
+    targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
+    backend, files = _prepare(options)
+    say(f"bench: {runs} fresh resets of {backend.describe()}")
+    if runs < harness.MIN_RUNS_FOR_P99:
+        say(
+            f"note: with {runs} runs p99 is close to the maximum; "
+            f"it needs >= {harness.MIN_RUNS_FOR_P99} runs to mean much"
+        )
+
+    def progress(i, report):
+        say(f"  run {i + 1}/{runs}: {seconds(report.wall)} (apply {seconds(report.seconds('apply'))})")
+
+    result = harness.run(backend, files, runs, targets, on_run=progress)
+    rows = []
+    for s in result.summaries:
+        rows.append(
+            [
+                s.metric,
+                s.runs,
+                seconds(s.minimum),
+                seconds(s.p50),
+                seconds(s.p95),
+                seconds(s.p99),
+                seconds(s.maximum),
+            ]
+        )
+    table(
+        f"bench ({backend.name}), percentiles: {harness.PERCENTILE_METHOD}",
+        ["metric", "runs", "min", "p50", "p95", "p99", "max"],
+        rows,
+        right={1, 2, 3, 4, 5, 6},
+    )
+    total = result.summaries[0]
+    table(
+        "targets (fresh volume + all migrations)",
+        ["percentile", "target", "measured", "verdict"],
+        [
+            [p, seconds(limit), seconds(getattr(total, p)), "pass" if result.verdict[p] else "FAIL"]
+            for p, limit in sorted(result.targets.items())
+        ],
+        right={1, 2},
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    harness.save(result, options.project_dir / "benchmarks" / "results" / f"{stamp}-{backend.name}.json")
+    if json_path:
+        harness.save(result, json_path)
+    if not result.passed:
+        missed = ", ".join(p for p, ok in result.verdict.items() if not ok)
+        raise BenchmarkTargetMissed(
+            f"{missed} over target on the {backend.name} backend",
+            hint="see the table above; profile the slowest phase",
+        )
+    return result
+
+
+# -- the whole pipeline ----------------------------------------------------------------
+
+
+def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = None) -> list:
+    """reset+apply → reapply → introspect → drift → bench, each timed; stops at the first failure.
+
+    Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome.
+    """
+    from leaddb import report
+    from leaddb.errors import LeadDbError
+
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
+    steps = [
+        ("apply", lambda: reset(options)),
+        ("reapply", lambda: reapply(options)),
+        ("introspect", lambda: introspect(options)),
+        ("drift", lambda: drift(options)),
+        ("bench", lambda: bench(options, runs=bench_runs)),
+    ]
+    results: list[report.StepResult] = []
+    failure: LeadDbError | None = None
+    for name, step in steps:
+        say(f"\n== {name}")
+        started = time.perf_counter()
+        try:
+            step()
+        except LeadDbError as exc:
+            failure = exc
+            results.append(
+                report.StepResult(name, time.perf_counter() - started, False, exc.exit_code, str(exc))
+            )
+            say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
+            break
+        results.append(report.StepResult(name, time.perf_counter() - started, True))
+        say(f"== {name}: ok in {seconds(results[-1].seconds)}")
+    table(
+        f"verify ({backend.name})",
+        ["step", "result", "time"],
+        [[r.name, "ok" if r.ok else f"FAILED (exit {r.exit_code})", seconds(r.seconds)] for r in results],
+        right={2},
+    )
+    json_path, junit_path = report.write(
+        results, report_dir or options.project_dir / "reports", backend=backend.name
+    )
+    say(f"reports: {json_path} {junit_path}")
+    if failure:
+        raise failure
+    return results
+
+
+def lint(options: Options) -> None:
+    """Refuse destructive statements in the migrations unless the spec allows them."""
+    from leaddb import lint as destructive
+    from leaddb.errors import MigrationError
+    from leaddb.spec import SPEC_FILENAME, Spec
+
+    files = migrations.load(options.project_dir)
+    findings = destructive.check(files, Spec.load(options.project_dir / SPEC_FILENAME))
+    if findings:
+        listing = "\n".join(f"  - {f.describe()}" for f in findings)
+        raise MigrationError(
+            f"{len(findings)} destructive statement(s) in the migrations:\n{listing}",
+            hint="migrations only add; if the spec really means it, say so there with "
+            "'Destructive change allowed: `object`'",
+        )
+    say(f"lint: {len(files)} migration files, no destructive statement")

@@ -1,0 +1,124 @@
+"""invoke tasks: `invoke --list`. Each task is argument handling plus one library call.
+
+Defaults come from invoke config (``invoke.yaml``) or ``INVOKE_DB_BACKEND`` /
+``INVOKE_DB_DSN``; a flag wins over both. Exit codes: 0 ok, 1 failure,
+2 MIGRATION_PATH_UNSPECIFIED, 3 SCHEMA_DRIFT, 4 NON_IDEMPOTENT_MIGRATION,
+5 benchmark target missed.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+from leaddb import workflow
+from leaddb.errors import LeadDbError
+
+BACKEND_HELP = "auto (Docker if an engine answers, else local), docker, local or dsn"
+DSN_HELP = "libpq connection string of an existing server (implies --backend dsn under auto)"
+COMMON_HELP = {"backend": BACKEND_HELP, "dsn": DSN_HELP}
+
+
+def _options(c, backend: str | None, dsn: str | None) -> workflow.Options:
+    return workflow.Options(
+        backend=backend or c.db.backend, dsn=dsn or c.db.dsn, project_dir=Path(__file__).resolve().parent
+    )
+
+
+def _expected_failures(body):
+    """Expected failures leave as one message and their exit code, never a traceback."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except LeadDbError as exc:
+            raise Exit(str(exc), exc.exit_code) from None
+
+    return run
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "force": "with docker/dsn: also remove a volume or database this tool did not create",
+    }
+)
+@_expected_failures
+def reset(c, backend=None, dsn=None, force=False):
+    """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
+    workflow.reset(_options(c, backend, dsn), force=force)
+
+
+@task(help=COMMON_HELP)
+@_expected_failures
+def apply(c, backend=None, dsn=None):
+    """Apply every migration in order to the running database (psql -v ON_ERROR_STOP=1 semantics)."""
+    workflow.apply(_options(c, backend, dsn))
+
+
+@task(help=COMMON_HELP)
+@_expected_failures
+def reapply(c, backend=None, dsn=None):
+    """Apply every migration again; any error or change is NON_IDEMPOTENT_MIGRATION (exit 4)."""
+    workflow.reapply(_options(c, backend, dsn))
+
+
+@task(help={**COMMON_HELP, "json": "also write the catalog snapshot to this JSON file"})
+@_expected_failures
+def introspect(c, backend=None, dsn=None, json=None):
+    """Show the live schema (like \\dt and \\d+ leads/sources/offers) and its coverage of the spec."""
+    workflow.introspect(_options(c, backend, dsn), json_path=Path(json) if json else None)
+
+
+@task(help=COMMON_HELP)
+@_expected_failures
+def drift(c, backend=None, dsn=None):
+    """Compare the live catalog with the spec's SQL; SCHEMA_DRIFT (exit 3) names every difference."""
+    workflow.drift(_options(c, backend, dsn))
+
+
+@task(help={**COMMON_HELP, "runs": "number of fresh resets to time", "json": "also write the results here"})
+@_expected_failures
+def bench(c, backend=None, dsn=None, runs=10, json=None):
+    """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
+    workflow.bench(_options(c, backend, dsn), runs=int(runs), json_path=Path(json) if json else None)
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "bench_runs": "fresh resets timed by the bench step (default 5; more for steadier p95/p99)",
+        "report_dir": "where verify.json and verify.junit.xml go (default reports/)",
+    }
+)
+@_expected_failures
+def verify(c, backend=None, dsn=None, bench_runs=5, report_dir=None):
+    """The whole pipeline: reset+apply, reapply, introspect, drift, bench; JSON and JUnit reports."""
+    workflow.verify(
+        _options(c, backend, dsn),
+        bench_runs=int(bench_runs),
+        report_dir=Path(report_dir) if report_dir else None,
+    )
+
+
+@task
+@_expected_failures
+def lint(c):
+    """Refuse destructive statements (DROP, RENAME, ALTER … TYPE, …) in the migrations."""
+    workflow.lint(_options(c, None, None))
+
+
+@task(help=COMMON_HELP)
+@_expected_failures
+def down(c, backend=None, dsn=None):
+    """Stop and remove what this workspace created (local cluster, or compose container and volume)."""
+    workflow.down(_options(c, backend, dsn))
+
+
+db = Collection("db", reset, apply, reapply, introspect, drift, bench, verify, lint, down)
+db.configure({"db": {"backend": "auto", "dsn": ""}})
+ns = Collection()
+ns.add_collection(db)

@@ -1,0 +1,78 @@
+"""Layered fixtures: one throwaway PostgreSQL 15 cluster per test session (the
+library's own local backend), the migrations applied once into a template
+database, then a fresh database per test cloned from it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from leaddb import migrations, runner
+from leaddb.backends.local import LocalBackend, create_database
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATE = "leaddb_template"
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def project_dir() -> Path:
+    return PROJECT_DIR
+
+
+@pytest.fixture(scope="session")
+def migration_files() -> list[migrations.Migration]:
+    return migrations.load(PROJECT_DIR)
+
+
+@pytest.fixture(scope="session")
+def local_backend():
+    """A local cluster of the suite's own, in a state dir of its own; removed at the end."""
+    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-"))
+    state_dir.chmod(0o755)
+    backend = LocalBackend(PROJECT_DIR, state_dir=state_dir)
+    try:
+        yield backend
+    finally:
+        backend.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(local_backend, migration_files):
+    """The running server, with the template database migrated once."""
+    local_backend.reset(migration_files)
+    create_database(local_backend.conninfo("postgres"), TEMPLATE)
+    runner.apply(local_backend.conninfo(TEMPLATE), migration_files)
+    return local_backend
+
+
+@pytest.fixture
+def fresh_db(server):
+    """Factory: a new database, from the migrated template or empty; dropped after the test."""
+    created = []
+
+    def make(template: str | None = TEMPLATE) -> str:
+        name = f"t_{secrets.token_hex(6)}"
+        create_database(server.conninfo("postgres"), name, template=template or "template0")
+        created.append(name)
+        return server.conninfo(name)
+
+    yield make
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(fresh_db):
+    """An autocommit connection to a fresh, fully migrated database."""
+    with psycopg.connect(fresh_db(), autocommit=True) as connection:
+        yield connection
