@@ -137,8 +137,8 @@ def _check_drift(spec, live, expected, options: Options) -> None:
 
 def describe_table(live, name: str) -> None:
     """A ``\\d+ name``-style view: columns, then indexes and constraints."""
-    columns = [o for o in live.of_kind("column") if o.name.startswith(name + ".")]
-    columns.sort(key=lambda o: o.get("position") or 0)
+    # snapshot order is the catalog query's: table, then column number
+    columns = [o for o in live.objects.values() if o.kind == "column" and o.name.startswith(name + ".")]
     rows = [
         [
             o.name.split(".", 1)[1],
