@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
+if not console.is_terminal:
+    console.width = max(console.width, 120)  # logs and CI: do not fold tables at 80 columns
 
 
 def say(message: str) -> None:

@@ -34,7 +34,9 @@ def test_directory_resolves_when_spec_and_compose_agree(tmp_path):
 
 
 def test_missing_declaration_and_mount_cite_the_spec_section(tmp_path):
-    project = make_project(tmp_path, spec=SPEC_HEAD, compose="services:\n  postgres:\n    image: postgres:15\n")
+    project = make_project(
+        tmp_path, spec=SPEC_HEAD, compose="services:\n  postgres:\n    image: postgres:15\n"
+    )
     with pytest.raises(MigrationPathUnspecified) as err:
         migrations.resolve_directory(project)
     message = str(err.value)

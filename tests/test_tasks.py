@@ -32,7 +32,12 @@ def workspace(project_dir):
 
     def invoke(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "invoke", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "invoke", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     invoke.root = root
@@ -78,7 +83,9 @@ def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(workspa
 def test_missing_mount_and_declaration_exit_2_citing_the_section(workspace):
     compose = workspace.root / "docker-compose.yml"
     compose.write_text(
-        "\n".join(line for line in compose.read_text().splitlines() if "docker-entrypoint-initdb.d" not in line)
+        "\n".join(
+            line for line in compose.read_text().splitlines() if "docker-entrypoint-initdb.d" not in line
+        )
     )
     spec = workspace.root / "Technical-Architecture-Specification.md"
     spec.write_text(
