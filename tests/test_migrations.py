@@ -102,7 +102,10 @@ def test_duplicate_and_gap_numbers(tmp_path):
 
 
 def test_statements_carry_their_lines():
-    text = "-- header\nBEGIN;\n\nCREATE TABLE a (\n  x int\n);\nDO $$\nBEGIN\n  RAISE NOTICE 'a;b';\nEND $$;\nCOMMIT;\n"
+    text = (
+        "-- header\nBEGIN;\n\nCREATE TABLE a (\n  x int\n);\n"
+        "DO $$\nBEGIN\n  RAISE NOTICE 'a;b';\nEND $$;\nCOMMIT;\n"
+    )
     statements = migrations.split_statements(text, "f.sql")
     assert [(s.line, s.end_line) for s in statements] == [(2, 2), (4, 6), (7, 10), (11, 11)]
     assert statements[1].sql == "CREATE TABLE a (\n  x int\n)"
