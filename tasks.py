@@ -87,6 +87,13 @@ def bench(c, backend=None, dsn=None, runs=10, json=None):
     workflow.bench(_options(c, backend, dsn), runs=int(runs), json_path=Path(json) if json else None)
 
 
+@task(help=COMMON_HELP)
+@_expected_failures
+def dump(c, backend=None, dsn=None):
+    """Write the live schema, normalised, to api/db/schema.snapshot.json (commit it; verify checks it)."""
+    workflow.dump(_options(c, backend, dsn))
+
+
 @task(
     help={
         **COMMON_HELP,
@@ -118,7 +125,7 @@ def down(c, backend=None, dsn=None):
     workflow.down(_options(c, backend, dsn))
 
 
-db = Collection("db", reset, apply, reapply, introspect, drift, bench, verify, lint, down)
+db = Collection("db", reset, apply, reapply, introspect, drift, dump, bench, verify, lint, down)
 db.configure({"db": {"backend": "auto", "dsn": ""}})
 ns = Collection()
 ns.add_collection(db)

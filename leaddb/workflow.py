@@ -201,12 +201,43 @@ def introspect(options: Options, json_path: Path | None = None):
     return cover
 
 
-def drift(options: Options) -> None:
+SCHEMA_DUMP = Path("api/db/schema.snapshot.json")
+
+
+def drift(options: Options, *, check_dump: bool = True) -> None:
+    """The live catalog against the spec; then against the committed schema dump, so a
+    schema change is visible in review."""
+    from leaddb import catalog
+    from leaddb.drift import diff
+    from leaddb.errors import SchemaDrift
+
     started = time.perf_counter()
     backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
     spec, live, expected = _live_and_spec(backend, options)
     _check_drift(spec, live, expected, options)
     say(f"drift: none ({len(expected.objects)} objects compared in {seconds(time.perf_counter() - started)})")
+    if not check_dump:
+        return
+    dump_path = options.project_dir / SCHEMA_DUMP
+    hint = "run `invoke db.dump` and commit the file, so reviewers see the schema change in git diff"
+    if not dump_path.is_file():
+        raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is missing", hint=hint)
+    stale = diff(live, catalog.Snapshot.load(dump_path))
+    if stale:
+        listing = "\n".join(f"  - {d.describe(SCHEMA_DUMP.name)}" for d in stale)
+        raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is stale:\n{listing}", hint=hint)
+    say(f"schema dump: {SCHEMA_DUMP.as_posix()} is up to date")
+
+
+def dump(options: Options) -> Path:
+    """Write the normalised catalog snapshot of the live database to api/db/."""
+    from leaddb import catalog
+
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    path = options.project_dir / SCHEMA_DUMP
+    catalog.snapshot_of(backend.conninfo()).save(path)
+    say(f"wrote {SCHEMA_DUMP.as_posix()}")
+    return path
 
 
 # -- benchmark -------------------------------------------------------------------------
