@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from leaddb import compose
+from leaddb import compose, locks
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
@@ -285,17 +285,18 @@ class LocalBackend(Backend):
 
     def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
         report = BootReport(self.name)
-        self.cluster.check_owned()
-        with report.phase("remove"):
-            self.cluster.remove()
-        with report.phase("initdb"):
-            state = self.cluster.init(self._dbname())
-        with report.phase("start"):
-            self.cluster.start()
-        with report.phase("createdb"):
-            create_database(self.cluster.conninfo("postgres"), state.dbname)
-        with report.phase("apply"):
-            report.apply = self.apply(migrations)
+        with locks.exclusive(self.cluster.root.parent / "reset.lock", f"db.reset of {self.cluster.root}"):
+            self.cluster.check_owned()
+            with report.phase("remove"):
+                self.cluster.remove()
+            with report.phase("initdb"):
+                state = self.cluster.init(self._dbname())
+            with report.phase("start"):
+                self.cluster.start()
+            with report.phase("createdb"):
+                create_database(self.cluster.conninfo("postgres"), state.dbname)
+            with report.phase("apply"):
+                report.apply = self.apply(migrations)
         return report
 
     def ensure_running(self) -> None:
