@@ -80,11 +80,20 @@ def drift(c, backend=None, dsn=None):
     workflow.drift(_options(c, backend, dsn))
 
 
-@task(help={**COMMON_HELP, "runs": "number of fresh resets to time", "json": "also write the results here"})
+@task(
+    help={
+        **COMMON_HELP,
+        "runs": "number of fresh resets to time",
+        "json": "also write the results here",
+        "scale": "comma-separated sizes of generated schemas to apply, e.g. 10,100,1000",
+    }
+)
 @_expected_failures
-def bench(c, backend=None, dsn=None, runs=10, json=None):
+def bench(c, backend=None, dsn=None, runs=10, json=None, scale=""):
     """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
-    workflow.bench(_options(c, backend, dsn), runs=int(runs), json_path=Path(json) if json else None)
+    workflow.bench(
+        _options(c, backend, dsn), runs=int(runs), json_path=Path(json) if json else None, scale=scale
+    )
 
 
 @task(help=COMMON_HELP)

@@ -1,4 +1,11 @@
-"""Benchmark fresh boots: N resets, each run's phases, percentiles against the spec's targets."""
+"""Benchmark fresh boots and applies; percentiles against the spec's targets.
+
+Per run: a fresh reset (reset → boot → apply → ready), phase by phase; then, on the
+running server, the apply-only time (all migrations on a fresh empty database), the
+reapply time, and as a baseline in the same run ``psql -f`` per file (what the spec's
+manual path does) on another fresh database. Ratios within one run are what to compare:
+these machines are noisy.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,28 @@ import json
 import os
 import platform
 import random
+import secrets
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
+from leaddb import fast, runner
 from leaddb.backends.base import Backend, BootReport
 from leaddb.migrations import Migration
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
 MIN_RUNS_FOR_P99 = 100
+EXTRA_METRICS = ("apply only", "reapply", "psql -f per file", "fast reset (builds template)", "fast reset")
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -71,27 +88,83 @@ class BenchResult:
     targets: dict[str, float]
     verdict: dict[str, bool]
     machine: dict
+    ratios: dict[str, float] = field(default_factory=dict)
+    scale: list[dict] = field(default_factory=list)
     method: str = PERCENTILE_METHOD
 
     @property
     def passed(self) -> bool:
         return all(self.verdict.values())
 
+    def summary(self, metric: str) -> Summary | None:
+        return next((s for s in self.summaries if s.metric == metric), None)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str) + "\n"
 
 
-def machine_info(server_version: str | None = None) -> dict:
+def machine_info(backend: Backend) -> dict:
     memory = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
+    info = {
         "cores": os.cpu_count(),
         "memory_bytes": memory,
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "postgresql": server_version,
     }
+    try:
+        with psycopg.connect(backend.conninfo("postgres")) as conn:
+            info["postgresql"] = conn.execute("SELECT version()").fetchone()[0]
+    except psycopg.Error:
+        info["postgresql"] = None
+    if backend.name == "docker":
+        try:
+            info["docker"] = backend.client.version().get("Version")  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the version is informational only
+            info["docker"] = None
+    return info
+
+
+@contextmanager
+def scratch_database(backend: Backend):
+    """An empty database on the backend's server, dropped afterwards; yields its conninfo."""
+    name = f"leaddb_bench_{secrets.token_hex(4)}"
+    maintenance = backend.conninfo("postgres")
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield backend.conninfo(name)
+    finally:
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def psql_per_file(conninfo: str, migrations: Sequence[Migration]) -> float:
+    """``psql -X -v ON_ERROR_STOP=1 -f FILE`` once per file, as the manual path does."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise FileNotFoundError("psql")
+    started = time.perf_counter()
+    for m in migrations:
+        subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", str(m.path)],
+            check=True,
+            capture_output=True,
+        )
+    return time.perf_counter() - started
+
+
+def measure_applies(backend: Backend, migrations: Sequence[Migration], *, baseline: bool) -> dict[str, float]:
+    """Apply-only and reapply with our runner, and psql -f per file, each on a fresh database."""
+    sample: dict[str, float] = {}
+    with scratch_database(backend) as db:
+        sample["apply only"] = runner.apply(db, migrations).seconds
+        sample["reapply"] = runner.apply(db, migrations, reapply=True).seconds
+    if baseline:
+        with scratch_database(backend) as db:
+            sample["psql -f per file"] = psql_per_file(db, migrations)
+    return sample
 
 
 def run(
@@ -100,35 +173,118 @@ def run(
     runs: int,
     targets: dict[str, float],
     *,
-    on_run: Callable[[int, BootReport], None] | None = None,
+    fast_resets: bool = True,
+    on_run: Callable[[int], None] | None = None,
 ) -> BenchResult:
-    """Time ``runs`` fresh resets (reset → boot → apply → ready)."""
-    reports: list[BootReport] = []
+    """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
+    baseline = shutil.which("psql") is not None
+    records: list[dict] = []
     for i in range(runs):
         started = time.perf_counter()
-        report = backend.reset(migrations)
-        report.wall = time.perf_counter() - started  # type: ignore[attr-defined]
-        reports.append(report)
+        report: BootReport = backend.reset(migrations)
+        record = {
+            "total": time.perf_counter() - started,
+            "phases": {p.name: p.seconds for p in report.phases},
+        }
+        record.update(measure_applies(backend, migrations, baseline=baseline))
+        if fast_resets:
+            # the first fast reset after a full one builds the template; the dev loop pays that once
+            for name in ("fast reset (builds template)", "fast reset"):
+                started = time.perf_counter()
+                fast.reset(backend, migrations)
+                record[name] = time.perf_counter() - started
+        records.append(record)
         if on_run:
-            on_run(i, report)
-    totals = [r.wall for r in reports]  # type: ignore[attr-defined]
-    applies = [r.seconds("apply") for r in reports]
-    summaries = [Summary.of("fresh boot + apply (total)", totals), Summary.of("apply phase", applies)]
+            on_run(i)
+    metrics: dict[str, list[float]] = {"fresh boot + apply (total)": [r["total"] for r in records]}
+    for name in records[0]["phases"]:
+        metrics[f"  phase: {name}"] = [r["phases"].get(name, 0.0) for r in records]
+    for name in EXTRA_METRICS:
+        if name in records[0]:
+            metrics[name] = [r[name] for r in records]
+    summaries = [Summary.of(metric, values) for metric, values in metrics.items()]
     total = summaries[0]
-    verdict = {p: getattr(total, p) <= limit for p, limit in sorted(targets.items())}
+    ratios = {}
+    if "psql -f per file" in metrics:
+        ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
+            statistics.median(metrics["apply only"])
+        )
     return BenchResult(
         backend=backend.name,
-        runs=[
-            {"total": r.wall, "phases": {p.name: p.seconds for p in r.phases}}  # type: ignore[attr-defined]
-            for r in reports
-        ],
+        runs=records,
         summaries=summaries,
         targets=targets,
-        verdict=verdict,
-        machine=machine_info(),
+        verdict={p: getattr(total, p) <= limit for p, limit in sorted(targets.items())},
+        machine=machine_info(backend),
+        ratios=ratios,
     )
+
+
+# -- scale: generated schemas ------------------------------------------------------------
+
+
+def generated_migrations(directory: Path, count: int) -> list[Migration]:
+    """``count`` files, each one transaction creating a table and an index, idempotent."""
+    files = []
+    for n in range(1, count + 1):
+        path = directory / f"{n:04d}_generated_{n}.sql"
+        text = (
+            f"BEGIN;\nCREATE TABLE IF NOT EXISTS generated_{n} (\n"
+            "    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+            "    label text NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\n"
+            f"CREATE INDEX IF NOT EXISTS generated_{n}_label_idx ON generated_{n} (label);\nCOMMIT;\n"
+        )
+        path.write_text(text, encoding="utf-8", newline="\n")
+        files.append(Migration(path, n, text))
+    return files
+
+
+def scale(backend: Backend, counts: Sequence[int], *, baseline: bool = True) -> list[dict]:
+    rows = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="leaddb-scale-") as tmp:
+            files = generated_migrations(Path(tmp), count)
+            with scratch_database(backend) as db:
+                ours = runner.apply(db, files).seconds
+            row = {"files": count, "runner_s": ours, "runner_ms_per_file": 1000 * ours / count}
+            if baseline and shutil.which("psql"):
+                with scratch_database(backend) as db:
+                    theirs = psql_per_file(db, files)
+                row.update(
+                    {"psql_s": theirs, "psql_ms_per_file": 1000 * theirs / count, "ratio": theirs / ours}
+                )
+            rows.append(row)
+    return rows
 
 
 def save(result: BenchResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.to_json(), encoding="utf-8", newline="\n")
+
+
+def plot(result: BenchResult, path: Path) -> None:
+    """One box per metric (log scale: phases span milliseconds to seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = {"total": [r["total"] for r in result.runs]}
+    for name in result.runs[0]["phases"]:
+        metrics[name] = [r["phases"].get(name, 0.0) or 1e-4 for r in result.runs]
+    for name in EXTRA_METRICS:
+        if name in result.runs[0]:
+            metrics[name] = [r[name] for r in result.runs]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.boxplot([[v * 1000 for v in vs] for vs in metrics.values()], showfliers=True)
+    ax.set_xticks(range(1, len(metrics) + 1), list(metrics), rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("milliseconds (log)")
+    ax.set_title(
+        f"leaddb bench: {result.backend}, {len(result.runs)} runs, {result.machine.get('cores')} cores"
+    )
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

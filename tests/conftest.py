@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from leaddb import migrations, runner
-from leaddb.backends.local import LocalBackend, create_database
+from leaddb.backends.local import LocalBackend, create_database, scratch_root
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TEMPLATE = "leaddb_template"
@@ -35,7 +35,7 @@ def migration_files() -> list[migrations.Migration]:
 @pytest.fixture(scope="session")
 def local_backend():
     """A local cluster of the suite's own, in a state dir of its own; removed at the end."""
-    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-"))
+    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-", dir=scratch_root()))
     state_dir.chmod(0o755)
     backend = LocalBackend(PROJECT_DIR, state_dir=state_dir)
     try:

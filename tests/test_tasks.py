@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from leaddb.backends.local import LocalBackend
+from leaddb.backends.local import LocalBackend, scratch_root
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
@@ -24,8 +24,7 @@ def workspace(project_dir):
     for name in PROJECT_FILES:
         shutil.copy(project_dir / name, root / name)
     shutil.copytree(project_dir / "api", root / "api")
-    state = root / "state"
-    state.mkdir()
+    state = Path(tempfile.mkdtemp(prefix="leaddb-ws-state-", dir=scratch_root()))
     for path in (root, state):
         path.chmod(0o755)
     env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
@@ -41,9 +40,11 @@ def workspace(project_dir):
         )
 
     invoke.root = root
+    invoke.state = state
     yield invoke
     invoke("db.down")
     shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def test_reset_reapply_introspect_drift_down(workspace):
@@ -102,7 +103,7 @@ def test_missing_mount_and_declaration_exit_2_citing_the_section(workspace):
 def test_drift_exits_3_naming_only_the_changed_index(workspace):
     assert workspace("db.reset").returncode == 0
     # the live database gets a changed index; the spec keeps the original
-    with psycopg.connect(LocalBackend(workspace.root, state_dir=workspace.root / "state").conninfo()) as conn:
+    with psycopg.connect(LocalBackend(workspace.root, state_dir=workspace.state).conninfo()) as conn:
         conn.execute("DROP INDEX leads_status_received_at_idx")
         conn.execute("CREATE INDEX leads_status_received_at_idx ON leads (status)")
     result = workspace("db.drift")

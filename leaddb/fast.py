@@ -1,0 +1,65 @@
+"""``db.reset --fast``: keep the running server, recreate the database from a template.
+
+The template database is built once per migration-set checksum (its name carries the
+checksum, so any change to any migration builds a new one and drops the stale ones),
+then every fast reset is ``DROP DATABASE … WITH (FORCE)`` plus
+``CREATE DATABASE … TEMPLATE``: a file copy on the server, no SQL replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from leaddb import runner
+from leaddb.backends.base import Backend, BootReport
+from leaddb.errors import BackendError
+from leaddb.migrations import Migration, checksum
+
+TEMPLATE_PREFIX = "leaddb_tpl_"
+
+
+def template_name(migrations: Sequence[Migration]) -> str:
+    return TEMPLATE_PREFIX + checksum(list(migrations))[:16]
+
+
+def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
+    if backend.name == "dsn":
+        raise BackendError(
+            "--fast is for servers this workspace runs (local, docker)",
+            hint="drop --fast; on a shared server db.reset recreates only its own scratch database",
+        )
+    report = BootReport(f"{backend.name} --fast")
+    target = conninfo_to_dict(backend.conninfo())["dbname"]
+    template = template_name(migrations)
+    maintenance = backend.conninfo("postgres")
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        with report.phase("template"):
+            existing = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (TEMPLATE_PREFIX + "%",)
+                )
+            }
+            for stale in sorted(existing - {template}):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(stale)))
+            if template not in existing:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(template))
+                )
+                try:
+                    runner.apply(backend.conninfo(template), migrations)
+                except BaseException:
+                    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(template)))
+                    raise
+        with report.phase("recreate"):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(target), sql.Identifier(template)
+                )
+            )
+    return report
