@@ -1,0 +1,230 @@
+"""The docker backend on a real engine: what reset creates, what it refuses, how it fails."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import psycopg
+import pytest
+from docker_support import GOOD_MIGRATIONS, write_migrations
+
+from leaddb.backends.docker import COMPOSE_VERSION, LABEL
+from leaddb.errors import BackendError, NonIdempotentMigration
+from leaddb.migrations import discover
+
+pytestmark = pytest.mark.docker
+
+PHASES = ["create", "initdb", "init server", "apply", "init stop", "restart", "ready"]
+
+
+def migrations_of(project):
+    return discover(project / "api" / "db" / "migrations")
+
+
+def fetch(backend, query: str):
+    with psycopg.connect(backend.conninfo(), connect_timeout=5) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
+    make_backend, project, project_name, docker_client
+):
+    backend = make_backend()
+    report = backend.reset(migrations_of(project))
+    assert report.apply is None  # the image ran the init files
+
+    containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
+    assert [c.name for c in containers] == [f"{project_name}-postgres-1"]
+    labels = containers[0].labels
+    assert {k: v for k, v in labels.items() if k.startswith(LABEL) and k != LABEL + "config-hash"} == {
+        LABEL + "project": project_name,
+        LABEL + "service": "postgres",
+        LABEL + "container-number": "1",
+        LABEL + "oneoff": "False",
+        LABEL + "project.working_dir": str(project.resolve()),
+        LABEL + "project.config_files": str((project / "docker-compose.yml").resolve()),
+        LABEL + "version": COMPOSE_VERSION,
+    }
+    assert len(labels[LABEL + "config-hash"]) == 64
+
+    volumes = docker_client.volumes.list(filters={"label": f"{LABEL}project={project_name}"})
+    assert [v.name for v in volumes] == [f"{project_name}_pgdata"]
+    assert volumes[0].attrs["Labels"] == {
+        LABEL + "project": project_name,
+        LABEL + "volume": "pgdata",
+        LABEL + "version": COMPOSE_VERSION,
+    }  # no config-hash on the volume
+    mounts = {m["Destination"]: m for m in containers[0].attrs["Mounts"]}
+    assert mounts["/var/lib/postgresql/data"]["Name"] == f"{project_name}_pgdata"
+    assert mounts["/docker-entrypoint-initdb.d"]["RW"] is False
+
+    assert fetch(backend, "SELECT to_regclass('widgets')::text, current_user, current_database()") == [
+        ("widgets", "leadgen", "leadgen")
+    ]
+    assert "password=***" in backend.describe() and "leadgen-dev-only" not in backend.describe()
+
+    assert "removed" in backend.down()
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
+    assert not docker_client.volumes.list(filters={"label": f"{LABEL}project={project_name}"})
+
+
+def test_second_reset_starts_from_an_empty_volume(make_backend, project):
+    backend = make_backend()
+    files = migrations_of(project)
+    backend.reset(files)
+    with psycopg.connect(backend.conninfo(), autocommit=True) as conn:
+        conn.execute("INSERT INTO widgets VALUES (1, 'left over')")
+        conn.execute("CREATE TABLE not_from_migrations (x int)")
+    backend.reset(files)
+    container = backend.client.containers.get(backend.container_name)
+    output = container.logs().decode()
+    assert "running /docker-entrypoint-initdb.d/0001_widgets.sql" in output  # init ran again
+    assert "Skipping initialization" not in output
+    assert fetch(backend, "SELECT count(*) FROM widgets") == [(0,)]
+    assert fetch(backend, "SELECT to_regclass('not_from_migrations')") == [(None,)]
+
+
+def test_reapply_is_clean(make_backend, project):
+    backend = make_backend()
+    files = migrations_of(project)
+    backend.reset(files)
+    seen = []
+    result = backend.apply(files, reapply=True, on_file=seen.append)
+    assert [f.migration.name for f in result.files] == list(GOOD_MIGRATIONS)
+    assert seen == result.files
+    assert [f.statements for f in result.files] == [1, 1]
+    assert result.files[0].notices == ('relation "widgets" already exists, skipping',)
+    assert all(f.seconds >= 0 for f in result.files) and result.seconds > 0
+
+
+def test_non_idempotent_reapply_names_file_line_and_statement(make_backend, project):
+    write_migrations(
+        project / "api" / "db" / "migrations",
+        {
+            "0001_widgets.sql": GOOD_MIGRATIONS["0001_widgets.sql"],
+            "0002_gadgets.sql": (
+                "-- not idempotent\n\nCREATE TABLE gadgets (\n    id int,\n    name text\n);\n"
+            ),
+        },
+    )
+    backend = make_backend()
+    files = migrations_of(project)
+    backend.reset(files)
+    with pytest.raises(NonIdempotentMigration) as raised:
+        backend.apply(files, reapply=True)
+    message = str(raised.value)
+    assert message.startswith("NON_IDEMPOTENT_MIGRATION: api/db/migrations/0002_gadgets.sql:3:")
+    assert 'relation "gadgets" already exists [SQLSTATE 42P07]' in message
+    assert "CREATE TABLE gadgets (\n        id int,\n        name text\n    )" in message
+
+
+def test_broken_init_file_is_reported_with_the_half_initialised_volume(make_backend, project, project_name):
+    directory = project / "api" / "db" / "migrations"
+    write_migrations(
+        directory,
+        {
+            "0001_widgets.sql": GOOD_MIGRATIONS["0001_widgets.sql"],
+            "0002_broken.sql": (
+                "INSERT INTO widgets VALUES (1, 'ok');\nINSERT INTO widgets\n  VALUES (1, 'dup');\n"
+            ),
+            "0003_never.sql": "CREATE TABLE never (x int);\n",
+        },
+    )
+    backend = make_backend()
+    with pytest.raises(BackendError) as raised:
+        backend.reset(migrations_of(project))
+    message = str(raised.value)
+    assert "running /docker-entrypoint-initdb.d/0002_broken.sql" in message
+    assert "psql:/docker-entrypoint-initdb.d/0002_broken.sql:3: ERROR:" in message
+    assert "duplicate key value violates unique constraint" in message
+    assert "INSERT INTO widgets\n      VALUES (1, 'dup')" in message  # the whole statement, by line
+    assert f"volume {project_name}_pgdata is left half-initialised" in message
+    assert "invoke db.reset --backend docker" in message
+
+    write_migrations(directory, GOOD_MIGRATIONS)  # fixed: the next reset starts over
+    backend.reset(migrations_of(project))
+    assert fetch(backend, "SELECT count(*) FROM widgets") == [(0,)]
+
+
+def test_reset_refuses_a_foreign_volume_unless_forced(make_backend, project, project_name, docker_client):
+    foreign = docker_client.volumes.create(name=f"{project_name}_pgdata", labels={"owner": "someone else"})
+    backend = make_backend()
+    with pytest.raises(BackendError) as raised:
+        backend.reset(migrations_of(project))
+    assert f"volume {project_name}_pgdata exists but was not created" in str(raised.value)
+    assert "--force" in str(raised.value)
+    assert docker_client.volumes.get(foreign.name).attrs["Labels"] == {"owner": "someone else"}
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
+
+    backend.reset(migrations_of(project), force=True)
+    assert docker_client.volumes.get(foreign.name).attrs["Labels"][LABEL + "project"] == project_name
+
+
+def test_foreign_containers_are_never_touched(make_backend, project, project_name, labelled, image):
+    bystander = labelled.run(image, command=["sleep", "300"], entrypoint=[], network_mode="none")
+    other_project = labelled.run(
+        image,
+        command=["sleep", "300"],
+        entrypoint=[],
+        network_mode="none",
+        labels={LABEL + "project": project_name + "-other", LABEL + "service": "postgres"},
+    )
+    backend = make_backend()
+    backend.reset(migrations_of(project))
+    backend.reset(migrations_of(project))
+    backend.down()
+    for container in (bystander, other_project):
+        container.reload()
+        assert container.status == "running"
+
+    # a container with our name but not our labels: refused, left alone
+    impostor = labelled.run(
+        image, command=["sleep", "300"], entrypoint=[], network_mode="none", name=backend.container_name
+    )
+    with pytest.raises(BackendError, match="does not carry this project's compose labels"):
+        backend.reset(migrations_of(project))
+    impostor.reload()
+    assert impostor.status == "running"
+
+
+def test_phase_timings_are_ordered_and_add_up(make_backend, project):
+    backend = make_backend()
+    started = time.perf_counter()
+    report = backend.reset(migrations_of(project))
+    wall = time.perf_counter() - started
+    assert [p.name for p in report.phases] == PHASES
+    assert all(p.seconds >= 0 for p in report.phases)
+    assert report.seconds("initdb") > 0 and report.seconds("restart") > 0
+    assert report.total == pytest.approx(sum(p.seconds for p in report.phases))
+    assert report.total <= wall and wall - report.total < 0.05
+
+
+def test_missing_image_and_taken_port_are_clear(make_backend, project):
+    missing = make_backend(POSTGRES_IMAGE="leaddb/no-such-image:0")
+    with pytest.raises(BackendError, match="docker pull leaddb/no-such-image:0") as raised:
+        missing.reset(migrations_of(project))
+    assert "build-image.sh" in str(raised.value)
+
+    backend = make_backend()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", backend.port.host_port))
+        holder.listen()
+        with pytest.raises(BackendError, match="is already in use") as raised:
+            backend.reset(migrations_of(project))
+    assert "POSTGRES_PORT" in str(raised.value)
+
+
+def test_conninfo_when_nothing_runs(make_backend):
+    with pytest.raises(BackendError, match="invoke db.reset --backend docker"):
+        make_backend().conninfo()
+
+
+def test_unreachable_engine_is_one_clear_error(monkeypatch, tmp_path):
+    """No engine needed: DOCKER_HOST points at a socket nobody listens on."""
+    from leaddb.backends.docker import connect_engine
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nobody.sock")
+    with pytest.raises(BackendError, match="no Docker engine answered at unix://") as raised:
+        connect_engine()
+    assert "next step:" in str(raised.value)
