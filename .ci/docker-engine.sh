@@ -13,7 +13,13 @@
 #   ...
 #   bash .ci/docker-engine.sh stop
 #
-# Overridable: LEADDB_CI_DOCKER_DATA_ROOT, LEADDB_CI_DOCKER_RUN_DIR, LEADDB_CI_DOCKER_TIMEOUT.
+# Volumes live on a tmpfs mounted over <data root>/volumes (LEADDB_CI_DOCKER_VOLUMES_TMPFS=0
+# keeps them on disk): this machine's disk is slow at small-file work (copying a 7 MB
+# database directory takes ~0.35 s here, 13 ms on tmpfs), every CI volume is throwaway,
+# and the image layers, which are worth keeping, stay on disk.
+#
+# Overridable: LEADDB_CI_DOCKER_DATA_ROOT, LEADDB_CI_DOCKER_RUN_DIR, LEADDB_CI_DOCKER_TIMEOUT,
+# LEADDB_CI_DOCKER_VOLUMES_TMPFS.
 set -euo pipefail
 
 DATA_ROOT="${LEADDB_CI_DOCKER_DATA_ROOT:-/var/lib/leaddb-ci/docker}"
@@ -23,6 +29,8 @@ PIDFILE="$RUN_DIR/dockerd.pid"
 EXEC_ROOT="$RUN_DIR/exec"
 LOG="$RUN_DIR/dockerd.log"
 TIMEOUT="${LEADDB_CI_DOCKER_TIMEOUT:-60}"
+VOLUMES_TMPFS="${LEADDB_CI_DOCKER_VOLUMES_TMPFS:-1}"
+VOLUMES="$DATA_ROOT/volumes"
 HOST="unix://$SOCKET"
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
@@ -62,8 +70,11 @@ start() {
         log "already running (pid $pid) at $HOST"
     else
         install_engine
-        mkdir -p "$DATA_ROOT" "$EXEC_ROOT"
+        mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$VOLUMES"
         chmod 0700 "$RUN_DIR"
+        if [[ "$VOLUMES_TMPFS" == 1 ]] && ! mountpoint -q "$VOLUMES"; then
+            mount -t tmpfs -o size=4g,mode=0701 leaddb-ci-volumes "$VOLUMES"
+        fi
         local flags=(
             --data-root "$DATA_ROOT"
             --exec-root "$EXEC_ROOT"
@@ -122,9 +133,13 @@ stop() {
     release_mounts
 }
 
-# dockerd leaves its default network namespace mounted under the exec root
+# dockerd leaves its default network namespace mounted under the exec root; the
+# volumes tmpfs goes with the engine
 release_mounts() {
     local target
+    if mountpoint -q "$VOLUMES"; then
+        umount "$VOLUMES" 2>/dev/null || true
+    fi
     while read -r target; do
         umount "$target" 2>/dev/null || true
     done < <(awk -v root="$RUN_DIR/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r)

@@ -30,6 +30,7 @@ import os
 import queue
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from pathlib import Path, PurePosixPath
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from leaddb import compose
+from leaddb import compose, locks
 from leaddb.backends.base import Backend, BootReport, Phase
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
@@ -261,6 +262,11 @@ class DockerBackend(Backend):
     # -- reset -------------------------------------------------------------------------
 
     def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        lock = Path(tempfile.gettempdir()) / f"leaddb-docker-{self.service.project_name}.lock"
+        with locks.exclusive(lock, f"db.reset of compose project {self.service.project_name!r}"):
+            return self._reset(migrations, force=force)
+
+    def _reset(self, migrations: Sequence[Migration], *, force: bool) -> BootReport:
         report = BootReport(self.name)
         with report.phase("create"):
             self._check_image()
