@@ -7,6 +7,8 @@ reuses it. Arguments after `--` go to the underlying command, e.g.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests", "verify"]
@@ -35,8 +37,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and the non-destructive-migration lint."""
+    """ruff (lint and format check), the non-destructive-migration lint and squawk."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("invoke", "db.lint")
+    migrations = sorted(str(p) for p in Path("api/db/migrations").glob("*.sql"))
+    session.run("squawk", *migrations)

@@ -1,0 +1,67 @@
+"""The non-destructive lint: PostgreSQL's parser finds what drops, renames or rewrites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leaddb import lint
+from leaddb.migrations import Migration
+from leaddb.spec import Spec
+
+EMPTY_SPEC = Spec(Path("spec.md"), "# Spec\n")
+
+
+def findings(sql: str, spec: Spec = EMPTY_SPEC) -> list[tuple[str, str, int]]:
+    migration = Migration(Path("0001_change.sql"), 1, sql)
+    return [(f.what, f.target, f.line) for f in lint.check([migration], spec)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("DROP TABLE IF EXISTS leads;", ("DROP", "leads")),
+        ("DROP INDEX leads_status_received_at_idx;", ("DROP", "leads_status_received_at_idx")),
+        ("ALTER TABLE leads RENAME TO old_leads;", ("RENAME", "leads")),
+        ("ALTER TABLE leads RENAME COLUMN phone TO tel;", ("RENAME", "leads")),
+        ("ALTER TABLE leads DROP COLUMN phone;", ("DROP COLUMN", "leads.phone")),
+        (
+            "ALTER TABLE leads ALTER COLUMN phone TYPE varchar(20);",
+            ("ALTER COLUMN … TYPE (rewrites the table)", "leads.phone"),
+        ),
+        (
+            "ALTER TABLE leads ALTER COLUMN phone SET NOT NULL;",
+            ("SET NOT NULL on an existing column", "leads.phone"),
+        ),
+        (
+            "ALTER TABLE leads DROP CONSTRAINT leads_phone_format_check;",
+            ("DROP CONSTRAINT", "leads.leads_phone_format_check"),
+        ),
+        ("TRUNCATE leads;", ("TRUNCATE", "leads")),
+        ("DELETE FROM leads;", ("DELETE", "leads")),
+        ("ALTER TYPE lead_status RENAME VALUE 'returned' TO 'refunded';", ("RENAME VALUE", "lead_status")),
+    ],
+)
+def test_destructive_statements_are_found(sql, expected):
+    assert findings(f"BEGIN;\n{sql}\nCOMMIT;\n") == [(*expected, 2)]
+
+
+def test_additive_statements_pass():
+    sql = (
+        "BEGIN;\nCREATE TABLE IF NOT EXISTS t (id int);\nALTER TABLE t ADD COLUMN IF NOT EXISTS x int;\n"
+        "ALTER TABLE t ALTER COLUMN x SET DEFAULT 0;\nCREATE INDEX IF NOT EXISTS t_x_idx ON t (x);\n"
+        "ALTER TYPE lead_status ADD VALUE IF NOT EXISTS 'archived';\nCOMMIT;\n"
+    )
+    assert findings(sql) == []
+
+
+def test_the_spec_can_allow_an_object():
+    spec = Spec(Path("spec.md"), "# Spec\n\nDestructive change allowed: `legacy_table`\n")
+    assert findings("DROP TABLE legacy_table;\n", spec) == []
+    assert findings("DROP TABLE other_table;\n", spec) == [("DROP", "other_table", 1)]
+
+
+def test_repo_migrations_are_additive(project_dir, migration_files):
+    spec = Spec.load(project_dir / "Technical-Architecture-Specification.md")
+    assert lint.check(migration_files, spec) == []
