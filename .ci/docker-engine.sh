@@ -13,13 +13,15 @@
 #   ...
 #   bash .ci/docker-engine.sh stop
 #
-# Volumes live on a tmpfs mounted over <data root>/volumes (LEADDB_CI_DOCKER_VOLUMES_TMPFS=0
-# keeps them on disk): this machine's disk is slow at small-file work (copying a 7 MB
-# database directory takes ~0.35 s here, 13 ms on tmpfs), every CI volume is throwaway,
-# and the image layers, which are worth keeping, stay on disk.
+# The data root is a tmpfs (LEADDB_CI_DOCKER_TMPFS=0 keeps it on disk): this machine's
+# disk is slow at small-file work (copying a 7 MB database directory takes ~0.35 s here,
+# 13 ms on tmpfs) and every CI volume is throwaway. (A tmpfs over <data root>/volumes
+# alone does not work: dockerd bind-mounts its data root over itself and hides it.) The
+# image is not lost with it: docker/postgres15/build-image.sh keeps the rootfs tar on
+# disk and re-imports it in seconds.
 #
 # Overridable: LEADDB_CI_DOCKER_DATA_ROOT, LEADDB_CI_DOCKER_RUN_DIR, LEADDB_CI_DOCKER_TIMEOUT,
-# LEADDB_CI_DOCKER_VOLUMES_TMPFS.
+# LEADDB_CI_DOCKER_TMPFS.
 set -euo pipefail
 
 DATA_ROOT="${LEADDB_CI_DOCKER_DATA_ROOT:-/var/lib/leaddb-ci/docker}"
@@ -29,8 +31,7 @@ PIDFILE="$RUN_DIR/dockerd.pid"
 EXEC_ROOT="$RUN_DIR/exec"
 LOG="$RUN_DIR/dockerd.log"
 TIMEOUT="${LEADDB_CI_DOCKER_TIMEOUT:-60}"
-VOLUMES_TMPFS="${LEADDB_CI_DOCKER_VOLUMES_TMPFS:-1}"
-VOLUMES="$DATA_ROOT/volumes"
+DATA_ROOT_TMPFS="${LEADDB_CI_DOCKER_TMPFS:-1}"
 HOST="unix://$SOCKET"
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
@@ -70,10 +71,10 @@ start() {
         log "already running (pid $pid) at $HOST"
     else
         install_engine
-        mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$VOLUMES"
+        mkdir -p "$DATA_ROOT" "$EXEC_ROOT"
         chmod 0700 "$RUN_DIR"
-        if [[ "$VOLUMES_TMPFS" == 1 ]] && ! mountpoint -q "$VOLUMES"; then
-            mount -t tmpfs -o size=4g,mode=0701 leaddb-ci-volumes "$VOLUMES"
+        if [[ "$DATA_ROOT_TMPFS" == 1 ]] && ! mountpoint -q "$DATA_ROOT"; then
+            mount -t tmpfs -o size=8g,mode=0710 leaddb-ci-docker "$DATA_ROOT"
         fi
         local flags=(
             --data-root "$DATA_ROOT"
@@ -134,12 +135,12 @@ stop() {
 }
 
 # dockerd leaves its default network namespace mounted under the exec root; the
-# volumes tmpfs goes with the engine
+# data root's tmpfs goes with the engine
 release_mounts() {
     local target
-    if mountpoint -q "$VOLUMES"; then
-        umount "$VOLUMES" 2>/dev/null || true
-    fi
+    while mountpoint -q "$DATA_ROOT"; do
+        umount "$DATA_ROOT" 2>/dev/null || break
+    done
     while read -r target; do
         umount "$target" 2>/dev/null || true
     done < <(awk -v root="$RUN_DIR/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r)
