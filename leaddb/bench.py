@@ -34,7 +34,14 @@ from leaddb.migrations import Migration
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
 MIN_RUNS_FOR_P99 = 100
-EXTRA_METRICS = ("apply only", "reapply", "psql -f per file", "fast reset (builds template)", "fast reset")
+EXTRA_METRICS = (
+    "bare boot (no migrations)",
+    "apply only",
+    "reapply",
+    "psql -f per file",
+    "fast reset (builds template)",
+    "fast reset",
+)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -178,14 +185,22 @@ def run(
 ) -> BenchResult:
     """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
     baseline = shutil.which("psql") is not None
+    bare = backend.without_init_files() if hasattr(backend, "without_init_files") else None
     records: list[dict] = []
     for i in range(runs):
+        bare_seconds = None
+        if bare is not None:
+            started = time.perf_counter()
+            bare.reset([])
+            bare_seconds = time.perf_counter() - started
         started = time.perf_counter()
         report: BootReport = backend.reset(migrations)
         record = {
             "total": time.perf_counter() - started,
             "phases": {p.name: p.seconds for p in report.phases},
         }
+        if bare_seconds is not None:
+            record["bare boot (no migrations)"] = bare_seconds
         record.update(measure_applies(backend, migrations, baseline=baseline))
         if fast_resets:
             # the first fast reset after a full one builds the template; the dev loop pays that once
@@ -209,6 +224,10 @@ def run(
         ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
             statistics.median(metrics["apply only"])
         )
+    if "bare boot (no migrations)" in metrics:
+        ratios["fresh boot with migrations / bare boot (median)"] = statistics.median(
+            metrics["fresh boot + apply (total)"]
+        ) / statistics.median(metrics["bare boot (no migrations)"])
     return BenchResult(
         backend=backend.name,
         runs=records,

@@ -24,6 +24,7 @@ and postgres is told to listen on 127.0.0.1 at the compose port only.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -192,6 +193,13 @@ class DockerBackend(Backend):
         self.password = env.get("POSTGRES_PASSWORD", "")
         self.dbname = env.get("POSTGRES_DB") or self.user
         self._client = None
+        self.init_files = True  # False: boot without the migrations mount (the bench's baseline)
+
+    def without_init_files(self) -> DockerBackend:
+        """The same service booting a bare server: what a boot costs without the migrations."""
+        bare = copy.copy(self)
+        bare.init_files = False
+        return bare
 
     # -- engine ------------------------------------------------------------------------
 
@@ -377,6 +385,8 @@ class DockerBackend(Backend):
 
         mounts = []
         for mount in self.service.mounts:
+            if mount.target == compose.INITDB_DIR and not self.init_files:
+                continue
             if mount.is_volume:
                 source = self.service.volume_names[mount.source]
                 mounts.append(Mount(str(mount.target), source, type="volume", read_only=mount.read_only))
