@@ -313,6 +313,19 @@ def bench(
     return result
 
 
+def print_targets(result) -> None:
+    total = result.summaries[0]
+    table(
+        f"spec targets, {result.backend} (fresh volume + all migrations, {total.runs} runs)",
+        ["percentile", "target", "measured", "verdict"],
+        [
+            [p, seconds(limit), seconds(getattr(total, p)), "pass" if result.verdict[p] else "FAIL"]
+            for p, limit in sorted(result.targets.items())
+        ],
+        right={1, 2},
+    )
+
+
 def print_bench(result) -> None:
     from leaddb import bench as harness
 
@@ -337,16 +350,7 @@ def print_bench(result) -> None:
     )
     for name, ratio in result.ratios.items():
         say(f"ratio {name}: {ratio:.1f}x")
-    total = result.summaries[0]
-    table(
-        "spec targets (fresh volume + all migrations)",
-        ["percentile", "target", "measured", "verdict"],
-        [
-            [p, seconds(limit), seconds(getattr(total, p)), "pass" if result.verdict[p] else "FAIL"]
-            for p, limit in sorted(result.targets.items())
-        ],
-        right={1, 2},
-    )
+    print_targets(result)
     goal_rows = []
     for metric, p, limit in GOALS.get(result.backend, []) + GOALS["any"]:
         summary = result.summary(metric)
@@ -405,13 +409,14 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         ("drift", lambda: drift(options)),
         ("bench", lambda: bench(options, runs=bench_runs)),
     ]
+    outcome: dict[str, object] = {}
     results: list[report.StepResult] = []
     failure: LeadDbError | None = None
     for name, step in steps:
         say(f"\n== {name}")
         started = time.perf_counter()
         try:
-            step()
+            outcome[name] = step()
         except LeadDbError as exc:
             failure = exc
             results.append(
@@ -431,6 +436,8 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         results, report_dir or options.project_dir / "reports", backend=backend.name
     )
     say(f"reports: {json_path} {junit_path}")
+    if "bench" in outcome:
+        print_targets(outcome["bench"])
     if failure:
         raise failure
     return results
