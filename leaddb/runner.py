@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import pq
 
-from leaddb.errors import MigrationError, NonIdempotentMigration
+from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
 
 # pg_advisory_lock key shared by every applier of this schema: "leaddb" in ASCII
@@ -62,7 +62,15 @@ def apply(
     """
     result = ApplyResult()
     started = time.perf_counter()
-    with connect(conninfo) as conn:
+    try:
+        conn = connect(conninfo)
+    except psycopg.OperationalError as exc:
+        # psycopg's message names host, port and database, never the password
+        raise BackendError(
+            f"cannot connect to the database: {str(exc).strip()}",
+            hint="check that the server runs (`invoke db.reset` creates one) and the DSN is right",
+        ) from None
+    with conn:
         notices: list[str] = []
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
         conn.execute("SET client_min_messages = notice")
@@ -75,6 +83,8 @@ def apply(
                 try:
                     conn.execute(statement.sql)  # type: ignore[arg-type]  # no params: sent as written
                 except psycopg.Error as exc:
+                    if conn.broken:
+                        raise _connection_lost(exc, migration, statement, project_dir) from None
                     _end_failed_transaction(conn)
                     raise _failure(exc, migration, statement, reapply, project_dir) from None
             file_result = FileResult(
@@ -91,6 +101,20 @@ def apply(
 def _end_failed_transaction(conn: psycopg.Connection) -> None:
     if conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
         conn.execute("ROLLBACK")
+
+
+def _connection_lost(
+    exc: psycopg.Error, migration: Migration, statement: Statement, project_dir: Path | None
+) -> MigrationError:
+    """The server went away mid-file: nothing is wrong with the file, and nothing of it was committed
+    unless the file itself commits statement by statement (no BEGIN)."""
+    where = f"{migration.display(project_dir)}:{statement.line}"
+    reason = " ".join(str(exc).split())
+    return MigrationError(
+        f"{where}: the connection to the server was lost while applying this statement ({reason})",
+        hint=f"start the server again and re-run the task; {migration.name}'s open transaction was "
+        "rolled back by the server, the files before it stay applied",
+    )
 
 
 def _failure(

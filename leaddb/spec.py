@@ -99,8 +99,10 @@ class Spec:
             start, end = tok.map
             closing = lines[end - 1].strip() if end - 1 < len(lines) else ""
             if end - start < 2 or not closing.startswith(tok.markup):
+                section = self.section_at(start + 1)
+                heading = f' (section "{section.heading}")' if section else ""
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{start + 1}: the ```sql fence opened here is never closed",
+                    f"{SPEC_FILENAME}:{start + 1}{heading}: the ```sql fence opened here is never closed",
                     hint="close the code block with ``` on a line of its own",
                 )
             first = tok.content.split("\n", 1)[0]

@@ -48,19 +48,25 @@ class DsnBackend(Backend):
             raise BackendError(f"invalid DSN {mask(dsn)}: {exc}") from None
         self.dsn = dsn
         self.dbname = self.params.get("dbname") or "postgres"
+        self._answered = False
 
     def conninfo(self, dbname: str | None = None) -> str:
+        if dbname in (None, self.dbname) and not self._answered:
+            # fail here, with the DSN masked, rather than later in psycopg with a traceback
+            self._connect(self.dbname).close()
+            self._answered = True
         return make_conninfo(self.dsn, dbname=dbname or self.dbname)
 
     def describe(self) -> str:
         return f"existing server {mask(self.dsn)}"
 
     def _connect(self, dbname: str) -> psycopg.Connection:
+        conninfo = make_conninfo(self.dsn, dbname=dbname)
         try:
-            return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10)
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise BackendError(
-                f"cannot connect to {mask(self.conninfo(dbname))}: {str(exc).strip()}",
+                f"cannot connect to {mask(conninfo)}: {str(exc).strip()}",
                 hint="check that the server runs and the DSN is right",
             ) from None
 

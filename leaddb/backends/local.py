@@ -30,6 +30,7 @@ from psycopg import sql
 
 from leaddb import compose, locks
 from leaddb.backends.base import Backend, BootReport
+from leaddb.console import say
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 
@@ -37,6 +38,8 @@ MARKER = ".leaddb-cluster"
 SERVER_USER = "postgres"
 DEFAULT_DBNAME = "leadgen"
 IS_WINDOWS = sys.platform == "win32"
+# where Debian/Ubuntu's postgresql-15 package puts the server binaries (not on PATH by default)
+PACKAGED_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
 # A throwaway development cluster: durability buys nothing here and costs seconds.
 SERVER_SETTINGS = {
@@ -91,8 +94,9 @@ def find_binary(name: str) -> Path:
         bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
         if (Path(bindir) / exe).is_file():
             return Path(bindir) / exe
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"15/bin/{exe}")):
-        return candidate
+    for bindir in PACKAGED_BINDIRS:
+        if (bindir / exe).is_file():
+            return bindir / exe
     raise BackendError(
         f"PostgreSQL 15 server binary {name!r} not found on PATH or via pg_config",
         hint="install PostgreSQL 15 (Debian/Ubuntu: apt-get install postgresql-15; Windows: the EDB "
@@ -104,6 +108,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_is_taken(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port; binds as the server does (SO_REUSEADDR on
+    POSIX), so a port in TIME_WAIT from this cluster's own last run counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if not IS_WINDOWS:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 @dataclass
@@ -143,6 +160,11 @@ class Cluster:
             raise BackendError(
                 f"no local cluster at {self.root}", hint="run `invoke db.reset --backend local` first"
             ) from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise BackendError(
+                f"cannot read the local cluster's state {self.state_file}: {exc}",
+                hint="`invoke db.reset --backend local` recreates the cluster; LEADDB_STATE_DIR moves it",
+            ) from None
 
     # -- process helpers -------------------------------------------------
     def _run(self, argv: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -164,11 +186,21 @@ class Cluster:
             )
         return done
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def _log_size(self) -> int:
         try:
-            tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_tail(self, since: int = 0, lines: int = 20) -> str:
+        """The last lines the server wrote after byte ``since`` (this start's, not older runs')."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
+        tail = text.splitlines()[-lines:]
         return (
             "\n  server log (" + str(self.log) + "):\n" + "\n".join("    " + t for t in tail) if tail else ""
         )
@@ -179,6 +211,7 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------
     def init(self, dbname: str) -> ClusterState:
+        initdb = find_binary("initdb")  # first: a missing binary must leave no half-made cluster
         self.root.mkdir(parents=True)
         (self.root / MARKER).write_text("created by leaddb; safe to remove with `invoke db.down`\n")
         self.root.chmod(0o755)
@@ -190,7 +223,7 @@ class Cluster:
         try:
             self._run(
                 [
-                    str(find_binary("initdb")),
+                    str(initdb),
                     "-D",
                     str(self.data),
                     "-U",
@@ -229,8 +262,27 @@ class Cluster:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
     def start(self, timeout: float = 30) -> None:
+        """Start the server; if another process has taken its port meanwhile, move the cluster
+        to a new free port and try once more."""
+        try:
+            self._start(timeout)
+        except BackendError:
+            state = self.state()
+            if not port_is_taken(state.port):
+                raise
+            taken, state.port = state.port, free_port()
+            say(f"local: port {taken} is taken by another process; moving the cluster to port {state.port}")
+            with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                conf.write(f"port = {state.port}  # leaddb: port {taken} was taken\n")
+            self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8")
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         """Start without ``pg_ctl -w`` (it polls at 100 ms) and watch ``postmaster.pid``
         for the postmaster's own "ready" status at 5 ms instead."""
+        log_from = self._log_size()
+        # a postmaster.pid left by a crashed server still says "ready": wait for the new one's
+        stale_pid = self._postmaster_pid()
         self._run(
             [str(find_binary("pg_ctl")), "-D", str(self.data), "-l", str(self.log), "-W", "start"],
             "starting the local PostgreSQL server",
@@ -239,16 +291,17 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             status = self._postmaster_status()
-            if status == "ready":
+            if status == "ready" and self._postmaster_pid() != stale_pid:
                 return
             if status is None and time.monotonic() > deadline - timeout + 1 and not self.is_running():
                 raise BackendError(
-                    f"the local PostgreSQL server exited during start-up{self._log_tail()}",
+                    f"the local PostgreSQL server exited during start-up{self._log_tail(log_from)}",
                     hint="see the server log above; `invoke db.down` removes the cluster",
                 )
             if time.monotonic() > deadline:
                 raise BackendError(
-                    f"the local PostgreSQL server was not ready within {timeout:.0f} s{self._log_tail()}",
+                    f"the local PostgreSQL server was not ready within {timeout:.0f} s"
+                    f"{self._log_tail(log_from)}",
                     hint="see the server log above; `invoke db.down` removes the cluster",
                 )
             time.sleep(0.005)
@@ -363,6 +416,15 @@ class LocalBackend(Backend):
         return env.get("POSTGRES_DB") or DEFAULT_DBNAME
 
     def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        try:
+            return self._reset(migrations)
+        except OSError as exc:  # the state directory cannot be created, written or removed
+            raise BackendError(
+                f"cannot create the local cluster under {self.cluster.root.parent}: {exc}",
+                hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
+            ) from None
+
+    def _reset(self, migrations: Sequence[Migration]) -> BootReport:
         report = BootReport(self.name)
         with locks.exclusive(self.cluster.root.parent / "reset.lock", f"db.reset of {self.cluster.root}"):
             self.cluster.check_owned()

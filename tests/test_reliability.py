@@ -1,0 +1,572 @@
+"""Faults and bad input through the tasks, as a user meets them: one clear message, the exit code,
+no traceback, and the database in a known state afterwards (issue 6, items 1-6; local backend).
+
+Every test drives ``python -m invoke`` in a copy of the project with a local-cluster state dir of
+its own. Slow steps inside a migration wait on a gate file the test controls, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from leaddb import catalog, compose, migrations, runner
+from leaddb.backends.local import MARKER, LocalBackend
+
+PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
+SPEC = "Technical-Architecture-Specification.md"
+MIGRATIONS = Path("api/db/migrations")
+WAIT = 60  # seconds: the bound of every polling loop
+
+
+class Workspace:
+    """A copy of the project, run through ``python -m invoke`` with its own LEADDB_STATE_DIR."""
+
+    def __init__(self, project_dir: Path) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="leaddb-rel-"))
+        for name in PROJECT_FILES:
+            shutil.copy(project_dir / name, self.root / name)
+        shutil.copytree(project_dir / "api", self.root / "api")
+        self.state = self.root / "state"
+        self.state.mkdir()
+        self.gate = self.root / "gate"  # the server (user postgres) writes here
+        self.gate.mkdir()
+        for path in (self.root, self.state):
+            path.chmod(0o755)
+        self.gate.chmod(0o777)
+        self.env = {**os.environ, "LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "invoke", *args]
+
+    def __call__(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.argv(*args),
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.argv(*args),
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def backend(self) -> LocalBackend:
+        return LocalBackend(self.root, state_dir=self.state)
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        return self.backend.conninfo(dbname)
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.root / MIGRATIONS / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+    def gated_migration(self, name: str, table: str) -> Path:
+        """A migration that creates ``table``, says it has started (gate/entered), then holds its
+        transaction open until gate/release exists (at most 60 s, inside the server)."""
+        return self.write(
+            name,
+            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
+            f"COPY (SELECT 1) TO '{self.gate}/entered';\n"
+            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
+            f"        EXIT WHEN (pg_stat_file('{self.gate}/release', true)).size IS NOT NULL;\n"
+            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n",
+        )
+
+    def wait_entered(self, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + WAIT
+        while not (self.gate / "entered").exists():
+            if process.poll() is not None:
+                out, err = process.communicate()
+                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
+            assert time.monotonic() < deadline, "the gated migration never started"
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        (self.gate / "release").touch()
+
+    def remove(self) -> None:
+        self("db.down")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def clean(result: subprocess.CompletedProcess) -> str:
+    """The user-facing output, checked to carry no traceback."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    return result.stderr
+
+
+def relations(conninfo: str) -> set[str]:
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace")
+        return {r[0] for r in rows}
+
+
+@pytest.fixture
+def workspace(project_dir):
+    ws = Workspace(project_dir)
+    yield ws
+    ws.remove()
+
+
+@pytest.fixture(scope="module")
+def applied(project_dir):
+    """One workspace with a reset cluster, shared by the bad-input tests: each restores it."""
+    ws = Workspace(project_dir)
+    result = ws("db.reset")
+    assert result.returncode == 0, result.stderr
+    yield ws
+    ws.remove()
+
+
+@pytest.fixture
+def scratch(applied):
+    """The shared workspace; afterwards its migrations, spec and schema are as the reset left them."""
+    before = catalog.snapshot_of(applied.conninfo())
+    spec = (applied.root / SPEC).read_text(encoding="utf-8")
+    originals = set((applied.root / MIGRATIONS).iterdir())
+    yield applied
+    for path in set((applied.root / MIGRATIONS).iterdir()) - originals:
+        path.unlink()
+    (applied.root / SPEC).write_text(spec, encoding="utf-8")
+    with psycopg.connect(applied.conninfo(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS probe_kept")
+    assert catalog.snapshot_of(applied.conninfo()) == before
+
+
+# -- 1. bad migrations -----------------------------------------------------------------------
+
+KEPT = "BEGIN;\nCREATE TABLE IF NOT EXISTS probe_kept (id int);\nCOMMIT;\n"
+
+REFUSED_BEFORE_ANYTHING_RUNS = {
+    "syntax error": (
+        {"0008_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCREAT TABLE probe_x ();\nCOMMIT;\n"},
+        ["0008_probe.sql:3: syntax error", "CREAT TABLE probe_x", "next step: fix the statement"],
+    ),
+    "psql meta-command": (
+        {"0008_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\n\\i other.sql\nCOMMIT;\n"},
+        ["0008_probe.sql:3: psql meta-command", "i other.sql", "next step: migrations are plain SQL"],
+    ),
+    "CRLF": (
+        {"0008_probe.sql": b"BEGIN;\r\nCREATE TABLE probe_bad (id int);\r\nCOMMIT;\r\n"},
+        ["0008_probe.sql:1: CRLF line ending", "next step: save it with LF endings"],
+    ),
+    "byte-order mark": (
+        {"0008_probe.sql": b"\xef\xbb\xbfBEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
+        ["0008_probe.sql:1: starts with a UTF-8 byte-order mark", "without BOM"],
+    ),
+    "empty file": (
+        {"0008_probe.sql": "\n\n"},
+        ["0008_probe.sql: empty migration", "next step: write its SQL or remove the file"],
+    ),
+    "gap in the numbers": (
+        {"0009_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
+        ["0009_probe.sql: expected number 0008, found 0009", "number migrations contiguously"],
+    ),
+    "duplicate number": (
+        {"0007_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
+        ["duplicate number 0007: 0007_invoices.sql, 0007_probe.sql", "number migrations contiguously"],
+    ),
+    "outside the naming pattern": (
+        {"0008-Probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
+        ["0008-Probe.sql: not a migration file name (expected NNNN_snake_name.sql)", "rename it"],
+    ),
+    "not SQL at all": (
+        {"README.txt": "notes\n"},
+        ["README.txt: not a migration file name", "move it out of the migrations directory"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_BEFORE_ANYTHING_RUNS, ids=list(REFUSED_BEFORE_ANYTHING_RUNS))
+def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
+    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
+    before = catalog.snapshot_of(scratch.conninfo())
+    for name, content in files.items():
+        scratch.write(name, content)
+    result = scratch("db.apply")
+    assert result.returncode == 1, result.stdout
+    message = clean(result)
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+    assert len(message.strip().splitlines()) <= 4  # one message, not a dump
+    # nothing ran: not even the valid files before it were sent again, and no object appeared
+    assert "apply:" not in result.stdout
+    assert catalog.snapshot_of(scratch.conninfo()) == before
+
+
+FAILING_ON_THE_SERVER = {
+    "unknown type": (
+        "BEGIN;\nCREATE TABLE probe_bad (id int);\nCREATE TABLE probe_bad2 (x no_such_type);\nCOMMIT;\n",
+        3,
+        "42704",
+        'type "no_such_type" does not exist',
+        "CREATE TABLE probe_bad2 (x no_such_type)",
+    ),
+    "CHECK added over existing rows": (
+        "BEGIN;\nCREATE TABLE probe_bad (v int);\nINSERT INTO probe_bad VALUES (-1);\n"
+        "ALTER TABLE probe_bad\n    ADD CONSTRAINT probe_bad_v_check CHECK (v > 0);\nCOMMIT;\n",
+        4,
+        "23514",
+        'check constraint "probe_bad_v_check" of relation "probe_bad" is violated by some row',
+        "ALTER TABLE probe_bad\n        ADD CONSTRAINT probe_bad_v_check CHECK (v > 0)",
+    ),
+    "INSERT violating a schema constraint": (
+        "BEGIN;\nCREATE TABLE probe_bad (id int);\n"
+        "INSERT INTO markets (code, name, country_code, timezone)\n"
+        "    VALUES ('Not A Slug', 'x', 'US', 'America/Chicago');\nCOMMIT;\n",
+        3,
+        "23514",
+        'violates check constraint "markets_code_format_check"',
+        "INSERT INTO markets (code, name, country_code, timezone)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FAILING_ON_THE_SERVER, ids=list(FAILING_ON_THE_SERVER))
+def test_failing_file_leaves_nothing_and_files_before_it_stay(scratch, case):
+    text, line, sqlstate, reason, statement = FAILING_ON_THE_SERVER[case]
+    scratch.write("0008_kept.sql", KEPT)
+    scratch.write("0009_probe.sql", text)
+    result = scratch("db.apply")
+    assert result.returncode == 1, result.stdout
+    message = clean(result)
+    assert message.startswith(f"api/db/migrations/0009_probe.sql:{line}: "), message
+    assert reason in message and f"[SQLSTATE {sqlstate}]" in message
+    assert statement in message
+    assert "next step: fix 0009_probe.sql; its transaction was rolled back" in message
+    live = relations(scratch.conninfo())
+    assert "probe_kept" in live  # the file before it stays applied
+    assert not {"probe_bad", "probe_bad2"} & live  # the failing file left nothing
+    with psycopg.connect(scratch.conninfo()) as conn:
+        assert conn.execute("SELECT count(*) FROM markets").fetchone()[0] == 0
+    # fixing the file is all it takes: the next apply completes
+    scratch.write("0009_probe.sql", "BEGIN;\nCREATE TABLE IF NOT EXISTS probe_kept (id int);\nCOMMIT;\n")
+    assert scratch("db.apply").returncode == 0
+
+
+# -- 2. bad spec -------------------------------------------------------------------------------
+
+
+def edit_spec(ws: Workspace, old: str, new: str, count: int = 1) -> None:
+    path = ws.root / SPEC
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) >= count, old
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+def spec_line(ws: Workspace, fragment: str) -> int:
+    lines = (ws.root / SPEC).read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if fragment in line)
+
+
+def test_spec_without_a_declaration_exits_2_citing_the_heading(scratch):
+    edit_spec(scratch, "- Migrations directory: `api/db/migrations`\n", "")
+    heading = spec_line(scratch, "## Migrations: directory and tooling")
+    for task in ("db.apply", "db.reapply", "db.reset"):
+        result = scratch(task)
+        assert result.returncode == 2, (task, result.stdout)
+        message = clean(result)
+        assert message.startswith("MIGRATION_PATH_UNSPECIFIED: the spec does not declare")
+        assert f'{SPEC}:{heading}, section "Migrations: directory and tooling"' in message
+    assert scratch.backend.cluster.is_running()  # the refused reset removed nothing
+
+
+def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
+    edit_spec(
+        scratch,
+        "- Migrations directory: `api/db/migrations`\n",
+        "- Migrations directory: `api/db/migrations`\n- Migrations directory: `db/migrations`\n",
+    )
+    first = spec_line(scratch, "Migrations directory: `api/db/migrations`")
+    result = scratch("db.apply")
+    assert result.returncode == 2
+    message = clean(result)
+    assert "contradicting migrations directories" in message
+    assert f"`api/db/migrations` at line {first}" in message
+    assert f"`db/migrations` at line {first + 1}" in message
+
+
+def test_spec_block_naming_a_missing_file_is_schema_drift(scratch):
+    edit_spec(
+        scratch,
+        "-- migration: api/db/migrations/0007_invoices.sql",
+        "-- migration: api/db/migrations/0007_invoicing.sql",
+    )
+    line = spec_line(scratch, "-- migration: api/db/migrations/0007_invoicing.sql")
+    result = scratch("db.drift")
+    assert result.returncode == 3, result.stdout
+    message = clean(result)
+    assert message.startswith("SCHEMA_DRIFT: 1 difference(s)")
+    assert (
+        f'spec block {SPEC}:{line} (section "Migrations"): names api/db/migrations/0007_invoicing.sql, '
+        "which does not exist" in message
+    )
+
+
+def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(scratch):
+    path = scratch.root / SPEC
+    lines = path.read_text(encoding="utf-8").split("\n")
+    closing = max(i for i, line in enumerate(lines) if line.strip() == "```")
+    opening = max(i for i, line in enumerate(lines[:closing]) if line.strip() == "```sql")
+    del lines[closing]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    result = scratch("db.drift")
+    assert result.returncode == 1
+    message = clean(result)
+    assert message.startswith(
+        f'{SPEC}:{opening + 1} (section "Optional objects"): the ```sql fence opened here is never closed'
+    )
+    assert "next step: close the code block" in message
+
+
+# -- 3. concurrency ----------------------------------------------------------------------------
+
+
+def test_four_concurrent_applies_all_succeed_and_equal_one_apply(workspace):
+    assert workspace("db.reset").returncode == 0
+    single = catalog.snapshot_of(workspace.conninfo())
+    dbname = workspace.backend.cluster.state().dbname
+    with psycopg.connect(workspace.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    processes = [workspace.popen("db.apply") for _ in range(4)]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+    for code, out, err in outcomes:
+        assert code == 0, err
+        assert "apply: 7 files" in out
+    assert catalog.snapshot_of(workspace.conninfo()) == single
+
+
+def test_second_reset_while_one_runs_is_refused_and_the_first_completes(workspace):
+    workspace.gated_migration("0008_gate.sql", "probe_gate")
+    first = workspace.popen("db.reset")
+    try:
+        workspace.wait_entered(first)
+        second = workspace("db.reset")
+        assert second.returncode == 1
+        message = clean(second)
+        assert message.startswith(f"another db.reset of {workspace.state / 'cluster'} is running (pid ")
+        assert "next step: wait for it to finish; nothing was changed by this one" in message
+    finally:
+        workspace.release()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "probe_gate" in relations(workspace.conninfo())  # the first reset's cluster is whole
+
+
+# -- 4. crash ----------------------------------------------------------------------------------
+
+
+def wait_until_gone(pid: int) -> None:
+    """Until the killed postmaster is reaped: a zombie still owns postmaster.pid for the server."""
+    deadline = time.monotonic() + WAIT
+    while Path(f"/proc/{pid}").exists() or (os.name != "posix" and _pid_exists(pid)):
+        assert time.monotonic() < deadline, f"pid {pid} still exists"
+        time.sleep(0.02)
+
+
+def _pid_exists(pid: int) -> bool:  # pragma: no cover - non-Linux only
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to await the killed server")
+def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fresh_db):
+    assert workspace("db.reset").returncode == 0
+    workspace.gated_migration("0008_crash.sql", "crash_probe")
+    applying = workspace.popen("db.apply")
+    workspace.wait_entered(applying)
+    postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    out, err = applying.communicate(timeout=60)
+    assert applying.returncode == 1
+    assert "Traceback" not in err
+    assert err.startswith("api/db/migrations/0008_crash.sql:4: the connection to the server was lost")
+    assert "next step: start the server again and re-run the task" in err
+    wait_until_gone(postmaster)
+
+    workspace.release()
+    again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
+    assert again.returncode == 0, again.stderr
+    assert "apply: 8 files" in again.stdout
+    clean_db = fresh_db(None)
+    runner.apply(clean_db, migrations.load(workspace.root))
+    assert catalog.snapshot_of(workspace.conninfo()) == catalog.snapshot_of(clean_db)
+
+
+# -- 5. timeouts and resources -----------------------------------------------------------------
+
+
+def test_port_taken_while_stopped_moves_the_cluster_to_a_free_port(workspace):
+    assert workspace("db.reset").returncode == 0
+    workspace.backend.cluster.stop()
+    old_port = workspace.backend.cluster.state().port
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old_port))
+        squatter.listen()
+        result = workspace("db.apply")
+        assert result.returncode == 0, result.stderr
+    new_port = workspace.backend.cluster.state().port
+    assert new_port != old_port
+    assert f"local: port {old_port} is taken by another process; moving the cluster to port {new_port}" in (
+        result.stdout
+    )
+    with psycopg.connect(workspace.conninfo()) as conn:
+        assert conn.execute("SHOW port").fetchone()[0] == str(new_port)
+
+
+def test_start_failure_reports_this_starts_server_log_lines(workspace):
+    assert workspace("db.reset").returncode == 0
+    cluster = workspace.backend.cluster
+    cluster.stop()
+    with (cluster.data / "postgresql.conf").open("a") as conf:
+        conf.write("shared_buffers = 'plenty'\n")
+    result = workspace("db.apply")
+    assert result.returncode == 1
+    message = clean(result)
+    assert "the local PostgreSQL server exited during start-up" in message
+    assert f"server log ({cluster.log})" in message
+    assert 'invalid value for parameter "shared_buffers": "plenty"' in message
+    assert "ready to accept connections" not in message  # the first boot's lines are not this start's
+    assert "next step:" in message
+
+
+def test_read_only_data_directory_is_a_clear_start_failure(workspace):
+    assert workspace("db.reset").returncode == 0
+    cluster = workspace.backend.cluster
+    cluster.stop()
+    cluster.data.chmod(0o500)
+    try:
+        result = workspace("db.apply")
+    finally:
+        cluster.data.chmod(0o700)
+    assert result.returncode == 1
+    message = clean(result)
+    assert 'could not create lock file "postmaster.pid": Permission denied' in message
+    assert workspace("db.apply").returncode == 0  # writable again: it starts
+
+
+def test_unwritable_state_directory_is_a_clear_message(workspace):
+    blocker = workspace.root / "not-a-directory"
+    blocker.write_text("a file where the state directory should go\n")
+    result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
+    assert result.returncode == 1
+    message = clean(result)
+    assert message.startswith(f"cannot create the local cluster under {blocker / 'state'}")
+    assert "Not a directory" in message
+    assert "next step: point LEADDB_STATE_DIR at a writable directory" in message
+    assert blocker.read_text().startswith("a file")
+
+
+def test_missing_postgres_binaries_name_what_to_install(workspace):
+    # PATH without the binaries and pg_config; the Debian package directory hidden as well
+    program = (
+        "import leaddb.backends.local as local; local.PACKAGED_BINDIRS = ();"
+        "from invoke.main import program; program.run(['invoke', 'db.reset'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=workspace.root,
+        env={**workspace.env, "PATH": str(workspace.root / "no-bin")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    message = clean(result)
+    assert message.startswith("PostgreSQL 15 server binary 'initdb' not found on PATH or via pg_config")
+    assert "apt-get install postgresql-15" in message and "--backend docker" in message
+    assert not (workspace.state / "cluster").exists()  # nothing half-made
+
+
+# -- 6. ownership and secrets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["db.reset", "db.down", "db.apply"])
+def test_a_state_directory_without_the_marker_is_never_touched(workspace, task):
+    foreign = workspace.state / "cluster"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("not yours\n")
+    result = workspace(task)
+    assert result.returncode == 1
+    message = clean(result)
+    assert f"{foreign} exists but has no {MARKER} marker: it was not created by this tool" in message
+    assert "next step: refusing to touch it" in message
+    assert sorted(p.name for p in foreign.iterdir()) == ["precious.txt"]
+
+
+def test_dsn_password_never_appears_in_output_or_files(workspace, server):
+    state = server.cluster.state()
+    password = state.password
+    dbname = f"ws_secret_{os.getpid()}"
+    dsn = f"host=127.0.0.1 port={state.port} user=postgres password={password} dbname={dbname}"
+    uri = f"postgresql://postgres:{password}@127.0.0.1:{state.port}/{dbname}"
+    wrong_db = dsn.replace(f"dbname={dbname}", "dbname=no_such_db")
+    wrong_password = uri.replace(password, password[::-1])
+
+    def run(task: str, conninfo: str, expect: int) -> str:
+        result = workspace(task, "--backend", "dsn", "--dsn", conninfo)
+        assert result.returncode == expect, (task, result.stdout, result.stderr)
+        clean(result)
+        return result.stdout + result.stderr
+
+    outputs = []
+    try:
+        outputs.append(run("db.reset", dsn, 0))
+        for task in ("db.apply", "db.reapply", "db.introspect", "db.drift", "db.down"):
+            outputs.append(run(task, uri, 0))
+        outputs.append(run("db.apply", wrong_db, 1))
+        outputs.append(run("db.drift", wrong_password, 1))
+        outputs.append(run("db.apply", f"host=127.0.0.1 password={password} junk", 1))
+        workspace.write("0008_probe.sql", "BEGIN;\nCREATE TABLE probe (x no_such_type);\nCOMMIT;\n")
+        outputs.append(run("db.apply", dsn, 1))
+    finally:
+        with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    text = "\n".join(outputs)
+    assert 'database "no_such_db" does not exist' in text  # the failures did say what went wrong
+    assert "password authentication failed" in text
+    assert password not in text
+    for path in workspace.root.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    assert password not in server.cluster.log.read_text(errors="replace")
+
+
+def test_compose_binds_to_loopback_and_never_trusts_tcp(project_dir):
+    for environ in ({}, {"POSTGRES_PORT": "6543"}):
+        service = compose.load_service(project_dir, environ=environ)
+        assert service.ports, "the service publishes its port"
+        assert {p.host_ip for p in service.ports} == {"127.0.0.1"}
+        env = service.environment
+        assert env.get("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256") != "trust"
+        assert "trust" not in env.get("POSTGRES_INITDB_ARGS", "")
+        assert env.get("POSTGRES_PASSWORD"), "without a password the image would need trust"
+        assert "trust" not in json.dumps(service.raw.get("command") or "")
