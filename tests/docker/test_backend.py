@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import psycopg
 import pytest
-from docker_support import GOOD_MIGRATIONS, write_migrations
+from docker_support import GOOD_MIGRATIONS, wait_for_log, write_migrations
 
 from leaddb.backends.docker import COMPOSE_VERSION, LABEL
 from leaddb.errors import BackendError, NonIdempotentMigration
@@ -228,3 +229,47 @@ def test_unreachable_engine_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(BackendError, match="no Docker engine answered at unix://") as raised:
         connect_engine()
     assert "next step:" in str(raised.value)
+
+
+def test_container_killed_during_init_then_next_reset_recovers(
+    make_backend, project, project_name, docker_client
+):
+    directory = project / "api" / "db" / "migrations"
+    write_migrations(
+        directory,
+        {
+            "0001_widgets.sql": GOOD_MIGRATIONS["0001_widgets.sql"],
+            "0002_slow.sql": "SELECT pg_sleep(60);\n",
+        },
+    )
+    backend = make_backend()
+    failures: list[BaseException] = []
+
+    def reset():
+        try:
+            backend.reset(migrations_of(project))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            failures.append(exc)
+
+    thread = threading.Thread(target=reset)
+    thread.start()
+    deadline = time.monotonic() + 60
+    container = None
+    while container is None and time.monotonic() < deadline:
+        found = docker_client.containers.list(filters={"name": f"{project_name}-postgres-1"})
+        container = found[0] if found else None
+        time.sleep(0.05)
+    assert container is not None, "the reset never started its container"
+    wait_for_log(container, "running /docker-entrypoint-initdb.d/0002_slow.sql")
+    container.kill()
+    thread.join(timeout=120)
+    assert len(failures) == 1 and isinstance(failures[0], BackendError), failures
+    assert "half-initialised" in str(failures[0])
+
+    write_migrations(directory, GOOD_MIGRATIONS)
+    backend.reset(migrations_of(project))  # removes the half-initialised volume and starts over
+    assert fetch(backend, "SELECT count(*) FROM widgets") == [(0,)]
+    assert (
+        "running /docker-entrypoint-initdb.d/0001_widgets.sql"
+        in docker_client.containers.get(f"{project_name}-postgres-1").logs().decode()
+    )
