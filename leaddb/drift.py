@@ -64,7 +64,7 @@ def _definition(obj: CatalogObject | None, side: str) -> str:
     return f" ({side}: {definition})" if definition else ""
 
 
-def _owner_table(obj: CatalogObject) -> str | None:
+def owner_table(obj: CatalogObject) -> str | None:
     if obj.kind in ("column", "constraint", "trigger"):
         return obj.name.split(".", 1)[0]
     if obj.kind == "index":
@@ -87,7 +87,7 @@ def diff(live: Snapshot, spec: Snapshot) -> list[Difference]:
     return [
         d
         for d in differences
-        if not (d.kind in _TABLE_PARTS and (_owner_table(d.live or d.spec), d.change) in whole_tables)
+        if not (d.kind in _TABLE_PARTS and (owner_table(d.live or d.spec), d.change) in whole_tables)
     ]
 
 

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from leaddb import backends, migrations
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from leaddb import backends, catalog, migrations
+from leaddb import bench as harness
+from leaddb import fast as fast_path
+from leaddb import lint as destructive
+from leaddb import report as reports
 from leaddb.backends.base import Backend, BootReport
-from leaddb.console import say, seconds, table
+from leaddb.console import console, say, seconds, table
+from leaddb.drift import coverage, diff, expected_snapshot, owner_table, verbatim_differences
+from leaddb.errors import (
+    BenchmarkTargetMissed,
+    LeadDbError,
+    MigrationError,
+    NonIdempotentMigration,
+    SchemaDrift,
+)
 from leaddb.runner import ApplyResult
+from leaddb.spec import SPEC_FILENAME, Spec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,8 +63,6 @@ def print_apply(result: ApplyResult, project_dir: Path, title: str) -> None:
 
 
 def reset(options: Options, *, force: bool = False, fast: bool = False) -> BootReport:
-    from leaddb import fast as fast_path
-
     backend, files = _prepare(options)
     say(f"resetting {backend.describe()}{' (fast: recreate from the template database)' if fast else ''}")
     report = fast_path.reset(backend, files) if fast else backend.reset(files, force=force)
@@ -66,10 +80,6 @@ def apply(options: Options) -> ApplyResult:
 
 def reapply(options: Options) -> ApplyResult:
     """Apply every file again on the applied database: any error is NON_IDEMPOTENT_MIGRATION."""
-    from leaddb import catalog
-    from leaddb.drift import diff
-    from leaddb.errors import NonIdempotentMigration
-
     backend, files = _prepare(options)
     before = catalog.snapshot_of(backend.conninfo())
     result = backend.apply(files, reapply=True)
@@ -92,43 +102,21 @@ def down(options: Options) -> str:
     return message
 
 
-def timed(label: str):
-    """Print a step's name, then its time when it ends."""
-
-    class _Step:
-        def __enter__(self):
-            self.started = time.perf_counter()
-            say(f"── {label}")
-            return self
-
-        def __exit__(self, *exc):
-            self.seconds = time.perf_counter() - self.started
-            say(f"── {label}: {'failed' if exc[0] else 'ok'} in {seconds(self.seconds)}")
-
-    return _Step()
-
-
 # -- introspection and drift -----------------------------------------------------------
 
 DESCRIBED_TABLES = ("leads", "sources", "offers")
 
 
 def _live_and_spec(backend: Backend, options: Options):
-    from leaddb import catalog, drift
-    from leaddb.spec import SPEC_FILENAME, Spec
-
     spec = Spec.load(options.project_dir / SPEC_FILENAME)
     live = catalog.snapshot_of(backend.conninfo())
-    expected = drift.expected_snapshot(spec, backend.conninfo("postgres"), backend.conninfo)
+    expected = expected_snapshot(spec, backend.conninfo("postgres"), backend.conninfo)
     return spec, live, expected
 
 
 def _check_drift(spec, live, expected, options: Options) -> None:
-    from leaddb import drift
-    from leaddb.errors import SchemaDrift
-
-    problems = [d.describe() for d in drift.diff(live, expected)]
-    problems += drift.verbatim_differences(spec, options.project_dir)
+    problems = [d.describe() for d in diff(live, expected)]
+    problems += verbatim_differences(spec, options.project_dir)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise SchemaDrift(
@@ -162,14 +150,12 @@ def describe_table(live, name: str) -> None:
 
 
 def introspect(options: Options, json_path: Path | None = None):
-    from leaddb import drift
-
     backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
     spec, live, expected = _live_and_spec(backend, options)
     rows = []
     for t in live.of_kind("table"):
         parts = {
-            k: sum(1 for o in live.of_kind(k) if drift._owner_table(o) == t.name)
+            k: sum(1 for o in live.of_kind(k) if owner_table(o) == t.name)
             for k in ("column", "constraint", "index")
         }
         rows.append(["public", t.name, "table", parts["column"], parts["constraint"], parts["index"]])
@@ -182,7 +168,7 @@ def introspect(options: Options, json_path: Path | None = None):
     for name in DESCRIBED_TABLES:
         if live.get("table", name):
             describe_table(live, name)
-    cover = drift.coverage(live, expected)
+    cover = coverage(live, expected)
     table(
         "coverage of the spec",
         ["kind", "present", "specified", "coverage"],
@@ -209,10 +195,6 @@ SCHEMA_DUMP = Path("api/db/schema.snapshot.json")
 def drift(options: Options, *, check_dump: bool = True) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import catalog
-    from leaddb.drift import diff
-    from leaddb.errors import SchemaDrift
-
     started = time.perf_counter()
     backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
     spec, live, expected = _live_and_spec(backend, options)
@@ -233,8 +215,6 @@ def drift(options: Options, *, check_dump: bool = True) -> None:
 
 def dump(options: Options) -> Path:
     """Write the normalised catalog snapshot of the live database to api/db/."""
-    from leaddb import catalog
-
     backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
     path = options.project_dir / SCHEMA_DUMP
     catalog.snapshot_of(backend.conninfo()).save(path)
@@ -261,15 +241,6 @@ def bench(
     scale: str = "",
     fast_resets: bool = True,
 ):
-    from datetime import UTC, datetime
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from leaddb import bench as harness
-    from leaddb.console import console
-    from leaddb.errors import BenchmarkTargetMissed, LeadDbError
-    from leaddb.spec import SPEC_FILENAME, Spec
-
     if runs < 1:
         raise LeadDbError("--runs must be at least 1")
     counts = [int(c) for c in scale.split(",") if c.strip()] if scale else []
@@ -327,8 +298,6 @@ def print_targets(result) -> None:
 
 
 def print_bench(result) -> None:
-    from leaddb import bench as harness
-
     rows = [
         [
             s.metric,
@@ -397,9 +366,6 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
 
     Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome.
     """
-    from leaddb import report
-    from leaddb.errors import LeadDbError
-
     backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
     options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
     steps = [
@@ -410,7 +376,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         ("bench", lambda: bench(options, runs=bench_runs)),
     ]
     outcome: dict[str, object] = {}
-    results: list[report.StepResult] = []
+    results: list[reports.StepResult] = []
     failure: LeadDbError | None = None
     for name, step in steps:
         say(f"\n== {name}")
@@ -420,11 +386,11 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         except LeadDbError as exc:
             failure = exc
             results.append(
-                report.StepResult(name, time.perf_counter() - started, False, exc.exit_code, str(exc))
+                reports.StepResult(name, time.perf_counter() - started, False, exc.exit_code, str(exc))
             )
             say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
             break
-        results.append(report.StepResult(name, time.perf_counter() - started, True))
+        results.append(reports.StepResult(name, time.perf_counter() - started, True))
         say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     table(
         f"verify ({backend.name})",
@@ -432,7 +398,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         [[r.name, "ok" if r.ok else f"FAILED (exit {r.exit_code})", seconds(r.seconds)] for r in results],
         right={2},
     )
-    json_path, junit_path = report.write(
+    json_path, junit_path = reports.write(
         results, report_dir or options.project_dir / "reports", backend=backend.name
     )
     say(f"reports: {json_path} {junit_path}")
@@ -445,10 +411,6 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
 
 def lint(options: Options) -> None:
     """Refuse destructive statements in the migrations unless the spec allows them."""
-    from leaddb import lint as destructive
-    from leaddb.errors import MigrationError
-    from leaddb.spec import SPEC_FILENAME, Spec
-
     files = migrations.load(options.project_dir)
     findings = destructive.check(files, Spec.load(options.project_dir / SPEC_FILENAME))
     if findings:
