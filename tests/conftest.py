@@ -15,7 +15,8 @@ import pytest
 from psycopg import sql
 
 from leaddb import migrations, runner
-from leaddb.backends.local import LocalBackend, create_database, scratch_root
+from leaddb.backends.local import LocalBackend, create_database, find_binary, scratch_root
+from leaddb.errors import BackendError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TEMPLATE = "leaddb_template"
@@ -35,6 +36,10 @@ def migration_files() -> list[migrations.Migration]:
 @pytest.fixture(scope="session")
 def local_backend():
     """A local cluster of the suite's own, in a state dir of its own; removed at the end."""
+    try:
+        find_binary("initdb")
+    except BackendError as exc:  # one clear message for the run, not one error per test
+        pytest.exit(f"the test suite needs the PostgreSQL 15 server binaries: {exc}", returncode=1)
     state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-", dir=scratch_root()))
     state_dir.chmod(0o755)
     backend = LocalBackend(PROJECT_DIR, state_dir=state_dir)
