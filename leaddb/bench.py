@@ -307,3 +307,28 @@ def plot(result: BenchResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_scale(rows: Sequence[dict], path: Path) -> None:
+    """The growth curve: seconds against files, runner and psql -f per file (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [r["files"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(files, [r["runner_s"] for r in rows], marker="o", label="leaddb runner (one connection)")
+    if all("psql_s" in r for r in rows):
+        ax.plot(files, [r["psql_s"] for r in rows], marker="s", label="psql -f per file")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("migration files (a table and an index each)")
+    ax.set_ylabel("seconds (log)")
+    ax.set_title("apply time as the schema grows")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -272,6 +272,8 @@ def bench(
     stem = options.project_dir / "benchmarks" / "results" / f"{stamp}-{backend.name}"
     harness.save(result, stem.with_suffix(".json"))
     harness.plot(result, stem.with_suffix(".png"))
+    if result.scale:
+        harness.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
     say(f"results: {stem.with_suffix('.json')} and .png")
     if json_path:
         harness.save(result, json_path)

@@ -485,6 +485,23 @@ def test_unwritable_state_directory_is_a_clear_message(workspace):
     assert blocker.read_text().startswith("a file")
 
 
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_during_initdb_is_a_clear_message(workspace):
+    full = Path(tempfile.mkdtemp(prefix="leaddb-full-"))
+    full.chmod(0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "leaddb-full", str(full)], check=True)
+    try:
+        result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(full / "state")})
+        assert result.returncode == 1
+        message = clean(result)
+        assert message.startswith("initdb failed")
+        assert "No space left on device" in message
+        assert "next step:" in message
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+        shutil.rmtree(full, ignore_errors=True)
+
+
 def test_missing_postgres_binaries_name_what_to_install(workspace):
     # PATH without the binaries and pg_config; the Debian package directory hidden as well
     program = (
