@@ -44,12 +44,13 @@ def _expected_failures(body):
     help={
         **COMMON_HELP,
         "force": "with docker/dsn: also remove a volume or database this tool did not create",
+        "fast": "keep the running server; recreate the database from a template built once per migration set",
     }
 )
 @_expected_failures
-def reset(c, backend=None, dsn=None, force=False):
+def reset(c, backend=None, dsn=None, force=False, fast=False):
     """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
-    workflow.reset(_options(c, backend, dsn), force=force)
+    workflow.reset(_options(c, backend, dsn), force=force, fast=fast)
 
 
 @task(help=COMMON_HELP)

@@ -116,8 +116,9 @@ def split_statements(text: str, filename: str) -> tuple[Statement, ...]:
         raw = pglast.parse_sql(text)
     except ParseError as exc:
         message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
-        line = _line_of(text, offset)
-        source_line = text.splitlines()[line - 1] if text else ""
+        lines = text.splitlines()
+        line = min(_line_of(text, offset), len(lines))  # at end of input the parser points past the end
+        source_line = lines[line - 1] if lines else ""
         raise MigrationError(
             f"{filename}:{line}: syntax error: {message}\n    {source_line.strip()}",
             hint="fix the statement; the file was not applied",

@@ -73,7 +73,6 @@ def apply(
     with conn:
         notices: list[str] = []
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        conn.execute("SET client_min_messages = notice")
         conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         result.lock_wait_seconds = time.perf_counter() - started
         for migration in migrations:
@@ -85,8 +84,9 @@ def apply(
                 except psycopg.Error as exc:
                     if conn.broken:
                         raise _connection_lost(exc, migration, statement, project_dir) from None
-                    _end_failed_transaction(conn)
-                    raise _failure(exc, migration, statement, reapply, project_dir) from None
+                    in_transaction = _end_failed_transaction(conn)
+                    raise _failure(exc, migration, statement, reapply, project_dir, in_transaction) from None
+            _end_of_file(conn, migration, project_dir)
             file_result = FileResult(
                 migration, time.perf_counter() - file_started, len(migration.statements), tuple(notices)
             )
@@ -98,9 +98,30 @@ def apply(
     return result
 
 
-def _end_failed_transaction(conn: psycopg.Connection) -> None:
+def _end_failed_transaction(conn: psycopg.Connection) -> bool:
+    """Roll back an open transaction; whether there was one (so nothing of the file stayed)."""
     if conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
         conn.execute("ROLLBACK")
+        return True
+    return False
+
+
+def _end_of_file(conn: psycopg.Connection, migration: Migration, project_dir: Path | None) -> None:
+    """What the end of a ``psql -f`` session does: an open transaction is rolled back and
+    session settings are gone. psql does the rollback silently; a file that opens a
+    transaction and never commits it is a bug, so it is reported."""
+    if _end_failed_transaction(conn):
+        raise unterminated_transaction(migration, project_dir)
+    conn.execute("RESET ALL")  # SET in one file must not leak into the next, as with psql per file
+
+
+def unterminated_transaction(migration: Migration, project_dir: Path | None) -> MigrationError:
+    opened = next((s for s in migration.statements if s.sql.upper() in ("BEGIN", "START TRANSACTION")), None)
+    return MigrationError(
+        f"{migration.display(project_dir)}:{opened.line if opened else 1}: the file opens a transaction and "
+        "never commits it; psql -f would roll it back at the end of the file, so nothing of it was applied",
+        hint=f"end {migration.name} with COMMIT;",
+    )
 
 
 def _connection_lost(
@@ -118,26 +139,57 @@ def _connection_lost(
 
 
 def _failure(
-    exc: psycopg.Error, migration: Migration, statement: Statement, reapply: bool, project_dir: Path | None
+    exc: psycopg.Error,
+    migration: Migration,
+    statement: Statement,
+    reapply: bool,
+    project_dir: Path | None,
+    in_transaction: bool,
 ) -> MigrationError | NonIdempotentMigration:
     diag = exc.diag
     line = statement.line
     if diag.statement_position:
         line += statement.sql.count("\n", 0, int(diag.statement_position) - 1)
+    return migration_failure(
+        migration,
+        statement,
+        line=line,
+        message=diag.message_primary or str(exc).strip(),
+        sqlstate=diag.sqlstate,
+        details=[f"detail: {diag.message_detail}"] if diag.message_detail else [],
+        reapply=reapply,
+        project_dir=project_dir,
+        rolled_back=in_transaction,
+    )
+
+
+def migration_failure(
+    migration: Migration,
+    statement: Statement | None,
+    *,
+    line: int,
+    message: str,
+    sqlstate: str | None,
+    details: list[str],
+    reapply: bool,
+    project_dir: Path | None,
+    rolled_back: bool,
+) -> MigrationError | NonIdempotentMigration:
+    """One message for a failing statement, whichever way it was applied (in-process or psql)."""
     where = f"{migration.display(project_dir)}:{line}"
-    sqlstate = diag.sqlstate or "?????"
-    message = diag.message_primary or str(exc).strip()
-    body = "\n".join("    " + text for text in statement.sql.splitlines())
-    detail = f"\n  detail: {diag.message_detail}" if diag.message_detail else ""
-    text = f"{where}: {message} [SQLSTATE {sqlstate}]{detail}\n  statement (line {statement.line}):\n{body}"
+    extra = "".join(f"\n  {d}" for d in details)
+    body = "\n".join("    " + text for text in statement.sql.splitlines()) if statement else ""
+    start = statement.line if statement else line
+    text = f"{message} [SQLSTATE {sqlstate or '?????'}]{extra}\n  statement (line {start}):\n{body}"
+    state = (
+        "the file's transaction was rolled back and the files before it stay applied"
+        if rolled_back
+        else f"{migration.name} has no transaction of its own: its statements before this one stay applied"
+    )
     if reapply:
         return NonIdempotentMigration(
-            f"{where}: applying the file a second time fails: {message} [SQLSTATE {sqlstate}]{detail}\n"
-            f"  statement (line {statement.line}):\n{body}",
+            f"{where}: applying the file a second time fails: {text}",
             hint="make the statement idempotent (IF NOT EXISTS, a guarded DO block, "
-            "ADD COLUMN IF NOT EXISTS); the file's transaction was rolled back",
+            f"ADD COLUMN IF NOT EXISTS); {state}",
         )
-    return MigrationError(
-        text,
-        hint=f"fix {migration.name}; its transaction was rolled back and the files before it stay applied",
-    )
+    return MigrationError(f"{where}: {text}", hint=f"fix {migration.name}; {state}")

@@ -95,7 +95,42 @@ def test_concurrent_appliers_are_serialised(fresh_db, migration_files):
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "an applier hung"
     assert errors == []
     single = fresh_db(None)
     runner.apply(single, migration_files)
     assert catalog.snapshot_of(db) == catalog.snapshot_of(single)
+
+
+def test_a_file_that_never_commits_is_refused_and_leaves_nothing(fresh_db):
+    db = fresh_db(None)
+    unterminated = migration(1, "-- no COMMIT\nBEGIN;\nCREATE TABLE never_committed (id int);\n", "open")
+    after = migration(2, "CREATE TABLE after (id int);\n", "after")
+    with pytest.raises(MigrationError) as err:
+        runner.apply(db, [unterminated, after])
+    assert "0001_open.sql:2: the file opens a transaction and never commits it" in str(err.value)
+    assert relations(db) == set()  # as psql -f: the open transaction ends with the session
+
+
+def test_settings_do_not_leak_from_one_file_into_the_next(fresh_db):
+    db = fresh_db(None)
+    files = [
+        migration(1, "CREATE SCHEMA IF NOT EXISTS elsewhere;\nSET search_path = elsewhere;\n", "set"),
+        migration(2, "CREATE TABLE where_am_i (id int);\n", "create"),
+    ]
+    runner.apply(db, files)
+    assert relations(db) == {"where_am_i"}  # public, as with one psql -f per file
+
+
+def test_a_failure_in_a_file_without_begin_says_earlier_statements_stay(fresh_db):
+    db = fresh_db(None)
+    with pytest.raises(MigrationError) as err:
+        runner.apply(db, [migration(1, "CREATE TABLE kept (id int);\nCREATE TABLE kept (id int);\n")])
+    assert "has no transaction of its own: its statements before this one stay applied" in str(err.value)
+
+
+def test_unfinished_last_statement_is_a_clear_syntax_error():
+    from leaddb.migrations import split_statements
+
+    with pytest.raises(MigrationError, match=r"f.sql:2: syntax error"):
+        split_statements("SELECT 1;\nCREATE TABLE b (y int", "f.sql")

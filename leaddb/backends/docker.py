@@ -46,7 +46,13 @@ from leaddb import compose, locks
 from leaddb.backends.base import Backend, BootReport, Phase
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
-from leaddb.runner import ADVISORY_LOCK_KEY, ApplyResult, FileResult
+from leaddb.runner import (
+    ADVISORY_LOCK_KEY,
+    ApplyResult,
+    FileResult,
+    migration_failure,
+    unterminated_transaction,
+)
 
 # The Compose version written into the labels, as `docker compose` writes its own.
 COMPOSE_VERSION = "2.29.7"
@@ -71,6 +77,12 @@ PSQL_FOLLOWUP = re.compile(r"^(DETAIL|HINT|CONTEXT|LINE \d+|QUERY|LOCATION):")
 MARK = "leaddb-mark"
 # printed before the lock, after it and after each file: server timestamps time the files
 MARK_QUERY = "SELECT 'leaddb-mark', extract(epoch FROM clock_timestamp())"
+# inside a transaction left open by the previous file, now() is that transaction's start
+OPEN_TRANSACTION_LEFT = "leaddb: the file before this check left a transaction open"
+OPEN_TRANSACTION_CHECK = (
+    "DO $$BEGIN IF now() <> statement_timestamp() THEN "
+    f"RAISE EXCEPTION '{OPEN_TRANSACTION_LEFT}'; END IF; END$$"
+)
 
 
 @dataclass(frozen=True)
@@ -556,7 +568,9 @@ class DockerBackend(Backend):
                 )
             target = str(compose.INITDB_DIR / migration.name)
             paths[target] = migration
-            argv += ["-f", target, "-c", MARK_QUERY]
+            # the end of a file is the end of a `psql -f` session: no transaction left open, no
+            # setting carried into the next file
+            argv += ["-f", target, "-c", OPEN_TRANSACTION_CHECK, "-c", "RESET ALL", "-c", MARK_QUERY]
         argv += ["-c", f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})"]
         started = time.perf_counter()
         exit_code, (out, err) = container.exec_run(argv, demux=True)
@@ -574,6 +588,8 @@ class DockerBackend(Backend):
             if found and found["level"] in ("NOTICE", "WARNING", "INFO"):
                 notices.setdefault(found["file"], []).append(found["message"])
         if exit_code != 0:
+            if OPEN_TRANSACTION_LEFT in stderr and 2 <= len(marks) < len(paths) + 2:
+                raise unterminated_transaction(list(paths.values())[len(marks) - 2], self.project_dir)
             raise self._apply_failure(stderr, paths, reapply, exit_code)
         result = ApplyResult(seconds=elapsed)
         if len(marks) != len(paths) + 2:
@@ -616,30 +632,26 @@ class DockerBackend(Backend):
             )
         line = int(found["line"])
         statement = statement_at(migration, line)
-        followups = []
+        details = [f"psql reported line {line}"]
         for extra in lines[index + 1 :]:
             if not PSQL_FOLLOWUP.match(extra) or extra.startswith("LOCATION:"):
                 break
-            followups.append("  " + extra.lower().split(":", 1)[0] + ":" + extra.split(":", 1)[1])
-        where = f"{migration.display(self.project_dir)}:{statement.line if statement else line}"
-        sqlstate = found["sqlstate"] or "?????"
-        body = "\n".join("    " + text for text in (statement.sql if statement else "").splitlines())
-        extra_text = "".join("\n" + f for f in followups)
-        text = (
-            f"{found['message']} [SQLSTATE {sqlstate}]{extra_text}\n"
-            f"  statement ({migration.display(self.project_dir)}:{statement.line if statement else line}, "
-            f"psql reported line {line}):\n{body}"
+            details.append(extra.lower().split(":", 1)[0] + ":" + extra.split(":", 1)[1])
+        # psql stops at the error and its session ends: an open transaction is rolled back
+        wrapped = bool(migration.statements) and migration.statements[0].sql.upper() in (
+            "BEGIN",
+            "START TRANSACTION",
         )
-        if reapply:
-            return NonIdempotentMigration(
-                f"{where}: applying the file a second time fails: {text}",
-                hint="make the statement idempotent (IF NOT EXISTS, a guarded DO block, "
-                "ADD COLUMN IF NOT EXISTS); the file's transaction was rolled back",
-            )
-        return MigrationError(
-            f"{where}: {text}",
-            hint=f"fix {migration.name}; its transaction was rolled back and the files before it "
-            "stay applied",
+        return migration_failure(
+            migration,
+            statement,
+            line=statement.line if statement else line,
+            message=found["message"],
+            sqlstate=found["sqlstate"],
+            details=details,
+            reapply=reapply,
+            project_dir=self.project_dir,
+            rolled_back=wrapped,
         )
 
     # -- the running server ------------------------------------------------------------

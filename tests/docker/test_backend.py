@@ -11,7 +11,7 @@ import pytest
 from docker_support import GOOD_MIGRATIONS, wait_for_log, write_migrations
 
 from leaddb.backends.docker import COMPOSE_VERSION, LABEL
-from leaddb.errors import BackendError, NonIdempotentMigration
+from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import discover
 
 pytestmark = pytest.mark.docker
@@ -273,3 +273,26 @@ def test_container_killed_during_init_then_next_reset_recovers(
         "running /docker-entrypoint-initdb.d/0001_widgets.sql"
         in docker_client.containers.get(f"{project_name}-postgres-1").logs().decode()
     )
+
+
+def test_apply_ends_each_file_like_a_psql_session(make_backend, project):
+    directory = project / "api" / "db" / "migrations"
+    write_migrations(
+        directory,
+        {
+            "0001_set.sql": "CREATE SCHEMA IF NOT EXISTS elsewhere;\nSET search_path = elsewhere;\n",
+            "0002_create.sql": "CREATE TABLE IF NOT EXISTS where_am_i (id int);\n",
+        },
+    )
+    backend = make_backend()
+    backend.reset(migrations_of(project))
+    backend.apply(migrations_of(project), reapply=True)
+    assert fetch(
+        backend, "SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = 'where_am_i'"
+    ) == [("public",)]
+    (directory / "0003_open.sql").write_text("BEGIN;\nCREATE TABLE never_committed (id int);\n")
+    with pytest.raises(
+        MigrationError, match="0003_open.sql:1: the file opens a transaction and never commits"
+    ):
+        backend.apply(migrations_of(project))
+    assert fetch(backend, "SELECT count(*) FROM pg_class WHERE relname = 'never_committed'") == [(0,)]
