@@ -27,9 +27,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from leaddb import fast, runner
 from leaddb.backends.base import Backend, BootReport
+from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
@@ -152,13 +154,21 @@ def psql_per_file(conninfo: str, migrations: Sequence[Migration]) -> float:
     psql = shutil.which("psql")
     if psql is None:
         raise FileNotFoundError("psql")
+    params = conninfo_to_dict(conninfo)
+    env = {**os.environ}
+    if params.get("password"):  # never on the command line, where `ps` shows it
+        env["PGPASSWORD"] = str(params.pop("password"))
+    target = make_conninfo(**params)
     started = time.perf_counter()
     for m in migrations:
-        subprocess.run(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", str(m.path)],
-            check=True,
+        done = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(m.path)],
             capture_output=True,
+            text=True,
+            env=env,
         )
+        if done.returncode != 0:
+            raise LeadDbError(f"the psql -f baseline failed on {m.name}:\n  {done.stderr.strip()}")
     return time.perf_counter() - started
 
 
@@ -185,6 +195,7 @@ def run(
 ) -> BenchResult:
     """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
     baseline = shutil.which("psql") is not None
+    fast_resets = fast_resets and backend.name != "dsn"  # the server is not ours to keep templates on
     bare = backend.without_init_files() if hasattr(backend, "without_init_files") else None
     records: list[dict] = []
     for i in range(runs):

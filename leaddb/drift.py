@@ -17,7 +17,7 @@ from psycopg import sql
 
 from leaddb import catalog, runner
 from leaddb.catalog import CatalogObject, Snapshot
-from leaddb.errors import MigrationError, SpecError
+from leaddb.errors import BackendError, MigrationError, SpecError
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -134,8 +134,15 @@ def spec_migrations(spec: Spec) -> list[Migration]:
 def expected_snapshot(spec: Spec, maintenance_conninfo: str, conninfo_for) -> Snapshot:
     """Apply the spec's SQL to a scratch database on the same server and snapshot it."""
     scratch = f"leaddb_spec_{secrets.token_hex(4)}"
-    with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    except psycopg.Error as exc:
+        raise BackendError(
+            f"cannot create a scratch database for the spec's SQL: {str(exc).strip()}",
+            hint="the drift check applies the spec to a scratch database on the same server: "
+            "connect as a role with CREATEDB that can reach the 'postgres' database",
+        ) from None
     try:
         try:
             runner.apply(conninfo_for(scratch), spec_migrations(spec))

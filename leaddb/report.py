@@ -38,7 +38,6 @@ def write(steps: list[StepResult], directory: Path, *, backend: str) -> tuple[Pa
                 case, "failure", message=step.message.splitlines()[0] if step.message else ""
             )
             failure.text = step.message
-    ET.ElementTree(ET.Element("testsuites")).getroot().append(suite)
     tree = ET.ElementTree(suite)
     ET.indent(tree)
     tree.write(junit_path, encoding="utf-8", xml_declaration=True)

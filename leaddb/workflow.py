@@ -243,7 +243,12 @@ def bench(
 ):
     if runs < 1:
         raise LeadDbError("--runs must be at least 1")
-    counts = [int(c) for c in scale.split(",") if c.strip()] if scale else []
+    try:
+        counts = [int(c) for c in scale.split(",") if c.strip()] if scale else []
+    except ValueError:
+        raise LeadDbError(
+            f"--scale takes comma-separated numbers of files, e.g. 10,100,1000; got {scale!r}"
+        ) from None
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
     backend, files = _prepare(options)
     say(f"bench: {runs} fresh resets of {backend.describe()}")

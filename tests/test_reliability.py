@@ -256,7 +256,7 @@ def test_failing_file_leaves_nothing_and_files_before_it_stay(scratch, case):
     assert message.startswith(f"api/db/migrations/0009_probe.sql:{line}: "), message
     assert reason in message and f"[SQLSTATE {sqlstate}]" in message
     assert statement in message
-    assert "next step: fix 0009_probe.sql; its transaction was rolled back" in message
+    assert "next step: fix 0009_probe.sql; the file's transaction was rolled back" in message
     live = relations(scratch.conninfo())
     assert "probe_kept" in live  # the file before it stays applied
     assert not {"probe_bad", "probe_bad2"} & live  # the failing file left nothing

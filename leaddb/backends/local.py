@@ -38,6 +38,8 @@ MARKER = ".leaddb-cluster"
 SERVER_USER = "postgres"
 DEFAULT_DBNAME = "leadgen"
 IS_WINDOWS = sys.platform == "win32"
+if not IS_WINDOWS:
+    import pwd
 # where Debian/Ubuntu's postgresql-15 package puts the server binaries (not on PATH by default)
 PACKAGED_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
@@ -212,13 +214,25 @@ class Cluster:
     # -- lifecycle -------------------------------------------------------
     def init(self, dbname: str) -> ClusterState:
         initdb = find_binary("initdb")  # first: a missing binary must leave no half-made cluster
+        if self.run_as_other_user:
+            try:
+                pwd.getpwnam(SERVER_USER)
+            except KeyError:
+                raise BackendError(
+                    f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
+                    hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
+                    "or run the task as an unprivileged user",
+                ) from None
         self.root.mkdir(parents=True)
         (self.root / MARKER).write_text("created by leaddb; safe to remove with `invoke db.down`\n")
         self.root.chmod(0o755)
         self._hand_to_server_user(self.root)
         password = secrets.token_urlsafe(18)
         pwfile = self.root / "pwfile"
-        pwfile.write_text(password + "\n", encoding="utf-8")
+        with os.fdopen(
+            os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+        ) as out:
+            out.write(password + "\n")
         self._hand_to_server_user(pwfile)
         try:
             self._run(
@@ -267,6 +281,9 @@ class Cluster:
         try:
             self._start(timeout)
         except BackendError:
+            if self.is_running():  # another task started it at the same moment: use that server
+                self._wait_ready(time.monotonic() + timeout, None, 0)
+                return
             state = self.state()
             if not port_is_taken(state.port):
                 raise
@@ -288,12 +305,16 @@ class Cluster:
             "starting the local PostgreSQL server",
             timeout=timeout + 5,
         )
-        deadline = time.monotonic() + timeout
+        self._wait_ready(time.monotonic() + timeout, stale_pid, log_from)
+
+    def _wait_ready(self, deadline: float, stale_pid: int | None, log_from: int) -> None:
+        grace = time.monotonic() + 1  # pg_ctl -W returns before the postmaster writes its pid file
+        timeout = deadline - time.monotonic()
         while True:
             status = self._postmaster_status()
             if status == "ready" and self._postmaster_pid() != stale_pid:
                 return
-            if status is None and time.monotonic() > deadline - timeout + 1 and not self.is_running():
+            if status is None and time.monotonic() > grace and not self.is_running():
                 raise BackendError(
                     f"the local PostgreSQL server exited during start-up{self._log_tail(log_from)}",
                     hint="see the server log above; `invoke db.down` removes the cluster",
@@ -473,15 +494,3 @@ def create_database(maintenance_conninfo: str, dbname: str, template: str | None
         if template:
             query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(query)
-
-
-def wait_for(conninfo: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(conninfo, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
