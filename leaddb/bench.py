@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -21,15 +20,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from leaddb import fast, runner
+from leaddb import fast, janitor, runner
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
@@ -135,18 +132,8 @@ def machine_info(backend: Backend) -> dict:
     return info
 
 
-@contextmanager
 def scratch_database(backend: Backend):
-    """An empty database on the backend's server, dropped afterwards; yields its conninfo."""
-    name = f"leaddb_bench_{secrets.token_hex(4)}"
-    maintenance = backend.conninfo("postgres")
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield backend.conninfo(name)
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return janitor.scratch_database(backend.conninfo("postgres"), backend.conninfo, purpose="bench")
 
 
 def psql_per_file(conninfo: str, migrations: Sequence[Migration]) -> float:

@@ -8,16 +8,12 @@ count as drift. The diff is key-set arithmetic plus equality.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
-from leaddb import catalog, runner
+from leaddb import catalog, janitor, runner
 from leaddb.catalog import CatalogObject, Snapshot
-from leaddb.errors import BackendError, MigrationError, SpecError
+from leaddb.errors import MigrationError, SpecError
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -133,27 +129,14 @@ def spec_migrations(spec: Spec) -> list[Migration]:
 
 def expected_snapshot(spec: Spec, maintenance_conninfo: str, conninfo_for) -> Snapshot:
     """Apply the spec's SQL to a scratch database on the same server and snapshot it."""
-    scratch = f"leaddb_spec_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    except psycopg.Error as exc:
-        raise BackendError(
-            f"cannot create a scratch database for the spec's SQL: {str(exc).strip()}",
-            hint="the drift check applies the spec to a scratch database on the same server: "
-            "connect as a role with CREATEDB that can reach the 'postgres' database",
-        ) from None
-    try:
+    with janitor.scratch_database(maintenance_conninfo, conninfo_for, purpose="spec") as scratch:
         try:
-            runner.apply(conninfo_for(scratch), spec_migrations(spec))
+            runner.apply(scratch, spec_migrations(spec))
         except MigrationError as exc:
             raise SpecError(
                 f"the spec's own SQL does not apply: {exc.detail}", hint="fix the spec block"
             ) from None
-        return catalog.snapshot_of(conninfo_for(scratch))
-    finally:
-        with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+        return catalog.snapshot_of(scratch)
 
 
 def coverage(live: Snapshot, spec: Snapshot) -> dict[str, tuple[int, int]]:

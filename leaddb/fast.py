@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from leaddb import runner
+from leaddb import janitor, runner
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration, checksum
@@ -35,8 +33,7 @@ def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
     report = BootReport(f"{backend.name} --fast")
     target = conninfo_to_dict(backend.conninfo())["dbname"]
     template = template_name(migrations)
-    maintenance = backend.conninfo("postgres")
-    with psycopg.connect(maintenance, autocommit=True) as conn:
+    with janitor.maintenance(backend.conninfo("postgres")) as conn:
         with report.phase("template"):
             existing = {
                 row[0]
@@ -45,21 +42,15 @@ def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
                 )
             }
             for stale in sorted(existing - {template}):
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(stale)))
+                janitor.drop_database(conn, stale)
             if template not in existing:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(template))
-                )
+                janitor.create_database(conn, template, template="template0")
                 try:
                     runner.apply(backend.conninfo(template), migrations)
                 except BaseException:
-                    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(template)))
+                    janitor.drop_database(conn, template)
                     raise
         with report.phase("recreate"):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(target), sql.Identifier(template)
-                )
-            )
+            janitor.drop_database(conn, target)
+            janitor.create_database(conn, target, template=template)
     return report

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from leaddb import migrations, runner
-from leaddb.backends.local import LocalBackend, create_database, find_binary, scratch_root
+from leaddb import janitor, migrations, runner
+from leaddb.backends.local import LocalBackend, find_binary, scratch_root
 from leaddb.errors import BackendError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -54,7 +53,8 @@ def local_backend():
 def server(local_backend, migration_files):
     """The running server, with the template database migrated once."""
     local_backend.reset(migration_files)
-    create_database(local_backend.conninfo("postgres"), TEMPLATE)
+    with janitor.maintenance(local_backend.conninfo("postgres")) as conn:
+        janitor.create_database(conn, TEMPLATE)
     runner.apply(local_backend.conninfo(TEMPLATE), migration_files)
     return local_backend
 
@@ -66,14 +66,15 @@ def fresh_db(server):
 
     def make(template: str | None = TEMPLATE) -> str:
         name = f"t_{secrets.token_hex(6)}"
-        create_database(server.conninfo("postgres"), name, template=template or "template0")
+        with janitor.maintenance(server.conninfo("postgres")) as conn:
+            janitor.create_database(conn, name, template=template or "template0")
         created.append(name)
         return server.conninfo(name)
 
     yield make
-    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+    with janitor.maintenance(server.conninfo("postgres")) as conn:
         for name in created:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            janitor.drop_database(conn, name)
 
 
 @pytest.fixture

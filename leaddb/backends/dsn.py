@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from leaddb import janitor
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
@@ -88,8 +89,8 @@ class DsnBackend(Backend):
                         f"database {self.dbname!r} on {mask(self.dsn)} was not created by this tool",
                         hint="pass --force to drop it anyway, or name a scratch database in the DSN",
                     )
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(self.dbname)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+                janitor.drop_database(conn, self.dbname)
+            janitor.create_database(conn, self.dbname)
             conn.execute(
                 sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                     sql.Identifier(self.dbname), sql.Literal(MARKER_COMMENT)

@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from leaddb import compose, locks
+from leaddb import compose, janitor, locks
 from leaddb.backends.base import Backend, BootReport
 from leaddb.console import say
 from leaddb.errors import BackendError
@@ -455,8 +454,8 @@ class LocalBackend(Backend):
                 state = self.cluster.init(self._dbname())
             with report.phase("start"):
                 self.cluster.start()
-            with report.phase("createdb"):
-                create_database(self.cluster.conninfo("postgres"), state.dbname)
+            with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
+                janitor.create_database(conn, state.dbname)
             with report.phase("apply"):
                 report.apply = self.apply(migrations)
         return report
@@ -486,11 +485,3 @@ class LocalBackend(Backend):
         return (
             f"local cluster {self.cluster.root} (socket {where}, port {state.port}, database {state.dbname})"
         )
-
-
-def create_database(maintenance_conninfo: str, dbname: str, template: str | None = None) -> None:
-    with psycopg.connect(maintenance_conninfo, autocommit=True) as conn:
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
-        if template:
-            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(query)

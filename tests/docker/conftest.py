@@ -18,7 +18,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from docker_support import GOOD_MIGRATIONS, free_port, write_migrations
+from docker_support import GOOD_MIGRATIONS, write_migrations
+
+from leaddb.backends.local import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("POSTGRES_IMAGE") or "leaddb/postgres:15-local"
