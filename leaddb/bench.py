@@ -177,12 +177,11 @@ def run(
     runs: int,
     targets: dict[str, float],
     *,
-    fast_resets: bool = True,
     on_run: Callable[[int], None] | None = None,
 ) -> BenchResult:
     """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
     baseline = shutil.which("psql") is not None
-    fast_resets = fast_resets and backend.name != "dsn"  # the server is not ours to keep templates on
+    fast_resets = backend.name != "dsn"  # a shared server is not ours to keep template databases on
     bare = backend.without_init_files() if hasattr(backend, "without_init_files") else None
     records: list[dict] = []
     for i in range(runs):

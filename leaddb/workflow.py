@@ -41,9 +41,13 @@ class Options:
     project_dir: Path = PROJECT_DIR
 
 
+def _select(options: Options) -> Backend:
+    return backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+
+
 def _prepare(options: Options) -> tuple[Backend, list[migrations.Migration]]:
     files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     return backend, files
 
 
@@ -96,7 +100,7 @@ def reapply(options: Options) -> ApplyResult:
 
 
 def down(options: Options) -> str:
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     message = backend.down()
     say(message)
     return message
@@ -128,7 +132,7 @@ def _check_drift(spec, live, expected, options: Options) -> None:
 def describe_table(live, name: str) -> None:
     """A ``\\d+ name``-style view: columns, then indexes and constraints."""
     # snapshot order is the catalog query's: table, then column number
-    columns = [o for o in live.objects.values() if o.kind == "column" and o.name.startswith(name + ".")]
+    columns = [o for o in live.objects.values() if o.kind == "column" and owner_table(o) == name]
     rows = [
         [
             o.name.split(".", 1)[1],
@@ -141,16 +145,16 @@ def describe_table(live, name: str) -> None:
         for o in columns
     ]
     table(f'Table "public.{name}"', ["Column", "Type", "Nullable", "Default"], rows)
-    indexes = [o for o in live.of_kind("index") if o.get("table_name") == name]
-    for o in indexes:
-        say(f'    "{o.name}" {o.get("definition").split(" USING ", 1)[-1]}')
-    constraints = [o for o in live.of_kind("constraint") if o.name.startswith(name + ".")]
-    for o in constraints:
-        say(f'    CONSTRAINT "{o.name.split(".", 1)[1]}" {o.get("definition")}')
+    for o in live.of_kind("index"):
+        if owner_table(o) == name:
+            say(f'    "{o.name}" {o.get("definition").split(" USING ", 1)[-1]}')
+    for o in live.of_kind("constraint"):
+        if owner_table(o) == name:
+            say(f'    CONSTRAINT "{o.name.split(".", 1)[1]}" {o.get("definition")}')
 
 
 def introspect(options: Options, json_path: Path | None = None):
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     spec, live, expected = _live_and_spec(backend, options)
     rows = []
     for t in live.of_kind("table"):
@@ -192,16 +196,14 @@ def introspect(options: Options, json_path: Path | None = None):
 SCHEMA_DUMP = Path("api/db/schema.snapshot.json")
 
 
-def drift(options: Options, *, check_dump: bool = True) -> None:
+def drift(options: Options) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
     started = time.perf_counter()
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     spec, live, expected = _live_and_spec(backend, options)
     _check_drift(spec, live, expected, options)
     say(f"drift: none ({len(expected.objects)} objects compared in {seconds(time.perf_counter() - started)})")
-    if not check_dump:
-        return
     dump_path = options.project_dir / SCHEMA_DUMP
     hint = "run `invoke db.dump` and commit the file, so reviewers see the schema change in git diff"
     if not dump_path.is_file():
@@ -215,7 +217,7 @@ def drift(options: Options, *, check_dump: bool = True) -> None:
 
 def dump(options: Options) -> Path:
     """Write the normalised catalog snapshot of the live database to api/db/."""
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     path = options.project_dir / SCHEMA_DUMP
     catalog.snapshot_of(backend.conninfo()).save(path)
     say(f"wrote {SCHEMA_DUMP.as_posix()}")
@@ -239,7 +241,6 @@ def bench(
     runs: int = 10,
     json_path: Path | None = None,
     scale: str = "",
-    fast_resets: bool = True,
 ):
     if runs < 1:
         raise LeadDbError("--runs must be at least 1")
@@ -266,9 +267,7 @@ def bench(
         transient=True,
     ) as progress:
         task = progress.add_task("runs", total=runs)
-        result = harness.run(
-            backend, files, runs, targets, fast_resets=fast_resets, on_run=lambda i: progress.advance(task)
-        )
+        result = harness.run(backend, files, runs, targets, on_run=lambda i: progress.advance(task))
     if counts:
         say(f"scale: generated schemas of {', '.join(map(str, counts))} files (runner and psql -f per file)")
         result.scale = harness.scale(backend, counts)
@@ -373,7 +372,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
 
     Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome.
     """
-    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = _select(options)
     options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
     steps = [
         ("apply", lambda: reset(options)),
