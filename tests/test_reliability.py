@@ -24,6 +24,7 @@ from psycopg import sql
 
 from leaddb import catalog, compose, migrations, runner
 from leaddb.backends.local import MARKER, LocalBackend
+from leaddb.backends.local import Cluster as LocalCluster
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
@@ -413,11 +414,44 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
 
     workspace.release()
     again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0, again.stderr + (workspace.state / "cluster/server.log").read_text()
     assert "apply: 8 files" in again.stdout
     clean_db = fresh_db(None)
     runner.apply(clean_db, migrations.load(workspace.root))
     assert catalog.snapshot_of(workspace.conninfo()) == catalog.snapshot_of(clean_db)
+
+
+def _pid_file(pid: int, status: str | None) -> str:
+    lines = [str(pid), "/data", "1700000000", "5432", "/tmp", "127.0.0.1", "  1  2"]
+    return "\n".join(lines + ([status] if status else [])) + "\n"
+
+
+def test_a_crashed_servers_stale_ready_pid_file_is_never_taken_for_the_new_server(tmp_path, monkeypatch):
+    """After a crash, postmaster.pid still says "ready" with the dead pid; the new postmaster
+    replaces it at any moment. Each read below sees the next state of the file, so a waiter
+    that reads status and pid separately takes the stale "ready" for the new server."""
+    cluster = LocalCluster(tmp_path)
+    pid_file = cluster.data / "postmaster.pid"
+    states = iter(
+        [
+            _pid_file(111, "ready"),  # the crashed server's file
+            _pid_file(222, None),  # the new postmaster's, just created
+            _pid_file(222, "starting"),
+            _pid_file(222, "ready"),
+        ]
+    )
+    seen: list[str] = []
+    read_text = Path.read_text
+
+    def reading(path: Path, *args, **kwargs) -> str:
+        if path != pid_file:
+            return read_text(path, *args, **kwargs)
+        seen.append(next(states, _pid_file(222, "ready")))
+        return seen[-1]
+
+    monkeypatch.setattr(Path, "read_text", reading)
+    cluster._wait_ready(time.monotonic() + 5, stale_pid=111, log_from=0)
+    assert len(seen) >= 4, f"took the file for ready after {len(seen)} reads: {seen[-1]!r}"
 
 
 # -- 5. timeouts and resources -----------------------------------------------------------------

@@ -310,8 +310,10 @@ class Cluster:
         grace = time.monotonic() + 1  # pg_ctl -W returns before the postmaster writes its pid file
         timeout = deadline - time.monotonic()
         while True:
-            status = self._postmaster_status()
-            if status == "ready" and self._postmaster_pid() != stale_pid:
+            # one read for both: a crashed server's stale file says "ready" too, and the new
+            # postmaster may replace it between two reads
+            pid, status = self._postmaster_lock()
+            if status == "ready" and pid != stale_pid:
                 return
             if status is None and time.monotonic() > grace and not self.is_running():
                 raise BackendError(
@@ -326,19 +328,21 @@ class Cluster:
                 )
             time.sleep(0.005)
 
-    def _postmaster_pid(self) -> int | None:
-        try:
-            return int((self.data / "postmaster.pid").read_text(encoding="utf-8").split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-
-    def _postmaster_status(self) -> str | None:
-        """Line 8 of postmaster.pid: starting, stopping, ready or standby (PostgreSQL 10+)."""
+    def _postmaster_lock(self) -> tuple[int | None, str | None]:
+        """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
+        ``postmaster.pid``, from one read; (None, None) when there is no file."""
         try:
             lines = (self.data / "postmaster.pid").read_text(encoding="utf-8").splitlines()
         except OSError:
-            return None
-        return lines[7].strip() if len(lines) > 7 else "starting"
+            return None, None
+        try:
+            pid = int(lines[0])
+        except (IndexError, ValueError):
+            pid = None  # the new postmaster has created the file but not written it yet
+        return pid, (lines[7].strip() if len(lines) > 7 else "starting")
+
+    def _postmaster_pid(self) -> int | None:
+        return self._postmaster_lock()[0]
 
     def is_running(self) -> bool:
         if not self.data.is_dir():
