@@ -115,9 +115,16 @@ def parse_log(raw: bytes | str) -> list[LogLine]:
 
 
 def boot_marks(lines: Sequence[LogLine]) -> dict[str, datetime]:
-    """When each boot milestone appeared in the log (absent ones are left out)."""
+    """When each boot milestone appeared in the log (absent ones are left out).
+
+    The engine copies stdout (the entrypoint's messages) and stderr (the server's) separately,
+    so a line of one may be logged before an earlier line of the other. "Final ready" therefore
+    never depends on the order of the two streams: on a first boot (initdb ran) it is the second
+    "ready to accept connections" (the temporary server logs the first), on a later boot
+    (initialisation skipped) the first."""
     marks: dict[str, datetime] = {}
-    readies = 0
+    readies: list[datetime] = []
+    skipped = False
     for line in lines:
         text = line.text
         if "initdb" not in marks and any(m in text for m in INITDB_DONE):
@@ -128,33 +135,39 @@ def boot_marks(lines: Sequence[LogLine]) -> dict[str, datetime]:
             marks["init stop"] = line.at
         if INIT_COMPLETE in text or SKIPPING_INIT in text:
             marks.setdefault("init complete", line.at)
+            skipped = skipped or SKIPPING_INIT in text
         if READY in text:
-            readies += 1
-            if "init complete" in marks:
-                marks.setdefault("final ready", line.at)
+            readies.append(line.at)
+    first_boot = "initdb" in marks or "first file" in marks or ("init complete" in marks and not skipped)
+    if first_boot and len(readies) >= 2:
+        marks["final ready"] = readies[1]
+    elif skipped and not first_boot and readies:
+        marks["final ready"] = readies[0]
     return marks
 
 
 def init_failure(lines: Sequence[LogLine]) -> tuple[str | None, list[str]]:
-    """The init file that was running when the container stopped, and psql's error lines."""
+    """The init file that was running when the container stopped, and psql's error lines
+    about that file (matched by the file psql names, not by their place in the log: the
+    entrypoint's "running FILE" is on stdout, psql's errors on stderr)."""
     failing = None
-    errors: list[str] = []
+    groups: list[tuple[str, list[str]]] = []  # (file psql names, its error and follow-up lines)
     capturing = False
     for line in lines:
         text = line.text.rstrip()
         found = INIT_FILE.search(text)
         if found:
-            failing, errors, capturing = found.group(1), [], False
+            failing, capturing = found.group(1), False
             continue
         message = PSQL_MESSAGE.match(text)
         if message and message["level"] in ("ERROR", "FATAL"):
-            errors.append(text)
+            groups.append((message["file"], [text]))
             capturing = True
         elif capturing and (PSQL_FOLLOWUP.match(text) or text.startswith(" ")):
-            errors.append(text)
+            groups[-1][1].append(text)
         else:
             capturing = False
-    return failing, errors
+    return failing, [text for file, group in groups if file == failing for text in group]
 
 
 def duration(value) -> int:
@@ -281,9 +294,12 @@ class DockerBackend(Backend):
 
     # -- reset -------------------------------------------------------------------------
 
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+    def reset_lock(self):
         lock = Path(tempfile.gettempdir()) / f"leaddb-docker-{self.service.project_name}.lock"
-        with locks.exclusive(lock, f"db.reset of compose project {self.service.project_name!r}"):
+        return locks.exclusive(lock, f"db.reset of compose project {self.service.project_name!r}")
+
+    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        with self.reset_lock():
             return self._reset(migrations, force=force)
 
     def _reset(self, migrations: Sequence[Migration], *, force: bool) -> BootReport:
@@ -306,12 +322,13 @@ class DockerBackend(Backend):
         finally:
             waiter.close()
         self._wait_connectable(container)
-        detected = time.perf_counter()
         container.reload()
         engine_started = parse_timestamp(container.attrs["State"]["StartedAt"])
         report.phases.extend(engine_phases(engine_started, boot_marks(lines)))
+        detected = time.perf_counter()
         # what the engine's clock does not cover: start-up of the start call, our log
-        # reading and the connection check; keeps the phases adding up to the wall time
+        # reading, the connection check and the inspect; keeps the phases adding up to the
+        # wall time
         engine_total = sum(p.seconds for p in report.phases[1:])
         report.phases.append(Phase("ready", max(0.0, (detected - start_called) - engine_total)))
         report.apply = None  # the init files ran inside the container: see the "apply" phase
