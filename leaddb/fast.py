@@ -30,6 +30,11 @@ def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
             "--fast is for servers this workspace runs (local, docker)",
             hint="drop --fast; on a shared server db.reset recreates only its own scratch database",
         )
+    with backend.reset_lock():  # a second reset would clone a template still being built
+        return _reset(backend, migrations)
+
+
+def _reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
     report = BootReport(f"{backend.name} --fast")
     target = conninfo_to_dict(backend.conninfo())["dbname"]
     template = template_name(migrations)
@@ -38,7 +43,8 @@ def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
             existing = {
                 row[0]
                 for row in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (TEMPLATE_PREFIX + "%",)
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (TEMPLATE_PREFIX.replace("_", "\\_") + "%",),  # "_" is LIKE's wildcard
                 )
             }
             for stale in sorted(existing - {template}):

@@ -23,7 +23,13 @@ def create_database(conn: psycopg.Connection, name: str, *, template: str | None
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    conn.execute(query)
+    try:
+        conn.execute(query)
+    except psycopg.errors.ObjectInUse as exc:  # a template must have no session open on it
+        raise BackendError(
+            f"cannot create database {name!r} from {template!r}: {str(exc).strip()}",
+            hint=f"close the sessions connected to {template!r} (psql, an IDE) and run the task again",
+        ) from None
 
 
 def drop_database(conn: psycopg.Connection, name: str) -> None:

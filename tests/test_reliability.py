@@ -378,11 +378,49 @@ def test_second_reset_while_one_runs_is_refused_and_the_first_completes(workspac
     assert "probe_gate" in relations(workspace.conninfo())  # the first reset's cluster is whole
 
 
+def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
+    """The first --fast reset builds the template database; a second reset meanwhile must
+    not clone the half-built template, nor remove the server under it."""
+    assert workspace("db.reset").returncode == 0
+    workspace.gated_migration("0008_gate.sql", "probe_fast")
+    first = workspace.popen("db.reset", "--fast")
+    try:
+        workspace.wait_entered(first)
+        for second in (workspace("db.reset", "--fast"), workspace("db.reset")):
+            assert second.returncode == 1
+            message = clean(second)
+            assert message.startswith(f"another db.reset of {workspace.state / 'cluster'} is running (pid ")
+    finally:
+        workspace.release()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "probe_fast" in relations(workspace.conninfo())
+    again = workspace("db.reset", "--fast")  # from the finished template
+    assert again.returncode == 0, again.stderr
+    assert "probe_fast" in relations(workspace.conninfo())
+
+
+def test_fast_reset_with_a_session_open_on_the_template_is_a_clear_message(workspace):
+    assert workspace("db.reset").returncode == 0
+    assert workspace("db.reset", "--fast").returncode == 0  # builds the template
+    with psycopg.connect(workspace.conninfo("postgres")) as conn:
+        (template,) = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'leaddb\\_tpl\\_%'"
+        ).fetchone()
+    with psycopg.connect(workspace.conninfo(template)):  # someone browsing the template
+        held = workspace("db.reset", "--fast")
+    assert held.returncode == 1
+    message = clean(held)
+    assert f"from '{template}': source database \"{template}\" is being accessed by other users" in message
+    assert f"next step: close the sessions connected to '{template}'" in message
+    assert workspace("db.reset", "--fast").returncode == 0  # once they are closed
+
+
 # -- 4. crash ----------------------------------------------------------------------------------
 
 
 def wait_until_gone(pid: int) -> None:
-    """Until the killed postmaster is reaped: a zombie still owns postmaster.pid for the server."""
+    """Until the killed process is reaped: a zombie postmaster still owns postmaster.pid."""
     deadline = time.monotonic() + WAIT
     while Path(f"/proc/{pid}").exists() or (os.name != "posix" and _pid_exists(pid)):
         assert time.monotonic() < deadline, f"pid {pid} still exists"
@@ -404,13 +442,15 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     applying = workspace.popen("db.apply")
     workspace.wait_entered(applying)
     postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text().split()[0])
+    children = [int(p) for p in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()]
     os.kill(postmaster, signal.SIGKILL)
     out, err = applying.communicate(timeout=60)
     assert applying.returncode == 1
     assert "Traceback" not in err
     assert err.startswith("api/db/migrations/0008_crash.sql:4: the connection to the server was lost")
     assert "next step: start the server again and re-run the task" in err
-    wait_until_gone(postmaster)
+    for pid in (postmaster, *children):  # a child still attached to the old shared memory
+        wait_until_gone(pid)  # would make the new server refuse to start
 
     workspace.release()
     again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
@@ -452,6 +492,25 @@ def test_a_crashed_servers_stale_ready_pid_file_is_never_taken_for_the_new_serve
     monkeypatch.setattr(Path, "read_text", reading)
     cluster._wait_ready(time.monotonic() + 5, stale_pid=111, log_from=0)
     assert len(seen) >= 4, f"took the file for ready after {len(seen)} reads: {seen[-1]!r}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals a POSIX pid")
+def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(tmp_path):
+    """After a crash or a reboot, postmaster.pid may name a pid the system has given to an
+    unrelated process: stopping the cluster must leave that process alone."""
+    cluster = LocalCluster(tmp_path)
+    cluster.data.mkdir()
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (cluster.data / "postmaster.pid").write_text(_pid_file(bystander.pid, "ready"), encoding="utf-8")
+        started = time.monotonic()
+        cluster.stop("fast")
+        assert time.monotonic() - started < 5
+        time.sleep(0.2)  # a SIGINT would have ended it by now
+        assert bystander.poll() is None, "stop() signalled an unrelated process"
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 # -- 5. timeouts and resources -----------------------------------------------------------------

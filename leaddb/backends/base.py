@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,11 @@ class Backend(ABC):
 
     @abstractmethod
     def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport: ...
+
+    def reset_lock(self) -> AbstractContextManager:
+        """Held by every reset of this backend's server or database (``--fast`` too), so a
+        second reset is refused instead of racing the first."""
+        return nullcontext()
 
     @abstractmethod
     def conninfo(self, dbname: str | None = None) -> str:

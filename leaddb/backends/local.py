@@ -298,7 +298,10 @@ class Cluster:
         for the postmaster's own "ready" status at 5 ms instead."""
         log_from = self._log_size()
         # a postmaster.pid left by a crashed server still says "ready": wait for the new one's
+        # (a live pid is a server another task has just started: its "ready" counts)
         stale_pid = self._postmaster_pid()
+        if stale_pid is not None and not IS_WINDOWS and self._is_our_postmaster(stale_pid):
+            stale_pid = None
         self._run(
             [str(find_binary("pg_ctl")), "-D", str(self.data), "-l", str(self.log), "-W", "start"],
             "starting the local PostgreSQL server",
@@ -344,6 +347,19 @@ class Cluster:
     def _postmaster_pid(self) -> int | None:
         return self._postmaster_lock()[0]
 
+    def _is_our_postmaster(self, pid: int) -> bool:
+        """``pid`` is alive and is this cluster's server: the postmaster works in its data
+        directory, so after a crash or a reboot a recycled pid is never signalled. (POSIX only;
+        where ``/proc`` is missing, alive is all that is checked.)"""
+        if not _alive(pid):
+            return False
+        try:
+            return Path(os.readlink(f"/proc/{pid}/cwd")) == self.data.resolve()
+        except FileNotFoundError:
+            return not Path("/proc/self").exists()  # no /proc: trust the pid
+        except OSError:
+            return True  # /proc exists but will not say (permissions): trust the pid
+
     def is_running(self) -> bool:
         if not self.data.is_dir():
             return False
@@ -367,10 +383,12 @@ class Cluster:
                     "stopping the local PostgreSQL server",
                 )
             return
+        if not self._is_our_postmaster(pid):
+            return  # a stale postmaster.pid: its pid is gone, or now another process's
         try:
             os.kill(pid, signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
         except ProcessLookupError:
-            return  # a stale postmaster.pid: nothing runs
+            return
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             # the postmaster removes its pid file last thing on a clean shutdown; after that
@@ -448,9 +466,12 @@ class LocalBackend(Backend):
                 hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
             ) from None
 
+    def reset_lock(self):
+        return locks.exclusive(self.cluster.root.parent / "reset.lock", f"db.reset of {self.cluster.root}")
+
     def _reset(self, migrations: Sequence[Migration]) -> BootReport:
         report = BootReport(self.name)
-        with locks.exclusive(self.cluster.root.parent / "reset.lock", f"db.reset of {self.cluster.root}"):
+        with self.reset_lock():
             self.cluster.check_owned()
             with report.phase("remove"):
                 self.cluster.remove()
