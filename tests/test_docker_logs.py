@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaddb.backends.docker import LogLine, boot_marks, init_failure
+from leaddb.backends.docker import LogLine, LogWaiter, boot_marks, init_failure
 
 INITDB = "/docker-entrypoint-initdb.d"
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -130,3 +130,43 @@ def test_init_failure_ignores_errors_about_other_files():
     ]
     failing, errors = init_failure(log(*texts))
     assert (failing, errors) == (BROKEN, ERR_BROKEN)
+
+
+class FlakyLogContainer:
+    """A running container whose first log follow breaks after two lines; the next one
+    streams the whole first boot."""
+
+    name = "leadgen-postgres-1"
+    status = "running"
+
+    def __init__(self) -> None:
+        self.follows = 0
+
+    def reload(self) -> None:
+        pass
+
+    def logs(self, *, stream: bool = False, follow: bool = False, timestamps: bool = False):
+        assert stream and follow and timestamps
+        self.follows += 1
+        stamped = [
+            f"{line.at.isoformat().replace('+00:00', 'Z')} {line.text}\n".encode()
+            for line in log(*FIRST_BOOT)
+        ]
+
+        def broken():
+            yield b"".join(stamped[:2]) + b"2026-11-28T12:00:00.5Z half a li"
+            raise ConnectionResetError("the engine dropped the log stream")
+
+        return broken() if self.follows == 1 else iter(stamped)
+
+
+def test_a_broken_log_follow_is_followed_again_and_its_leftovers_are_ignored():
+    container = FlakyLogContainer()
+    waiter = LogWaiter(container)
+    try:
+        lines = waiter.wait_final_ready(10, on_exit=lambda lines: AssertionError("not exited"))
+    finally:
+        waiter.close()
+    assert container.follows == 2
+    assert [line.text for line in lines] == FIRST_BOOT  # once each, without the broken half line
+    assert "final ready" in boot_marks(lines)

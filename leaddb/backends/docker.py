@@ -790,7 +790,7 @@ class LogWaiter:
         self._stream = None
         self._thread: threading.Thread | None = None
 
-    def _follow(self) -> None:
+    def _follow(self, events: queue.Queue) -> None:
         buffer = b""
         try:
             self._stream = self.container.logs(stream=True, follow=True, timestamps=True)
@@ -798,16 +798,25 @@ class LogWaiter:
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 if complete:
-                    self._events.put(parse_log(b"\n".join(complete)))
+                    events.put(parse_log(b"\n".join(complete)))
         except Exception as exc:  # noqa: BLE001 - ends the follow; the waiter checks the state
-            self._events.put(exc)
+            events.put(exc)
         if buffer:
-            self._events.put(parse_log(buffer))
-        self._events.put(None)
+            events.put(parse_log(buffer))
+        events.put(None)
+
+    def _start_follow(self) -> None:
+        """Follow from the start of the log, on a queue of its own: whatever a broken follow
+        still reports lands on its old queue and is never read."""
+        self.lines = []
+        self._events = queue.Queue()
+        self._thread = threading.Thread(
+            target=self._follow, args=(self._events,), name="leaddb-docker-logs", daemon=True
+        )
+        self._thread.start()
 
     def wait_final_ready(self, timeout: float, on_exit) -> list[LogLine]:
-        self._thread = threading.Thread(target=self._follow, name="leaddb-docker-logs", daemon=True)
-        self._thread.start()
+        self._start_follow()
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -836,10 +845,8 @@ class LogWaiter:
                 if isinstance(event, Exception) or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
-            if isinstance(event, Exception):  # follow again, from the start of the log
-                self.lines = []
-                self._thread = threading.Thread(target=self._follow, name="leaddb-docker-logs", daemon=True)
-                self._thread.start()
+            if isinstance(event, Exception):
+                self._start_follow()
 
     def close(self) -> None:
         stream = self._stream
