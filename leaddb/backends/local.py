@@ -193,6 +193,17 @@ class Cluster:
         except OSError:
             return 0
 
+    def _logged_failure(self, since: int) -> bool:
+        if self._log_size() <= since:
+            return False
+        try:
+            with self.log.open("rb") as log:
+                log.seek(since)
+                text = log.read()
+        except OSError:
+            return False
+        return b"FATAL:" in text or b"PANIC:" in text
+
     def _log_tail(self, since: int = 0, lines: int = 20) -> str:
         """The last lines the server wrote after byte ``since`` (this start's, not older runs')."""
         try:
@@ -310,7 +321,9 @@ class Cluster:
         self._wait_ready(time.monotonic() + timeout, stale_pid, log_from)
 
     def _wait_ready(self, deadline: float, stale_pid: int | None, log_from: int) -> None:
-        grace = time.monotonic() + 1  # pg_ctl -W returns before the postmaster writes its pid file
+        # pg_ctl -W returns before the postmaster writes its pid file: without one, the server
+        # has failed once it logged FATAL or PANIC, or when none appeared within the grace
+        grace = time.monotonic() + 5
         timeout = deadline - time.monotonic()
         while True:
             # one read for both: a crashed server's stale file says "ready" too, and the new
@@ -318,7 +331,11 @@ class Cluster:
             pid, status = self._postmaster_lock()
             if status == "ready" and pid != stale_pid:
                 return
-            if status is None and time.monotonic() > grace and not self.is_running():
+            if (
+                status is None
+                and (time.monotonic() > grace or self._logged_failure(log_from))
+                and not self.is_running()
+            ):
                 raise BackendError(
                     f"the local PostgreSQL server exited during start-up{self._log_tail(log_from)}",
                     hint="see the server log above; `invoke db.down` removes the cluster",
