@@ -495,9 +495,18 @@ def test_a_crashed_servers_stale_ready_pid_file_is_never_taken_for_the_new_serve
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals a POSIX pid")
-def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(tmp_path):
+@pytest.mark.parametrize("cwd_readable", [True, False], ids=["cwd readable", "no ptrace rights"])
+def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
+    tmp_path, monkeypatch, cwd_readable
+):
     """After a crash or a reboot, postmaster.pid may name a pid the system has given to an
     unrelated process: stopping the cluster must leave that process alone."""
+    if not cwd_readable:
+
+        def denied(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(os, "readlink", denied)
     cluster = LocalCluster(tmp_path)
     cluster.data.mkdir()
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

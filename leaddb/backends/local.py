@@ -365,17 +365,26 @@ class Cluster:
         return self._postmaster_lock()[0]
 
     def _is_our_postmaster(self, pid: int) -> bool:
-        """``pid`` is alive and is this cluster's server: the postmaster works in its data
-        directory, so after a crash or a reboot a recycled pid is never signalled. (POSIX only;
-        where ``/proc`` is missing, alive is all that is checked.)"""
+        """``pid`` is alive and is this cluster's server, so that after a crash or a reboot a
+        recycled pid is never signalled: the postmaster works in its data directory, and
+        pg_ctl started it with ``-D`` and that directory. (POSIX only; where there is no
+        ``/proc``, alive is all that is checked.)"""
         if not _alive(pid):
             return False
+        proc = Path(f"/proc/{pid}")
+        if not Path("/proc/self").exists():
+            return True
+        data = self.data.resolve()
         try:
-            return Path(os.readlink(f"/proc/{pid}/cwd")) == self.data.resolve()
-        except FileNotFoundError:
-            return not Path("/proc/self").exists()  # no /proc: trust the pid
+            return Path(os.readlink(proc / "cwd")) == data
+        except PermissionError:  # another user's process without ptrace rights: its arguments
+            try:
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return False
+            return any(os.fsencode(str(path)) in args for path in {self.data, data})
         except OSError:
-            return True  # /proc exists but will not say (permissions): trust the pid
+            return False  # gone meanwhile
 
     def is_running(self) -> bool:
         if not self.data.is_dir():
