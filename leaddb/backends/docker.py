@@ -216,6 +216,9 @@ class DockerBackend(Backend):
         env = self.service.environment
         self.user = env.get("POSTGRES_USER") or "postgres"
         self.password = env.get("POSTGRES_PASSWORD", "")
+        # the image's POSTGRES_PASSWORD_FILE (a secret mounted into the container) when no
+        # POSTGRES_PASSWORD is set; read through the engine when a connection needs it
+        self.password_file = "" if self.password else env.get("POSTGRES_PASSWORD_FILE", "")
         self.dbname = env.get("POSTGRES_DB") or self.user
         self._client = None
         self.init_files = True  # False: boot without the migrations mount (the bench's baseline)
@@ -523,7 +526,7 @@ class DockerBackend(Backend):
         deadline = time.monotonic() + 15
         while True:
             try:
-                psycopg.connect(self.conninfo_unchecked("postgres"), connect_timeout=3).close()
+                psycopg.connect(self.conninfo_unchecked("postgres", container), connect_timeout=3).close()
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
@@ -689,18 +692,35 @@ class DockerBackend(Backend):
             )
         return container
 
-    def conninfo_unchecked(self, dbname: str | None = None) -> str:
+    def conninfo_unchecked(self, dbname: str | None = None, container=None) -> str:
         return make_conninfo(
             host=self.host_address,
             port=self.port.host_port,
             user=self.user,
-            password=self.password,
+            password=self._password_of(container),
             dbname=dbname or self.dbname,
         )
 
     def conninfo(self, dbname: str | None = None) -> str:
-        self._running_container()
-        return self.conninfo_unchecked(dbname)
+        return self.conninfo_unchecked(dbname, self._running_container())
+
+    def _password_of(self, container) -> str:
+        """POSTGRES_PASSWORD, or the content of POSTGRES_PASSWORD_FILE as the entrypoint reads
+        it (``$(< file)``: trailing newlines dropped), read once from the running container."""
+        if self.password or not self.password_file:
+            return self.password
+        container = container or self._running_container()
+        exit_code, (out, err) = container.exec_run(["cat", "--", self.password_file], demux=True)
+        if exit_code != 0:
+            reason = (err or b"").decode("utf-8", "replace").strip() or f"exit code {exit_code}"
+            raise BackendError(
+                f"cannot read POSTGRES_PASSWORD_FILE {self.password_file} in container "
+                f"{self.container_name}: {reason}",
+                hint=f"mount the secret at {self.password_file} in {self.service.compose_file.name}, "
+                "or set POSTGRES_PASSWORD",
+            )
+        self.password = (out or b"").decode("utf-8").rstrip("\n")
+        return self.password
 
     def down(self) -> str:
         done = self._remove_ours(force=False)
@@ -712,7 +732,13 @@ class DockerBackend(Backend):
         masked = make_conninfo(
             host=self.host_address, port=self.port.host_port, user=self.user, dbname=self.dbname
         )
-        secret = " password=***" if self.password else ""
+        secret = (
+            " password=***"
+            if self.password
+            else f" password from {self.password_file}"
+            if self.password_file
+            else ""
+        )
         network = ", host network" if self.host_network else ""
         volumes = ", ".join(self.service.volume_names.values())
         return (

@@ -298,3 +298,44 @@ def test_apply_ends_each_file_like_a_psql_session(make_backend, project):
     ):
         backend.apply(migrations_of(project))
     assert fetch(backend, "SELECT count(*) FROM pg_class WHERE relname = 'never_committed'") == [(0,)]
+
+
+def _compose_with_password_file(project, mount: bool) -> None:
+    compose_file = project / "docker-compose.yml"
+    text = compose_file.read_text(encoding="utf-8")
+    password_line = "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-leadgen-dev-only}\n"
+    assert password_line in text
+    text = text.replace(password_line, "      POSTGRES_PASSWORD_FILE: /run/secrets/pg_password\n")
+    if mount:
+        initdb_line = "      - ./api/db/migrations:/docker-entrypoint-initdb.d:ro\n"
+        assert initdb_line in text
+        text = text.replace(
+            initdb_line, initdb_line + "      - ./secrets/pg_password:/run/secrets/pg_password:ro\n"
+        )
+    compose_file.write_text(text, encoding="utf-8")
+    (project / "secrets").mkdir()
+    (project / "secrets" / "pg_password").write_text("s3cret from a file\n", encoding="utf-8")
+
+
+def test_password_file_secret_is_read_in_the_container_and_never_shown(make_backend, project):
+    """POSTGRES_PASSWORD_FILE instead of POSTGRES_PASSWORD: the image reads the secret, and so
+    does the tool for its own TCP connections (scram over loopback), without printing it."""
+    _compose_with_password_file(project, mount=True)
+    backend = make_backend(POSTGRES_PASSWORD="")
+    assert "password from /run/secrets/pg_password" in backend.describe()
+    backend.reset(migrations_of(project))
+    with psycopg.connect(backend.conninfo(), connect_timeout=5) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("leadgen",)
+    assert "s3cret" not in backend.describe()
+    assert "password=***" in backend.describe()
+
+
+def test_password_file_missing_in_the_container_is_a_clear_message(make_backend, project):
+    """The secret is named but not mounted: the image itself refuses to initialise, and the
+    tool says so, with the image's own line, without a traceback."""
+    _compose_with_password_file(project, mount=False)
+    backend = make_backend(POSTGRES_PASSWORD="")
+    with pytest.raises(BackendError) as failure:
+        backend.reset(migrations_of(project))
+    assert "exited (code 1) before the server was ready" in str(failure.value)
+    assert "/run/secrets/pg_password: No such file or directory" in str(failure.value)
