@@ -61,6 +61,10 @@ NETWORK_ENV = "LEADDB_DOCKER_NETWORK"
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"
 DEFAULT_BOOT_TIMEOUT = 180.0
 CONTAINER_PORT = 5432
+# What of the compose service this backend applies when it creates the container itself;
+# anything else ("x-" extensions aside) is refused rather than silently left out. (`restart`
+# too: a restarted container skips initialisation, hiding the init file that failed.)
+SERVICE_KEYS = ("image", "environment", "volumes", "ports", "healthcheck", "command", "shm_size")
 
 # What the entrypoint (official image and ours) and the server print, in boot order.
 INITDB_DONE = ("Success. You can now start the database server", "waiting for server to start")
@@ -204,6 +208,23 @@ class DockerBackend(Backend):
         super().__init__(project_dir)
         self._environ = dict(os.environ if environ is None else environ)
         self.service = compose.load_service(project_dir, project_name=project_name, environ=self._environ)
+        unsupported = sorted(
+            k for k in self.service.raw if k not in SERVICE_KEYS and not str(k).startswith("x-")
+        )
+        if unsupported:
+            raise BackendError(
+                f"{self.service.compose_file}: service {compose.SERVICE!r} sets "
+                f"{', '.join(unsupported)}, which the docker backend does not apply to the container "
+                "it creates"
+                + (
+                    " (restart: a container restarted after a failed init file skips initialisation, "
+                    "which would hide the failure)"
+                    if "restart" in unsupported
+                    else ""
+                ),
+                hint=f"express it with {', '.join(SERVICE_KEYS)}; or start the service with "
+                "`docker compose up -d postgres` and use `--backend dsn`",
+            )
         if not self.service.ports:
             raise BackendError(
                 f"{self.service.compose_file}: service {compose.SERVICE!r} publishes no port",
@@ -449,6 +470,8 @@ class DockerBackend(Backend):
             kwargs["ports"] = {
                 f"{self.port.container_port}/tcp": (self.port.host_ip or "0.0.0.0", self.port.host_port)
             }
+        if self.service.raw.get("shm_size") is not None:
+            kwargs["shm_size"] = self.service.raw["shm_size"]
         check = self.service.healthcheck
         if check.get("test") and not check.get("disable"):
             kwargs["healthcheck"] = Healthcheck(

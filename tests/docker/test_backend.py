@@ -339,3 +339,30 @@ def test_password_file_missing_in_the_container_is_a_clear_message(make_backend,
         backend.reset(migrations_of(project))
     assert "exited (code 1) before the server was ready" in str(failure.value)
     assert "/run/secrets/pg_password: No such file or directory" in str(failure.value)
+
+
+def _add_to_service(project, lines: str) -> None:
+    compose_file = project / "docker-compose.yml"
+    text = compose_file.read_text(encoding="utf-8")
+    anchor = "    image: ${POSTGRES_IMAGE:-postgres:15}\n"
+    assert anchor in text
+    compose_file.write_text(text.replace(anchor, anchor + lines), encoding="utf-8")
+
+
+def test_service_settings_the_backend_cannot_apply_are_refused_by_name(make_backend, project):
+    _add_to_service(project, "    restart: unless-stopped\n    env_file: [db.env]\n    x-note: ignored\n")
+    with pytest.raises(BackendError) as failure:
+        make_backend()
+    message = str(failure.value)
+    assert "service 'postgres' sets env_file, restart, which the docker backend does not apply" in message
+    assert "x-note" not in message
+    assert "restart: a container restarted after a failed init file skips initialisation" in message
+    assert "`docker compose up -d postgres` and use `--backend dsn`" in message
+
+
+def test_shm_size_is_applied_to_the_container(make_backend, project, docker_client):
+    _add_to_service(project, "    shm_size: 256mb\n")
+    backend = make_backend()
+    backend.reset(migrations_of(project))
+    container = docker_client.containers.get(backend.container_name)
+    assert container.attrs["HostConfig"]["ShmSize"] == 256 * 1024 * 1024
