@@ -26,9 +26,10 @@ def create_database(conn: psycopg.Connection, name: str, *, template: str | None
     try:
         conn.execute(query)
     except psycopg.errors.ObjectInUse as exc:  # a template must have no session open on it
+        source = template or "template1"
         raise BackendError(
-            f"cannot create database {name!r} from {template!r}: {str(exc).strip()}",
-            hint=f"close the sessions connected to {template!r} (psql, an IDE) and run the task again",
+            f"cannot create database {name!r} from {source!r}: {str(exc).strip()}",
+            hint=f"close the sessions connected to {source!r} (psql, an IDE) and run the task again",
         ) from None
 
 

@@ -170,3 +170,14 @@ def test_a_broken_log_follow_is_followed_again_and_its_leftovers_are_ignored():
     assert container.follows == 2
     assert [line.text for line in lines] == FIRST_BOOT  # once each, without the broken half line
     assert "final ready" in boot_marks(lines)
+
+
+def test_init_failure_of_a_compressed_file_keeps_psqls_stdin_error():
+    """psql reads a .sql.gz from stdin and names it "<stdin>"."""
+    gz = f"{INITDB}/0003_data.sql.gz"
+    texts = [
+        f"/usr/local/bin/docker-entrypoint.sh: running {gz}",
+        'psql:<stdin>:2: ERROR:  relation "nope" does not exist',
+        "LINE 1: INSERT INTO nope VALUES (1);",
+    ]
+    assert init_failure(log(*texts)) == (gz, texts[1:])

@@ -442,7 +442,8 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     applying = workspace.popen("db.apply")
     workspace.wait_entered(applying)
     postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text().split()[0])
-    children = [int(p) for p in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()]
+    listing = Path(f"/proc/{postmaster}/task/{postmaster}/children")  # needs CONFIG_PROC_CHILDREN
+    children = [int(p) for p in listing.read_text().split()] if listing.exists() else []
     os.kill(postmaster, signal.SIGKILL)
     out, err = applying.communicate(timeout=60)
     assert applying.returncode == 1
@@ -494,7 +495,14 @@ def test_a_crashed_servers_stale_ready_pid_file_is_never_taken_for_the_new_serve
     assert len(seen) >= 4, f"took the file for ready after {len(seen)} reads: {seen[-1]!r}"
 
 
-@pytest.mark.skipif(os.name != "posix", reason="signals a POSIX pid")
+def _deny_readlink(monkeypatch) -> None:
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "readlink", denied)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="tells processes apart through /proc")
 @pytest.mark.parametrize("cwd_readable", [True, False], ids=["cwd readable", "no ptrace rights"])
 def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
     tmp_path, monkeypatch, cwd_readable
@@ -502,11 +510,7 @@ def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
     """After a crash or a reboot, postmaster.pid may name a pid the system has given to an
     unrelated process: stopping the cluster must leave that process alone."""
     if not cwd_readable:
-
-        def denied(path, *args, **kwargs):
-            raise PermissionError(13, "Permission denied", str(path))
-
-        monkeypatch.setattr(os, "readlink", denied)
+        _deny_readlink(monkeypatch)
     cluster = LocalCluster(tmp_path)
     cluster.data.mkdir()
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -520,6 +524,18 @@ def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="tells processes apart through /proc")
+@pytest.mark.parametrize("cwd_readable", [True, False], ids=["cwd readable", "no ptrace rights"])
+def test_stop_recognises_and_stops_this_clusters_own_server(workspace, monkeypatch, cwd_readable):
+    assert workspace("db.reset").returncode == 0
+    cluster = workspace.backend.cluster
+    assert cluster.is_running()
+    if not cwd_readable:
+        _deny_readlink(monkeypatch)  # only the postmaster's -D argument is left to go by
+    cluster.stop("fast")
+    assert not cluster.is_running()
 
 
 # -- 5. timeouts and resources -----------------------------------------------------------------

@@ -153,7 +153,8 @@ def boot_marks(lines: Sequence[LogLine]) -> dict[str, datetime]:
 def init_failure(lines: Sequence[LogLine]) -> tuple[str | None, list[str]]:
     """The init file that was running when the container stopped, and psql's error lines
     about that file (matched by the file psql names, not by their place in the log: the
-    entrypoint's "running FILE" is on stdout, psql's errors on stderr)."""
+    entrypoint's "running FILE" is on stdout, psql's errors on stderr); where psql names no
+    file of ours (``<stdin>``: a ``.sql.gz`` or ``.sh`` file), its last error."""
     failing = None
     groups: list[tuple[str, list[str]]] = []  # (file psql names, its error and follow-up lines)
     capturing = False
@@ -171,7 +172,10 @@ def init_failure(lines: Sequence[LogLine]) -> tuple[str | None, list[str]]:
             groups[-1][1].append(text)
         else:
             capturing = False
-    return failing, [text for file, group in groups if file == failing for text in group]
+    about = [text for file, group in groups if file == failing for text in group]
+    if not about and groups:  # psql names "<stdin>" for .sql.gz and .sh files: the last error
+        about = groups[-1][1]
+    return failing, about
 
 
 def duration(value) -> int:
@@ -208,23 +212,6 @@ class DockerBackend(Backend):
         super().__init__(project_dir)
         self._environ = dict(os.environ if environ is None else environ)
         self.service = compose.load_service(project_dir, project_name=project_name, environ=self._environ)
-        unsupported = sorted(
-            k for k in self.service.raw if k not in SERVICE_KEYS and not str(k).startswith("x-")
-        )
-        if unsupported:
-            raise BackendError(
-                f"{self.service.compose_file}: service {compose.SERVICE!r} sets "
-                f"{', '.join(unsupported)}, which the docker backend does not apply to the container "
-                "it creates"
-                + (
-                    " (restart: a container restarted after a failed init file skips initialisation, "
-                    "which would hide the failure)"
-                    if "restart" in unsupported
-                    else ""
-                ),
-                hint=f"express it with {', '.join(SERVICE_KEYS)}; or start the service with "
-                "`docker compose up -d postgres` and use `--backend dsn`",
-            )
         if not self.service.ports:
             raise BackendError(
                 f"{self.service.compose_file}: service {compose.SERVICE!r} publishes no port",
@@ -329,6 +316,7 @@ class DockerBackend(Backend):
     def _reset(self, migrations: Sequence[Migration], *, force: bool) -> BootReport:
         report = BootReport(self.name)
         with report.phase("create"):
+            self._check_service_keys()  # before anything of the previous boot is removed
             self._check_image()
             self._remove_ours(force=force)
             self._check_port_free()
@@ -432,6 +420,28 @@ class DockerBackend(Backend):
             hint="stop whatever listens there (another PostgreSQL?), or set POSTGRES_PORT to a free port "
             "in .env",
         )
+
+    def _check_service_keys(self) -> None:
+        """A reset refuses a service setting it would not apply to the container it creates;
+        the tasks that use an existing container (apply, introspect, down) do not care."""
+
+        unsupported = sorted(
+            k for k in self.service.raw if k not in SERVICE_KEYS and not str(k).startswith("x-")
+        )
+        if unsupported:
+            raise BackendError(
+                f"{self.service.compose_file}: service {compose.SERVICE!r} sets "
+                f"{', '.join(unsupported)}, which the docker backend does not apply to the container "
+                "it creates"
+                + (
+                    " (restart: a container restarted after a failed init file skips initialisation, "
+                    "which would hide the failure)"
+                    if "restart" in unsupported
+                    else ""
+                ),
+                hint=f"express it with {', '.join(SERVICE_KEYS)}; or start the service with "
+                "`docker compose up -d postgres` and use `--backend dsn`",
+            )
 
     def _create_container(self):
         from docker.types import Healthcheck, Mount

@@ -379,12 +379,17 @@ class Cluster:
             return Path(os.readlink(proc / "cwd")) == data
         except PermissionError:  # another user's process without ptrace rights: its arguments
             try:
-                args = (proc / "cmdline").read_bytes().split(b"\0")
+                args = [os.fsdecode(a) for a in (proc / "cmdline").read_bytes().split(b"\0")]
             except OSError:
                 return False
-            return any(os.fsencode(str(path)) in args for path in {self.data, data})
+            return any(
+                flag == "-D" and Path(value).resolve() == data
+                for flag, value in zip(args, args[1:], strict=False)
+            )
+        except FileNotFoundError:  # gone meanwhile, or hidden (/proc mounted with hidepid):
+            return _alive(pid) and not proc.exists()  # a hidden live pid is trusted
         except OSError:
-            return False  # gone meanwhile
+            return False
 
     def is_running(self) -> bool:
         if not self.data.is_dir():

@@ -350,9 +350,15 @@ def _add_to_service(project, lines: str) -> None:
 
 
 def test_service_settings_the_backend_cannot_apply_are_refused_by_name(make_backend, project):
+    """A reset refuses them before touching anything; tasks on an existing container still run."""
+    booted = make_backend()
+    booted.reset(migrations_of(project))
     _add_to_service(project, "    restart: unless-stopped\n    env_file: [db.env]\n    x-note: ignored\n")
+    backend = make_backend()
     with pytest.raises(BackendError) as failure:
-        make_backend()
+        backend.reset(migrations_of(project))
+    assert fetch(backend, "SELECT 1") == [(1,)]  # the previous boot is untouched
+    assert "removed container" in backend.down()
     message = str(failure.value)
     assert "service 'postgres' sets env_file, restart, which the docker backend does not apply" in message
     assert "x-note" not in message
