@@ -193,26 +193,24 @@ class Cluster:
         except OSError:
             return 0
 
-    def _logged_failure(self, since: int) -> bool:
+    def _log_since(self, since: int) -> str:
+        """What the server wrote after byte ``since`` (this start's, not older runs')."""
         if self._log_size() <= since:
-            return False
+            return ""
         try:
             with self.log.open("rb") as log:
                 log.seek(since)
-                text = log.read()
-        except OSError:
-            return False
-        return b"FATAL:" in text or b"PANIC:" in text
-
-    def _log_tail(self, since: int = 0, lines: int = 20) -> str:
-        """The last lines the server wrote after byte ``since`` (this start's, not older runs')."""
-        try:
-            with self.log.open("rb") as log:
-                log.seek(since)
-                text = log.read().decode("utf-8", errors="replace")
+                return log.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
-        tail = text.splitlines()[-lines:]
+
+    def _logged_failure(self, since: int) -> bool:
+        text = self._log_since(since)
+        return "FATAL:" in text or "PANIC:" in text
+
+    def _log_tail(self, since: int = 0, lines: int = 20) -> str:
+        """The last lines of :meth:`_log_since`, indented, for an error message."""
+        tail = self._log_since(since).splitlines()[-lines:]
         return (
             "\n  server log (" + str(self.log) + "):\n" + "\n".join("    " + t for t in tail) if tail else ""
         )

@@ -300,19 +300,25 @@ def test_apply_ends_each_file_like_a_psql_session(make_backend, project):
     assert fetch(backend, "SELECT count(*) FROM pg_class WHERE relname = 'never_committed'") == [(0,)]
 
 
-def _compose_with_password_file(project, mount: bool) -> None:
+def _edit_compose(project, anchor: str, replacement: str) -> None:
+    """Replace one line of the project's docker-compose.yml (which must contain it)."""
     compose_file = project / "docker-compose.yml"
     text = compose_file.read_text(encoding="utf-8")
-    password_line = "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-leadgen-dev-only}\n"
-    assert password_line in text
-    text = text.replace(password_line, "      POSTGRES_PASSWORD_FILE: /run/secrets/pg_password\n")
+    assert anchor in text
+    compose_file.write_text(text.replace(anchor, replacement), encoding="utf-8")
+
+
+def _compose_with_password_file(project, mount: bool) -> None:
+    _edit_compose(
+        project,
+        "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-leadgen-dev-only}\n",
+        "      POSTGRES_PASSWORD_FILE: /run/secrets/pg_password\n",
+    )
     if mount:
         initdb_line = "      - ./api/db/migrations:/docker-entrypoint-initdb.d:ro\n"
-        assert initdb_line in text
-        text = text.replace(
-            initdb_line, initdb_line + "      - ./secrets/pg_password:/run/secrets/pg_password:ro\n"
+        _edit_compose(
+            project, initdb_line, initdb_line + "      - ./secrets/pg_password:/run/secrets/pg_password:ro\n"
         )
-    compose_file.write_text(text, encoding="utf-8")
     (project / "secrets").mkdir()
     (project / "secrets" / "pg_password").write_text("s3cret from a file\n", encoding="utf-8")
 
@@ -342,11 +348,8 @@ def test_password_file_missing_in_the_container_is_a_clear_message(make_backend,
 
 
 def _add_to_service(project, lines: str) -> None:
-    compose_file = project / "docker-compose.yml"
-    text = compose_file.read_text(encoding="utf-8")
     anchor = "    image: ${POSTGRES_IMAGE:-postgres:15}\n"
-    assert anchor in text
-    compose_file.write_text(text.replace(anchor, anchor + lines), encoding="utf-8")
+    _edit_compose(project, anchor, anchor + lines)
 
 
 def test_service_settings_the_backend_cannot_apply_are_refused_by_name(make_backend, project):
