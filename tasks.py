@@ -50,7 +50,7 @@ def _expected_failures(body):
 @_expected_failures
 def reset(c, backend=None, dsn=None, force=False, fast=False):
     """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
-    workflow.reset(_options(c, backend, dsn), force=force, fast=fast)
+    workflow.reset(_options(c, backend, dsn), force=force, fast_reset=fast)
 
 
 @task(help=COMMON_HELP)
@@ -78,7 +78,7 @@ def introspect(c, backend=None, dsn=None, json=None):
 @_expected_failures
 def drift(c, backend=None, dsn=None):
     """Compare the live catalog with the spec's SQL; SCHEMA_DRIFT (exit 3) names every difference."""
-    workflow.drift(_options(c, backend, dsn))
+    workflow.drift_check(_options(c, backend, dsn))
 
 
 @task(
@@ -92,7 +92,7 @@ def drift(c, backend=None, dsn=None):
 @_expected_failures
 def bench(c, backend=None, dsn=None, runs=10, json=None, scale=""):
     """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
-    workflow.bench(
+    workflow.run_bench(
         _options(c, backend, dsn), runs=int(runs), json_path=Path(json) if json else None, scale=scale
     )
 
@@ -125,7 +125,7 @@ def verify(c, backend=None, dsn=None, bench_runs=5, report_dir=None):
 @_expected_failures
 def lint(c):
     """Refuse destructive statements (DROP, RENAME, ALTER … TYPE, …) in the migrations."""
-    workflow.lint(_options(c, None, None))
+    workflow.lint_migrations(_options(c, None, None))
 
 
 @task(help=COMMON_HELP)

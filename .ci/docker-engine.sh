@@ -4,9 +4,11 @@
 # file and socket; `stop` ends it and waits. The data root persists, so images built
 # by docker/postgres15/build-image.sh stay cached between CI runs on one machine.
 #
-# Networking: --bridge=none --iptables=false, so the engine creates no bridge and
-# writes no firewall rules; containers run with host networking and listen on
-# loopback only (LEADDB_DOCKER_NETWORK=host tells the docker backend).
+# Networking: --bridge=none --iptables=false, so the engine makes no default bridge and
+# writes no firewall rules. Compose projects get a bridge network of their own
+# (`<project>_default`, as `docker compose up` and the docker backend create it), and
+# published ports are forwarded by docker-proxy on 127.0.0.1 only: what Docker Desktop
+# users get.
 #
 #   bash .ci/docker-engine.sh start
 #   export DOCKER_HOST=unix:///run/leaddb-ci/docker.sock

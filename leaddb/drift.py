@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leaddb import catalog, janitor, runner
+from leaddb import catalog, janitor
 from leaddb.catalog import CatalogObject, Snapshot
 from leaddb.errors import MigrationError, SpecError
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
+
+if TYPE_CHECKING:
+    from leaddb.backends.base import Backend
 
 # objects that belong to a table: reported with the table when the table itself differs
 _TABLE_PARTS = ("column", "constraint", "index", "sequence", "trigger")
@@ -127,16 +131,16 @@ def spec_migrations(spec: Spec) -> list[Migration]:
     ]
 
 
-def expected_snapshot(spec: Spec, maintenance_conninfo: str, conninfo_for) -> Snapshot:
+def expected_snapshot(spec: Spec, backend: Backend) -> Snapshot:
     """Apply the spec's SQL to a scratch database on the same server and snapshot it."""
-    with janitor.scratch_database(maintenance_conninfo, conninfo_for, purpose="spec") as scratch:
+    with janitor.scratch_database(backend.conninfo("postgres"), purpose="spec") as scratch:
         try:
-            runner.apply(scratch, spec_migrations(spec))
+            backend.apply(spec_migrations(spec), dbname=scratch)
         except MigrationError as exc:
             raise SpecError(
                 f"the spec's own SQL does not apply: {exc.detail}", hint="fix the spec block"
             ) from None
-        return catalog.snapshot_of(scratch)
+        return catalog.snapshot_of(backend.conninfo(scratch))
 
 
 def coverage(live: Snapshot, spec: Snapshot) -> dict[str, tuple[int, int]]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from psycopg.conninfo import conninfo_to_dict
 
-from leaddb import janitor, runner
+from leaddb import janitor
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration, checksum
@@ -25,16 +25,12 @@ def template_name(migrations: Sequence[Migration]) -> str:
 
 
 def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
-    if backend.name == "dsn":
+    """The caller holds ``backend.lock``: a second reset would clone a template still being built."""
+    if not backend.capabilities.owns_server:
         raise BackendError(
             "--fast is for servers this workspace runs (local, docker)",
             hint="drop --fast; on a shared server db.reset recreates only its own scratch database",
         )
-    with backend.reset_lock():  # a second reset would clone a template still being built
-        return _reset(backend, migrations)
-
-
-def _reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
     report = BootReport(f"{backend.name} --fast")
     target = conninfo_to_dict(backend.conninfo())["dbname"]
     template = template_name(migrations)
@@ -52,7 +48,7 @@ def _reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
             if template not in existing:
                 janitor.create_database(conn, template, template="template0")
                 try:
-                    runner.apply(backend.conninfo(template), migrations)
+                    backend.apply(migrations, dbname=template)
                 except BaseException:
                     janitor.drop_database(conn, template)
                     raise

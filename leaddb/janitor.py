@@ -6,7 +6,7 @@ connection to a maintenance database (``CREATE DATABASE`` cannot run in a transa
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -38,10 +38,8 @@ def drop_database(conn: psycopg.Connection, name: str) -> None:
 
 
 @contextmanager
-def scratch_database(
-    maintenance_conninfo: str, conninfo_for: Callable[[str], str], *, purpose: str
-) -> Iterator[str]:
-    """An empty database (from template0) for ``purpose``; yields its conninfo, drops it after."""
+def scratch_database(maintenance_conninfo: str, *, purpose: str) -> Iterator[str]:
+    """An empty database (from template0) for ``purpose``; yields its name, drops it after."""
     name = f"leaddb_{purpose}_{secrets.token_hex(4)}"
     try:
         with maintenance(maintenance_conninfo) as conn:
@@ -53,7 +51,7 @@ def scratch_database(
             "that can reach the 'postgres' database",
         ) from None
     try:
-        yield conninfo_for(name)
+        yield name
     finally:
         with maintenance(maintenance_conninfo) as conn:
             drop_database(conn, name)

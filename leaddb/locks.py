@@ -1,51 +1,120 @@
-"""A non-blocking, process-wide exclusive lock on a file (fcntl on POSIX, msvcrt on Windows).
+"""A non-blocking lock on a file (flock on POSIX, msvcrt on Windows), held by every task
+that changes a server or its databases.
 
-Used so that a second ``db.reset`` of the same cluster or volume is refused with a clear
-message instead of racing the first one. The OS drops the lock when the holder exits,
-so a crashed reset never leaves a stale lock behind.
+Exclusive holders (reset, down, bench) exclude everyone; shared holders (apply, reapply,
+whose files the server-side advisory lock already serialises) exclude only exclusive ones.
+A task that cannot get the lock is refused at once with the holder's pid and task, never
+left to race. The OS drops the lock when the holder exits, so a crashed task never leaves
+a stale lock behind. Within one process the lock is re-entrant (``verify`` runs a reset,
+then a bench that resets again).
+
+Windows' ``msvcrt.locking`` has no shared mode: there, shared holders exclude each other
+too (a second concurrent apply is refused rather than queued).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from leaddb import platforms
 from leaddb.errors import BackendError
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+# path -> [fd, depth, shared]; the lock is per process, re-entrant
+_held: dict[str, list] = {}
+_guard = threading.Lock()
+
+if platforms.IS_WINDOWS:  # pragma: no cover - exercised on Windows only
     import msvcrt
 
-    def _try_lock(fd: int) -> bool:
+    # lock a byte far past the holder's record, so that others can still read the record
+    _LOCK_OFFSET = 1 << 16
+
+    def _try_lock(fd: int, shared: bool) -> bool:
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
             return False
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
 else:
     import fcntl
 
-    def _try_lock(fd: int) -> bool:
+    def _try_lock(fd: int, shared: bool) -> bool:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             return False
 
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _holder(path: Path) -> str:
+    """What the holder wrote into the lock file: "pid task"."""
+    try:
+        with open(path, "rb") as f:  # noqa: PTH123 - a read-only peek
+            return f.read(200).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _open(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise BackendError(
+            f"cannot open the lock file {path}: {exc.strerror}",
+            hint="the lock file must be a regular file of yours, not a link; remove it and retry",
+        ) from None
+
 
 @contextmanager
-def exclusive(path: Path, what: str):
+def hold(path: Path, task: str, target: str, *, shared: bool = False):
+    """Hold the lock at ``path`` for ``task`` (e.g. "db.reset") on ``target`` (what it changes)."""
+    key = str(path)
+    with _guard:
+        entry = _held.get(key)
+        if entry is not None:
+            entry[1] += 1
+    if entry is not None:
+        try:
+            yield
+        finally:
+            with _guard:
+                entry[1] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(path)
     try:
-        if not _try_lock(fd):
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() if hasattr(os, "pread") else "?"
+        if not _try_lock(fd, shared):
+            pid, _, running = _holder(path).partition(" ")
             raise BackendError(
-                f"another {what} is running (pid {holder or '?'}; lock {path})",
+                f"another {running or 'task'} of {target} is running (pid {pid or '?'}; lock {path})",
                 hint="wait for it to finish; nothing was changed by this one",
             )
+        # the last holder's record (of several shared holders, one of them)
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()} {task}".encode())
+        with _guard:
+            _held[key] = [fd, 1, shared]
+        try:
+            yield
+        finally:
+            with _guard:
+                del _held[key]
+            _unlock(fd)  # explicitly: Windows does not promise when a close releases it
     finally:
         os.close(fd)

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import pglast
 from pglast.parser import ParseError
 
-from leaddb import compose
+from leaddb import compose, paths
 from leaddb.errors import MigrationError, MigrationPathUnspecified
 from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME, Spec
 
@@ -91,12 +91,7 @@ class Migration:
         return self.path.name
 
     def display(self, project_dir: Path | None = None) -> str:
-        if project_dir:
-            try:
-                return self.path.relative_to(project_dir).as_posix()
-            except ValueError:
-                pass
-        return self.path.as_posix()
+        return paths.shown(self.path, project_dir)
 
     @cached_property
     def statements(self) -> tuple[Statement, ...]:

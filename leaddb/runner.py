@@ -20,8 +20,21 @@ from psycopg import pq
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
 
+# The rules of a session, shared by both appliers (in-process here; psql inside the Docker
+# container, ``leaddb.backends.docker.psql``): one definition of each.
+#
 # pg_advisory_lock key shared by every applier of this schema: "leaddb" in ASCII
 ADVISORY_LOCK_KEY = 0x6C6561646462
+LOCK = f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})"
+UNLOCK = f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})"
+# The end of every file is the end of a ``psql -f`` session: no transaction left open (inside
+# one, now() is that transaction's start, earlier than this statement's), no setting carried
+# into the next file.
+TRANSACTION_LEFT_OPEN = "leaddb: the file before this check left a transaction open"
+END_OF_FILE = (
+    "DO $$BEGIN IF now() <> statement_timestamp() THEN "
+    f"RAISE EXCEPTION '{TRANSACTION_LEFT_OPEN}'; END IF; RESET ALL; END$$"
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,7 @@ def apply(
     with conn:
         notices: list[str] = []
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute(LOCK)
         result.lock_wait_seconds = time.perf_counter() - started
         for migration in migrations:
             file_started = time.perf_counter()
@@ -93,7 +106,7 @@ def apply(
             result.files.append(file_result)
             if on_file:
                 on_file(file_result)
-        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute(UNLOCK)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -110,9 +123,17 @@ def _end_of_file(conn: psycopg.Connection, migration: Migration, project_dir: Pa
     """What the end of a ``psql -f`` session does: an open transaction is rolled back and
     session settings are gone. psql does the rollback silently; a file that opens a
     transaction and never commits it is a bug, so it is reported."""
-    if _end_failed_transaction(conn):
-        raise unterminated_transaction(migration, project_dir)
-    conn.execute("RESET ALL")  # SET in one file must not leak into the next, as with psql per file
+    try:
+        conn.execute(END_OF_FILE)
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise _connection_lost(exc, migration, migration.statements[-1], project_dir) from None
+        _end_failed_transaction(conn)
+        if exc.diag.message_primary == TRANSACTION_LEFT_OPEN:
+            raise unterminated_transaction(migration, project_dir) from None
+        raise BackendError(
+            f"{migration.display(project_dir)}: the end-of-file check failed: {str(exc).strip()}"
+        ) from None
 
 
 def unterminated_transaction(migration: Migration, project_dir: Path | None) -> MigrationError:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaddb.backends.docker import LogLine, LogWaiter, boot_marks, init_failure
+from leaddb.backends.docker.bootlog import LogLine, LogWaiter, boot_marks, init_failure
 
 INITDB = "/docker-entrypoint-initdb.d"
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

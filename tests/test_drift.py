@@ -22,7 +22,7 @@ def spec(project_dir) -> Spec:
 
 @pytest.fixture(scope="session")
 def expected(server, spec) -> Snapshot:
-    return drift.expected_snapshot(spec, server.conninfo("postgres"), server.conninfo)
+    return drift.expected_snapshot(spec, server)
 
 
 @pytest.fixture

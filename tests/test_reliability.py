@@ -467,34 +467,6 @@ def _pid_file(pid: int, status: str | None) -> str:
     return "\n".join(lines + ([status] if status else [])) + "\n"
 
 
-def test_a_crashed_servers_stale_ready_pid_file_is_never_taken_for_the_new_server(tmp_path, monkeypatch):
-    """After a crash, postmaster.pid still says "ready" with the dead pid; the new postmaster
-    replaces it at any moment. Each read below sees the next state of the file, so a waiter
-    that reads status and pid separately takes the stale "ready" for the new server."""
-    cluster = LocalCluster(tmp_path)
-    pid_file = cluster.data / "postmaster.pid"
-    states = iter(
-        [
-            _pid_file(111, "ready"),  # the crashed server's file
-            _pid_file(222, None),  # the new postmaster's, just created
-            _pid_file(222, "starting"),
-            _pid_file(222, "ready"),
-        ]
-    )
-    seen: list[str] = []
-    read_text = Path.read_text
-
-    def reading(path: Path, *args, **kwargs) -> str:
-        if path != pid_file:
-            return read_text(path, *args, **kwargs)
-        seen.append(next(states, _pid_file(222, "ready")))
-        return seen[-1]
-
-    monkeypatch.setattr(Path, "read_text", reading)
-    cluster._wait_ready(time.monotonic() + 5, stale_pid=111, log_from=0)
-    assert len(seen) >= 4, f"took the file for ready after {len(seen)} reads: {seen[-1]!r}"
-
-
 def _deny_readlink(monkeypatch) -> None:
     def denied(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))

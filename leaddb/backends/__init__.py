@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaddb.backends.base import Backend, BootReport, Phase
+from leaddb.backends.base import Backend, BootReport, Capabilities, Phase
 from leaddb.errors import BackendError
 
 NAMES = ("auto", "docker", "local", "dsn")
-
-
-def docker_engine_answers() -> tuple[bool, str]:
-    """Whether a Docker engine answers, and where we looked (for the user)."""
-    try:
-        import docker
-    except ImportError:
-        return False, "the docker Python package is not installed"
-    try:
-        client = docker.from_env(timeout=3)
-        client.ping()
-        return True, client.api.base_url
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
-        return False, f"no Docker engine answered ({type(exc).__name__})"
 
 
 def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend:
@@ -31,7 +17,9 @@ def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend
     if name == "auto" and dsn:
         name = "dsn"
     if name == "auto":
-        answers, where = docker_engine_answers()
+        from leaddb.backends.docker import engine
+
+        answers, where = engine.answers()
         if answers:
             say(f"backend: docker (auto: engine at {where})")
             name = "docker"
@@ -53,4 +41,4 @@ def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend
     return DockerBackend(project_dir)
 
 
-__all__ = ["Backend", "BootReport", "Phase", "select", "NAMES"]
+__all__ = ["Backend", "BootReport", "Capabilities", "Phase", "select", "NAMES"]

@@ -1,4 +1,10 @@
-"""The one small interface every backend implements."""
+"""The one small interface every backend implements.
+
+Only ``leaddb/backends/`` knows how backends differ. Callers ask a backend what it can
+do (``capabilities``), start it explicitly (``start``), read its connection strings
+(``conninfo``, a plain getter) and apply through it (``apply``); they never test its
+name or its attributes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaddb import runner
+from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 
 
@@ -43,30 +50,45 @@ class BootReport:
             self.phases.append(Phase(name, time.perf_counter() - started))
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, for callers that must choose without knowing which it is."""
+
+    owns_server: bool
+    """The server is this workspace's own: a reset may recreate it, and template databases
+    (``db.reset --fast``, the bench's fast resets) may be kept on it."""
+
+    bare_boot: bool = False
+    """It can boot the same server without the migrations (the bench's baseline)."""
+
+
 class Backend(ABC):
     """A PostgreSQL 15 server the pipeline can reset, apply to and inspect.
 
-    ``reset`` gives a fresh server (or database) with every migration applied;
-    ``apply`` runs the files against what is there; ``conninfo`` is what psycopg
-    needs for introspection; ``down`` removes what this workspace created.
+    ``reset`` gives a fresh server (or database) with every migration applied; ``start``
+    makes an existing one answer; ``apply`` runs files against a database on it;
+    ``conninfo`` is what psycopg needs; ``down`` removes what this workspace created.
     """
 
     name: str
+    capabilities: Capabilities
 
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = project_dir
 
     @abstractmethod
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport: ...
+    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        """A fresh server or database with every migration applied (the caller holds ``lock``)."""
 
-    def reset_lock(self) -> AbstractContextManager:
-        """Held by every reset of this backend's server or database (``--fast`` too), so a
-        second reset is refused instead of racing the first."""
-        return nullcontext()
+    @abstractmethod
+    def start(self) -> None:
+        """Make the existing server answer (start it if it is this workspace's and stopped);
+        raises BackendError with the next step when it cannot."""
 
     @abstractmethod
     def conninfo(self, dbname: str | None = None) -> str:
-        """A libpq connection string for the running server; raises BackendError when down."""
+        """A libpq connection string to ``dbname`` (default: the project's database). A plain
+        getter: it starts nothing and connects nowhere; call ``start`` first."""
 
     @abstractmethod
     def down(self) -> str:
@@ -76,9 +98,34 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where the database is, with any secret masked."""
 
+    def lock(self, task: str, *, shared: bool = False) -> AbstractContextManager:
+        """Held by every task that changes the server or its databases, so that a second one
+        is refused ("another … is running") instead of racing the first. ``shared`` holders
+        (applies, which the server-side advisory lock already serialises) exclude only
+        exclusive ones (reset, down, bench). Re-entrant within one process."""
+        return nullcontext()
+
     def apply(
-        self, migrations: Sequence[Migration], *, reapply: bool = False, on_file=None
+        self,
+        migrations: Sequence[Migration],
+        *,
+        dbname: str | None = None,
+        reapply: bool = False,
+        on_file=None,
     ) -> runner.ApplyResult:
+        """Apply the files in order to ``dbname`` (default: the project's database)."""
         return runner.apply(
-            self.conninfo(), migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
+            self.conninfo(dbname), migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
+
+    def bare_boot(self) -> BootReport:
+        """Boot the same server without the migrations (only where ``capabilities.bare_boot``)."""
+        raise BackendError(f"the {self.name} backend cannot boot a bare server")
+
+    def server_info(self) -> dict:
+        """What the bench records about the server (and the engine, where there is one)."""
+        try:
+            with runner.connect(self.conninfo("postgres")) as conn:
+                return {"postgresql": conn.execute("SELECT version()").fetchone()[0]}
+        except Exception as exc:  # noqa: BLE001 - informational only
+            return {"postgresql": None, "error": f"{type(exc).__name__}: {exc}"}

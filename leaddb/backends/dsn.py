@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from leaddb import janitor
-from leaddb.backends.base import Backend, BootReport
+from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 
@@ -35,6 +35,7 @@ def mask(conninfo: str) -> str:
 
 class DsnBackend(Backend):
     name = "dsn"
+    capabilities = Capabilities(owns_server=False)
 
     def __init__(self, project_dir: Path, dsn: str) -> None:
         super().__init__(project_dir)
@@ -49,13 +50,12 @@ class DsnBackend(Backend):
             raise BackendError(f"invalid DSN {mask(dsn)}: {exc}") from None
         self.dsn = dsn
         self.dbname = self.params.get("dbname") or "postgres"
-        self._answered = False
+
+    def start(self) -> None:
+        # fail here, with the DSN masked, rather than later in psycopg with a traceback
+        self._connect(self.dbname).close()
 
     def conninfo(self, dbname: str | None = None) -> str:
-        if dbname in (None, self.dbname) and not self._answered:
-            # fail here, with the DSN masked, rather than later in psycopg with a traceback
-            self._connect(self.dbname).close()
-            self._answered = True
         return make_conninfo(self.dsn, dbname=dbname or self.dbname)
 
     def describe(self) -> str:

@@ -15,10 +15,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,8 +25,8 @@ from pathlib import Path
 
 import psycopg
 
-from leaddb import compose, janitor, locks
-from leaddb.backends.base import Backend, BootReport
+from leaddb import compose, janitor, locks, platforms
+from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
@@ -36,8 +34,7 @@ from leaddb.migrations import Migration
 MARKER = ".leaddb-cluster"
 SERVER_USER = "postgres"
 DEFAULT_DBNAME = "leadgen"
-IS_WINDOWS = sys.platform == "win32"
-if not IS_WINDOWS:
+if not platforms.IS_WINDOWS:
     import pwd
 # where Debian/Ubuntu's postgresql-15 package puts the server binaries (not on PATH by default)
 PACKAGED_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
@@ -86,7 +83,7 @@ def default_state_dir(project_dir: Path) -> Path:
 
 def find_binary(name: str) -> Path:
     """``initdb``/``pg_ctl`` from PATH, else from ``pg_config --bindir``."""
-    exe = name + (".exe" if IS_WINDOWS else "")
+    exe = platforms.executable(name)
     found = shutil.which(exe)
     if found:
         return Path(found)
@@ -112,16 +109,9 @@ def free_port() -> int:
 
 
 def port_is_taken(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port; binds as the server does (SO_REUSEADDR on
-    POSIX), so a port in TIME_WAIT from this cluster's own last run counts as free."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if not IS_WINDOWS:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
+    """Whether something listens on 127.0.0.1:port (one of this cluster's own connections in
+    TIME_WAIT does not count)."""
+    return platforms.bind_probe("127.0.0.1", port) is not None
 
 
 @dataclass
@@ -168,10 +158,20 @@ class Cluster:
             ) from None
 
     # -- process helpers -------------------------------------------------
+    def _as_server_user(self) -> dict:
+        return platforms.run_as(SERVER_USER if self.run_as_other_user else None)
+
     def _run(self, argv: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        kwargs = {"user": SERVER_USER} if self.run_as_other_user else {}
+        """A program that leaves nothing running behind (initdb, pg_ctl stop), output captured."""
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                **self._as_server_user(),
+            )
         except subprocess.TimeoutExpired:
             raise BackendError(
                 f"{what} did not finish within {timeout:.0f} s{self._log_tail()}",
@@ -204,10 +204,6 @@ class Cluster:
         except OSError:
             return ""
 
-    def _logged_failure(self, since: int) -> bool:
-        text = self._log_since(since)
-        return "FATAL:" in text or "PANIC:" in text
-
     def _log_tail(self, since: int = 0, lines: int = 20) -> str:
         """The last lines of :meth:`_log_since`, indented, for an error message."""
         tail = self._log_since(since).splitlines()[-lines:]
@@ -232,7 +228,9 @@ class Cluster:
                     "or run the task as an unprivileged user",
                 ) from None
         self.root.mkdir(parents=True)
-        (self.root / MARKER).write_text("created by leaddb; safe to remove with `invoke db.down`\n")
+        (self.root / MARKER).write_text(
+            "created by leaddb; safe to remove with `invoke db.down`\n", encoding="utf-8", newline="\n"
+        )
         self.root.chmod(0o755)
         self._hand_to_server_user(self.root)
         password = secrets.token_urlsafe(18)
@@ -263,14 +261,28 @@ class Cluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        socket_dir = "" if IS_WINDOWS else tempfile.mkdtemp(prefix="leaddb-sock-")
-        if socket_dir:
-            self._hand_to_server_user(Path(socket_dir))
+        socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir())
         state = ClusterState(free_port(), socket_dir, password, dbname)
         self._write_settings(state)
-        self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8")
-        self.state_file.chmod(0o600)
+        self._write_state(state)
         return state
+
+    def _make_socket_dir(self) -> Path:
+        """Inside the cluster's own directory, so that nothing outside it is ever created or
+        removed; the socket path must fit a sockaddr_un (107 bytes on Linux)."""
+        directory = self.root / "run"
+        if len(str(directory / ".s.PGSQL.65535")) > 100:
+            raise BackendError(
+                f"the local cluster's socket path under {self.root} is too long for a Unix socket",
+                hint="point LEADDB_STATE_DIR at a shorter path",
+            )
+        directory.mkdir(mode=0o700)
+        self._hand_to_server_user(directory)
+        return directory
+
+    def _write_state(self, state: ClusterState) -> None:
+        self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8", newline="\n")
+        self.state_file.chmod(0o600)
 
     def _write_settings(self, state: ClusterState) -> None:
         settings = {
@@ -279,7 +291,7 @@ class Cluster:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{state.socket_dir}'",
         }
-        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
             conf.write("\n# leaddb throwaway cluster\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
@@ -290,61 +302,65 @@ class Cluster:
             self._start(timeout)
         except BackendError:
             if self.is_running():  # another task started it at the same moment: use that server
-                self._wait_ready(time.monotonic() + timeout, None, 0)
+                self._wait_ready(time.monotonic() + timeout)
                 return
             state = self.state()
             if not port_is_taken(state.port):
                 raise
             taken, state.port = state.port, free_port()
             say(f"local: port {taken} is taken by another process; moving the cluster to port {state.port}")
-            with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            with (self.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
                 conf.write(f"port = {state.port}  # leaddb: port {taken} was taken\n")
-            self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8")
+            self._write_state(state)
             self._start(timeout)
 
     def _start(self, timeout: float) -> None:
-        """Start without ``pg_ctl -w`` (it polls at 100 ms) and watch ``postmaster.pid``
-        for the postmaster's own "ready" status at 5 ms instead."""
+        """``pg_ctl start -w``: pg_ctl waits for the postmaster's own "ready" in postmaster.pid
+        (and tells a crashed server's stale file from the new one's)."""
         log_from = self._log_size()
-        # a postmaster.pid left by a crashed server still says "ready": wait for the new one's
-        # (a live pid is a server another task has just started: its "ready" counts)
-        stale_pid = self._postmaster_pid()
-        if stale_pid is not None and not IS_WINDOWS and self._is_our_postmaster(stale_pid):
-            stale_pid = None
-        self._run(
-            [str(find_binary("pg_ctl")), "-D", str(self.data), "-l", str(self.log), "-W", "start"],
-            "starting the local PostgreSQL server",
-            timeout=timeout + 5,
-        )
-        self._wait_ready(time.monotonic() + timeout, stale_pid, log_from)
+        output = self.root / "pg_ctl.out"
+        argv = [
+            str(find_binary("pg_ctl")),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        ]
+        io = platforms.background_start_io(output)
+        try:
+            done = subprocess.run(argv, timeout=timeout + 10, **io, **self._as_server_user())
+        except subprocess.TimeoutExpired:
+            raise BackendError(
+                f"the local PostgreSQL server was not ready within {timeout:.0f} s{self._log_tail(log_from)}",
+                hint="see the server log above; `invoke db.down` removes the cluster",
+            ) from None
+        except PermissionError as exc:
+            raise BackendError(f"starting the local PostgreSQL server: cannot run {argv[0]}: {exc}") from None
+        finally:
+            io["stdout"].close()
+        if done.returncode != 0:
+            said = output.read_text(encoding="utf-8", errors="replace").strip()
+            raise BackendError(
+                "the local PostgreSQL server exited during start-up"
+                + (f"\n  pg_ctl: {said.splitlines()[-1]}" if said else "")
+                + self._log_tail(log_from),
+                hint="see the server log above; `invoke db.down` removes the cluster",
+            )
 
-    def _wait_ready(self, deadline: float, stale_pid: int | None, log_from: int) -> None:
-        # pg_ctl -W returns before the postmaster writes its pid file: without one, the server
-        # has failed once it logged FATAL or PANIC, or when none appeared within the grace
-        grace = time.monotonic() + 5
-        timeout = deadline - time.monotonic()
-        while True:
-            # one read for both: a crashed server's stale file says "ready" too, and the new
-            # postmaster may replace it between two reads
-            pid, status = self._postmaster_lock()
-            if status == "ready" and pid != stale_pid:
-                return
-            if (
-                status is None
-                and (time.monotonic() > grace or self._logged_failure(log_from))
-                and not self.is_running()
-            ):
+    def _wait_ready(self, deadline: float) -> None:
+        """For a server another task is starting: until its postmaster.pid says "ready"."""
+        while self._postmaster_lock()[1] != "ready":
+            if time.monotonic() > deadline or not self.is_running():
                 raise BackendError(
-                    f"the local PostgreSQL server exited during start-up{self._log_tail(log_from)}",
+                    f"the local PostgreSQL server started by another task did not become ready"
+                    f"{self._log_tail()}",
                     hint="see the server log above; `invoke db.down` removes the cluster",
                 )
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"the local PostgreSQL server was not ready within {timeout:.0f} s"
-                    f"{self._log_tail(log_from)}",
-                    hint="see the server log above; `invoke db.down` removes the cluster",
-                )
-            time.sleep(0.005)
+            time.sleep(0.02)
 
     def _postmaster_lock(self) -> tuple[int | None, str | None]:
         """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
@@ -358,9 +374,6 @@ class Cluster:
         except (IndexError, ValueError):
             pid = None  # the new postmaster has created the file but not written it yet
         return pid, (lines[7].strip() if len(lines) > 7 else "starting")
-
-    def _postmaster_pid(self) -> int | None:
-        return self._postmaster_lock()[0]
 
     def _is_our_postmaster(self, pid: int) -> bool:
         """``pid`` is alive and is this cluster's server, so that after a crash or a reboot a
@@ -394,54 +407,37 @@ class Cluster:
             return False
         done = subprocess.run(
             [str(find_binary("pg_ctl")), "-D", str(self.data), "status"],
-            capture_output=True,
-            **({"user": SERVER_USER} if self.run_as_other_user else {}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self._as_server_user(),
         )
         return done.returncode == 0
 
     def stop(self, mode: str = "fast") -> None:
-        """Signal the postmaster (SIGINT fast, SIGQUIT immediate) and wait for it at 5 ms;
-        ``pg_ctl stop`` where signals are not POSIX."""
-        pid = self._postmaster_pid()
+        """``pg_ctl stop -w`` in ``mode`` (fast, or immediate for a cluster about to be removed);
+        never when postmaster.pid names a pid that is not this cluster's server (after a crash
+        or a reboot the system may have given it to an unrelated process)."""
+        pid = self._postmaster_lock()[0]
         if pid is None:
             return
-        if IS_WINDOWS:
-            if self.is_running():
-                self._run(
-                    [str(find_binary("pg_ctl")), "-D", str(self.data), "-m", mode, "-w", "stop"],
-                    "stopping the local PostgreSQL server",
-                )
-            return
-        if not self._is_our_postmaster(pid):
+        if not platforms.IS_WINDOWS and not self._is_our_postmaster(pid):
             return  # a stale postmaster.pid: its pid is gone, or now another process's
-        try:
-            os.kill(pid, signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
-        except ProcessLookupError:
+        if not self.is_running():
             return
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            # the postmaster removes its pid file last thing on a clean shutdown; after that
-            # it may linger as a zombie until whoever adopted it reaps it
-            if not (self.data / "postmaster.pid").exists() or not _alive(pid):
-                return
-            time.sleep(0.005)
-        raise BackendError(
-            f"the local PostgreSQL server (pid {pid}) did not stop within 60 s{self._log_tail()}"
+        self._run(
+            [str(find_binary("pg_ctl")), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"],
+            "stopping the local PostgreSQL server",
+            timeout=70,
         )
 
     def remove(self) -> None:
+        """Stop the server (immediate: the cluster is thrown away) and remove the directory."""
         self.check_owned()
         if not self.root.exists():
             return
-        socket_dir = None
-        try:
-            socket_dir = self.state().socket_dir
-        except BackendError:
-            pass
-        self.stop("fast")
-        shutil.rmtree(self.root)
-        if socket_dir:
-            shutil.rmtree(socket_dir, ignore_errors=True)
+        self.stop("immediate")
+        platforms.remove_tree(self.root)
 
     def conninfo(self, dbname: str | None = None) -> str:
         state = self.state()
@@ -474,6 +470,7 @@ def _alive(pid: int) -> bool:
 
 class LocalBackend(Backend):
     name = "local"
+    capabilities = Capabilities(owns_server=True)
 
     def __init__(self, project_dir: Path, state_dir: Path | None = None) -> None:
         super().__init__(project_dir)
@@ -486,21 +483,20 @@ class LocalBackend(Backend):
             env = {}
         return env.get("POSTGRES_DB") or DEFAULT_DBNAME
 
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+    def lock(self, task: str, *, shared: bool = False):
+        state_dir = self.cluster.root.parent
         try:
-            return self._reset(migrations)
-        except OSError as exc:  # the state directory cannot be created, written or removed
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise BackendError(
-                f"cannot create the local cluster under {self.cluster.root.parent}: {exc}",
+                f"cannot create the local cluster under {state_dir}: {exc}",
                 hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
             ) from None
+        return locks.hold(state_dir / "reset.lock", task, str(self.cluster.root), shared=shared)
 
-    def reset_lock(self):
-        return locks.exclusive(self.cluster.root.parent / "reset.lock", f"db.reset of {self.cluster.root}")
-
-    def _reset(self, migrations: Sequence[Migration]) -> BootReport:
+    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
         report = BootReport(self.name)
-        with self.reset_lock():
+        try:
             self.cluster.check_owned()
             with report.phase("remove"):
                 self.cluster.remove()
@@ -508,20 +504,24 @@ class LocalBackend(Backend):
                 state = self.cluster.init(self._dbname())
             with report.phase("start"):
                 self.cluster.start()
-            with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
-                janitor.create_database(conn, state.dbname)
-            with report.phase("apply"):
-                report.apply = self.apply(migrations)
+        except OSError as exc:  # the state directory cannot be created, written or removed
+            raise BackendError(
+                f"cannot create the local cluster under {self.cluster.root.parent}: {exc}",
+                hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
+            ) from None
+        with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
+            janitor.create_database(conn, state.dbname)
+        with report.phase("apply"):
+            report.apply = self.apply(migrations)
         return report
 
-    def ensure_running(self) -> None:
+    def start(self) -> None:
         self.cluster.check_owned()
         self.cluster.state()
         if not self.cluster.is_running():
             self.cluster.start()
 
     def conninfo(self, dbname: str | None = None) -> str:
-        self.ensure_running()
         return self.cluster.conninfo(dbname)
 
     def down(self) -> str:

@@ -4,7 +4,8 @@ The engine is whatever ``docker.from_env()`` finds (``DOCKER_HOST``, Docker Desk
 pipe, ``/var/run/docker.sock``). Without one the tests skip, except under CI (``CI`` set),
 where they fail: CI provisions an engine (.ci/docker-engine.sh) and builds the image
 (docker/postgres15/build-image.sh). ``POSTGRES_IMAGE`` selects the image
-(default ``leaddb/postgres:15-local``); ``LEADDB_DOCKER_NETWORK=host`` is passed through.
+(default ``leaddb/postgres:15-local``). Containers of the backend join the project's own
+bridge network and publish their port on 127.0.0.1 only, as on Docker Desktop.
 
 Everything a test creates carries a label or a project name of its own and is removed
 afterwards; nothing else on the engine is touched.
@@ -85,6 +86,8 @@ def _remove_project(client, project_name: str, extra_volumes=()) -> None:
             client.volumes.get(name).remove(force=True)
         except docker.errors.NotFound:
             pass
+    for network in client.networks.list(filters={"label": f"{COMPOSE_PROJECT}={project_name}"}):
+        network.remove()
 
 
 @pytest.fixture

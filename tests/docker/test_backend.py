@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from docker_support import GOOD_MIGRATIONS, wait_for_log, write_migrations
 
-from leaddb.backends.docker import COMPOSE_VERSION, LABEL
+from leaddb.backends.docker.service import COMPOSE_VERSION, LABEL
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import discover
 
@@ -65,9 +65,45 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     ]
     assert "password=***" in backend.describe() and "leadgen-dev-only" not in backend.describe()
 
+    # on the project's own network, as Compose puts it: other services reach it as "postgres"
+    networks = containers[0].attrs["NetworkSettings"]["Networks"]
+    assert list(networks) == [f"{project_name}_default"]
+    assert "postgres" in networks[f"{project_name}_default"]["Aliases"]
+    network = docker_client.networks.get(f"{project_name}_default")
+    assert network.attrs["Driver"] == "bridge"
+    assert network.attrs["Labels"] == {
+        LABEL + "project": project_name,
+        LABEL + "network": "default",
+        LABEL + "version": COMPOSE_VERSION,
+    }
+    ports = containers[0].attrs["HostConfig"]["PortBindings"]["5432/tcp"]
+    assert [p["HostIp"] for p in ports] == ["127.0.0.1"]  # published on loopback only
+
     assert "removed" in backend.down()
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
     assert not docker_client.volumes.list(filters={"label": f"{LABEL}project={project_name}"})
+    assert not docker_client.networks.list(filters={"label": f"{LABEL}project={project_name}"})
+
+
+def test_a_service_on_the_project_network_reaches_it_as_postgres(
+    make_backend, project, project_name, labelled, image, docker_client
+):
+    backend = make_backend()
+    backend.reset(migrations_of(project))
+    client = labelled.run(
+        image,
+        entrypoint=[],
+        command=["pg_isready", "-h", "postgres", "-p", "5432", "-t", "30"],
+        network=f"{project_name}_default",
+    )
+    assert client.wait(timeout=60)["StatusCode"] == 0, client.logs().decode()
+    client.remove(force=True)
+    # down removes the network only when no other container is attached, as Compose leaves it
+    sidecar = labelled.run(image, entrypoint=[], command=["sleep", "300"], network=f"{project_name}_default")
+    done = backend.down()
+    assert f"network {project_name}_default" not in done
+    assert docker_client.networks.get(f"{project_name}_default")  # kept for the sidecar
+    sidecar.remove(force=True)
 
 
 def test_second_reset_starts_from_an_empty_volume(make_backend, project):
@@ -218,18 +254,18 @@ def test_missing_image_and_taken_port_are_clear(make_backend, project):
     assert "POSTGRES_PORT" in str(raised.value)
 
 
-def test_conninfo_when_nothing_runs(make_backend):
+def test_start_when_nothing_runs(make_backend):
     with pytest.raises(BackendError, match="invoke db.reset --backend docker"):
-        make_backend().conninfo()
+        make_backend().start()
 
 
 def test_unreachable_engine_is_one_clear_error(monkeypatch, tmp_path):
     """No engine needed: DOCKER_HOST points at a socket nobody listens on."""
-    from leaddb.backends.docker import connect_engine
+    from leaddb.backends.docker import engine
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nobody.sock")
     with pytest.raises(BackendError, match="no Docker engine answered at unix://") as raised:
-        connect_engine()
+        engine.connect()
     assert "next step:" in str(raised.value)
 
 
@@ -266,7 +302,12 @@ def test_container_killed_during_init_then_next_reset_recovers(
     container.kill()
     thread.join(timeout=120)
     assert len(failures) == 1 and isinstance(failures[0], BackendError), failures
-    assert "half-initialised" in str(failures[0])
+    message = str(failures[0])
+    # killed from outside (docker kill, OOM, Docker Desktop restarting): not a file to fix
+    assert f"container {project_name}-postgres-1 was killed (SIGKILL, exit code 137)" in message
+    assert "half-initialised" in message
+    assert "fix 0002_slow.sql" not in message
+    assert "`invoke db.reset --backend docker` recreates it from an empty volume" in message
 
     write_migrations(directory, GOOD_MIGRATIONS)
     backend.reset(migrations_of(project))  # removes the half-initialised volume and starts over

@@ -1,0 +1,107 @@
+"""Where the host's platform changes what the tool does: one place for every difference.
+
+Each function takes the platform as an argument defaulting to this host's, so the
+Windows branches run in the Linux test suite too (``tests/test_platforms.py``).
+"""
+
+from __future__ import annotations
+
+import errno
+import ntpath
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path, PureWindowsPath
+
+IS_WINDOWS = sys.platform == "win32"
+
+# Windows: ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION, ERROR_ACCESS_DENIED (a file being
+# deleted while a handle is still open on it)
+_SHARING_VIOLATIONS = {32, 33, 5}
+
+
+def executable(name: str, *, windows: bool = IS_WINDOWS) -> str:
+    return name + (".exe" if windows else "")
+
+
+def is_sharing_violation(exc: OSError, *, windows: bool = IS_WINDOWS) -> bool:
+    """A file still open in another process (Windows only: POSIX unlinks open files)."""
+    return windows and (getattr(exc, "winerror", None) in _SHARING_VIOLATIONS or exc.errno == errno.EACCES)
+
+
+def remove_tree(
+    path: Path,
+    *,
+    windows: bool = IS_WINDOWS,
+    attempts: int = 20,
+    remove: Callable[[Path], None] = shutil.rmtree,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """``shutil.rmtree``, retried on Windows while a process still holds a file in the tree
+    open: a just-stopped server may hold its log for a moment (pg_ctl's own source says so).
+    The waits grow from 20 ms to 0.5 s, about 6 s in all; then the error goes to the caller."""
+    delay = 0.02
+    for attempt in range(attempts):
+        try:
+            remove(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if attempt == attempts - 1 or not is_sharing_violation(exc, windows=windows):
+                raise
+            sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def background_start_io(log: Path, *, windows: bool = IS_WINDOWS) -> dict:
+    """``subprocess.run`` I/O arguments for a program that leaves a process behind (``pg_ctl
+    start``). Never pipes: the server inherits them (on Windows pg_ctl starts it through
+    ``cmd /C`` with inherited handles) and keeps them open, so reading to EOF never ends, and
+    CPython's ``run`` on Windows, after a timeout, waits for that EOF with no timeout at all.
+    Output goes to a file instead; the caller reads it after the program exits."""
+    kwargs: dict = {"stdin": subprocess.DEVNULL, "stdout": log.open("wb"), "stderr": subprocess.STDOUT}
+    if windows:
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+    return kwargs
+
+
+def docker_mount_source(path: Path, *, windows: bool = IS_WINDOWS) -> str:
+    """A bind mount's host path as the engine wants it. On Windows: absolute with its drive
+    letter as the user sees it (``Path.resolve()`` would turn a mapped drive into a UNC
+    ``\\\\server\\share`` path, which Docker Desktop cannot mount)."""
+    if windows:
+        return str(PureWindowsPath(ntpath.abspath(str(path))))
+    return str(path.resolve())
+
+
+def run_as(user: str | None) -> dict:
+    """``subprocess`` arguments that run a program as ``user`` (POSIX, as root)."""
+    return {"user": user} if user else {}
+
+
+def bind_probe(address: str, port: int, *, windows: bool = IS_WINDOWS) -> OSError | None:
+    """Bind ``address:port`` as a server would, to learn whether something listens there: the
+    error, or None when the port is free. A port held only by connections of the last run in
+    TIME_WAIT counts as free (SO_REUSEADDR on POSIX; on Windows SO_REUSEADDR would even allow
+    stealing a listening port, so its exclusive mode instead)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if windows:
+            probe.setsockopt(
+                socket.SOL_SOCKET, getattr(socket, "SO_EXCLUSIVEADDRUSE", socket.SO_REUSEADDR), 1
+            )
+        else:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def docker_default_host(*, windows: bool = IS_WINDOWS) -> str:
+    """Where docker-py looks when DOCKER_HOST is unset: Docker Desktop's named pipe on Windows."""
+    return "npipe:////./pipe/docker_engine" if windows else "unix:///var/run/docker.sock"

@@ -1,0 +1,126 @@
+"""The platform differences, each in one place (``leaddb.platforms``), exercised here on Linux
+by simulating the Windows branch."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from leaddb import platforms
+
+
+def _sharing_violation() -> PermissionError:
+    exc = PermissionError(errno.EACCES, "The process cannot access the file because it is being used")
+    exc.winerror = 32  # ERROR_SHARING_VIOLATION
+    return exc
+
+
+def test_windows_removal_retries_while_a_file_is_still_open(tmp_path):
+    attempts, waits = [], []
+
+    def remove(path: Path) -> None:
+        attempts.append(path)
+        if len(attempts) < 3:
+            raise _sharing_violation()
+
+    platforms.remove_tree(tmp_path / "cluster", windows=True, remove=remove, sleep=waits.append)
+    assert len(attempts) == 3
+    assert waits == [0.02, 0.04]
+
+
+def test_windows_removal_gives_up_after_a_bounded_time(tmp_path):
+    waits = []
+
+    def remove(path: Path) -> None:
+        raise _sharing_violation()
+
+    with pytest.raises(PermissionError):
+        platforms.remove_tree(tmp_path, windows=True, remove=remove, sleep=waits.append)
+    assert len(waits) == 19 and max(waits) == 0.5
+    assert 3 < sum(waits) < 10
+
+
+def test_posix_removal_does_not_retry_a_permission_error(tmp_path):
+    calls = []
+
+    def remove(path: Path) -> None:
+        calls.append(path)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(PermissionError):
+        platforms.remove_tree(tmp_path, windows=False, remove=remove, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_removal_of_a_missing_tree_is_done(tmp_path):
+    platforms.remove_tree(tmp_path / "never-made")  # the real rmtree: nothing to do, no error
+    (tmp_path / "made" / "deep").mkdir(parents=True)
+    platforms.remove_tree(tmp_path / "made")
+    assert not (tmp_path / "made").exists()
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["posix", "windows"])
+def test_a_program_that_leaves_a_server_behind_never_gets_pipes(tmp_path, windows):
+    """pg_ctl start: the server inherits its stdout/stderr; pipes would never reach EOF."""
+    io = platforms.background_start_io(tmp_path / "out.txt", windows=windows)
+    try:
+        assert io["stdin"] is subprocess.DEVNULL
+        assert io["stderr"] is subprocess.STDOUT
+        assert io["stdout"] not in (subprocess.PIPE, None)
+        assert Path(io["stdout"].name) == tmp_path / "out.txt"
+        assert ("creationflags" in io) is windows
+    finally:
+        io["stdout"].close()
+
+
+def test_the_io_file_receives_the_programs_output(tmp_path):
+    import sys
+
+    io = platforms.background_start_io(tmp_path / "out.txt")
+    try:
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('said'); print('oops', file=sys.stderr)"], **io
+        )
+    finally:
+        io["stdout"].close()
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").split() == ["said", "oops"]
+
+
+def test_windows_bind_mount_keeps_the_drive_letter_and_never_resolves_to_unc():
+    source = platforms.docker_mount_source(Path("Z:/work/leadgen/api/db/migrations"), windows=True)
+    assert source == "Z:\\work\\leadgen\\api\\db\\migrations"
+
+
+def test_posix_bind_mount_is_absolute(tmp_path):
+    assert platforms.docker_mount_source(tmp_path / "a" / ".." / "b", windows=False) == str(tmp_path / "b")
+
+
+def test_sharing_violation_is_a_windows_only_condition():
+    assert platforms.is_sharing_violation(_sharing_violation(), windows=True)
+    assert not platforms.is_sharing_violation(_sharing_violation(), windows=False)
+    assert not platforms.is_sharing_violation(FileExistsError(errno.EEXIST, "exists"), windows=True)
+
+
+def test_executable_names():
+    assert platforms.executable("pg_ctl", windows=True) == "pg_ctl.exe"
+    assert platforms.executable("pg_ctl", windows=False) == "pg_ctl"
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["posix", "windows"])
+def test_bind_probe_tells_a_listener_from_a_free_port(windows):
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert isinstance(platforms.bind_probe("127.0.0.1", port, windows=windows), OSError)
+    assert platforms.bind_probe("127.0.0.1", port, windows=windows) is None
+
+
+def test_docker_default_host_is_the_named_pipe_on_windows():
+    assert platforms.docker_default_host(windows=True) == "npipe:////./pipe/docker_engine"
+    assert platforms.docker_default_host(windows=False) == "unix:///var/run/docker.sock"
