@@ -102,8 +102,10 @@ class DockerBackend(Backend):
         with report.phase("create"):
             self.spec.check_keys()  # before anything of the previous boot is removed
             resources.check_image(self.service.image, self.service.compose_file.name)
-            resources.remove(force=force)
-            self._check_port_free()
+            removed = resources.remove(force=force)
+            # the engine may free the port of the container it just removed a moment later
+            # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
+            self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
             resources.ensure_network()
             resources.create_volumes()
             container = self.client.containers.create(
@@ -138,10 +140,14 @@ class DockerBackend(Backend):
         bare._init_files = False
         return bare.reset([])
 
-    def _check_port_free(self) -> None:
-        taken = platforms.bind_probe(self.port.host_ip or "0.0.0.0", self.port.host_port)
-        if taken is not None:
-            raise self._port_taken(str(taken))
+    def _check_port_free(self, grace: float = 0.0) -> None:
+        deadline = time.monotonic() + grace
+        while (
+            taken := platforms.bind_probe(self.port.host_ip or "0.0.0.0", self.port.host_port)
+        ) is not None:
+            if time.monotonic() >= deadline:
+                raise self._port_taken(str(taken))
+            time.sleep(0.1)
 
     def _port_taken(self, reason: str) -> BackendError:
         return BackendError(
