@@ -61,7 +61,7 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     assert mounts["/docker-entrypoint-initdb.d"]["RW"] is False
 
     assert fetch(backend, "SELECT to_regclass('widgets')::text, current_user, current_database()") == [
-        ("widgets", "leadgen", "leadgen")
+        ("widgets", "postgres", "leadgen")
     ]
     assert "password=***" in backend.describe() and "leadgen-dev-only" not in backend.describe()
 
@@ -333,7 +333,9 @@ def test_apply_ends_each_file_like_a_psql_session(make_backend, project):
     assert fetch(
         backend, "SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = 'where_am_i'"
     ) == [("public",)]
-    (directory / "0003_open.sql").write_text("BEGIN;\nCREATE TABLE never_committed (id int);\n")
+    (directory / "0003_open.sql").write_text(
+        "BEGIN;\nCREATE TABLE never_committed (id int);\n", encoding="utf-8", newline="\n"
+    )
     with pytest.raises(
         MigrationError, match="0003_open.sql:1: the file opens a transaction and never commits"
     ):
@@ -346,7 +348,7 @@ def _edit_compose(project, anchor: str, replacement: str) -> None:
     compose_file = project / "docker-compose.yml"
     text = compose_file.read_text(encoding="utf-8")
     assert anchor in text
-    compose_file.write_text(text.replace(anchor, replacement), encoding="utf-8")
+    compose_file.write_text(text.replace(anchor, replacement), encoding="utf-8", newline="\n")
 
 
 def _compose_with_password_file(project, mount: bool) -> None:
@@ -361,7 +363,7 @@ def _compose_with_password_file(project, mount: bool) -> None:
             project, initdb_line, initdb_line + "      - ./secrets/pg_password:/run/secrets/pg_password:ro\n"
         )
     (project / "secrets").mkdir()
-    (project / "secrets" / "pg_password").write_text("s3cret from a file\n", encoding="utf-8")
+    (project / "secrets" / "pg_password").write_bytes(b"s3cret from a file\n")
 
 
 def test_password_file_secret_is_read_in_the_container_and_never_shown(make_backend, project):
@@ -372,7 +374,7 @@ def test_password_file_secret_is_read_in_the_container_and_never_shown(make_back
     assert "password from /run/secrets/pg_password" in backend.describe()
     backend.reset(migrations_of(project))
     with psycopg.connect(backend.conninfo(), connect_timeout=5) as conn:
-        assert conn.execute("SELECT current_user").fetchone() == ("leadgen",)
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
     assert "s3cret" not in backend.describe()
     assert "password=***" in backend.describe()
 
