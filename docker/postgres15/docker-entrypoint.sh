@@ -12,6 +12,8 @@
 #     failure exits non-zero and leaves the volume half-initialised, as upstream does;
 #   - `host all all all scram-sha-256` (or POSTGRES_HOST_AUTH_METHOD) in pg_hba.conf;
 #   - exec postgres as the postgres user, listening on '*' unless the command says otherwise.
+# One addition: a VAR_FILE whose value would end in \r or start with a byte-order mark (a file
+# saved on Windows) is refused with a message instead of becoming part of the value.
 # Not implemented: POSTGRES_INITDB_WALDIR, *.sql.xz/*.sql.zst, nss_wrapper for arbitrary uids.
 set -Eeo pipefail
 
@@ -28,9 +30,29 @@ file_env() {
 		value="${!var}"
 	elif [[ -n "${!file_var:-}" ]]; then
 		value="$(<"${!file_var}")"
+		refuse_windows_text "$file_var" "${!file_var}" "$value"
 	fi
 	export "$var"="$value"
 	unset "$file_var"
+}
+
+# Not upstream: a VAR_FILE saved on Windows (PowerShell's Set-Content, Notepad) ends in CRLF;
+# $(< file) drops only the \n, so the value would end in \r (a password nobody can type, a
+# role named "bob\r"). A UTF-8 byte-order mark would likewise become its first character.
+refuse_windows_text() {
+	local file_var="$1" file="$2" value="$3" what=""
+	if [[ "$value" == *$'\r' ]]; then
+		what="ends in a carriage return (a CRLF line ending)"
+	elif [[ "$value" == $'\xef\xbb\xbf'* ]]; then
+		what="starts with a UTF-8 byte-order mark"
+	fi
+	if [[ -n "$what" ]]; then
+		printf >&2 'error: %s (%s) %s, which would become part of the value\n' "$file_var" "$file" "$what"
+		printf >&2 '       write it as UTF-8 without a byte-order mark or a line ending: in PowerShell 7\n'
+		printf >&2 "       Set-Content -NoNewline -Path <file> -Value '<secret>'; in a POSIX shell\n"
+		printf >&2 "       printf '%%s' '<secret>' > <file>\n"
+		exit 1
+	fi
 }
 
 # Drop root: setpriv and runuser both come with util-linux, which a minbase rootfs has.
