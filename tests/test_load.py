@@ -278,4 +278,6 @@ def test_eight_writers_keep_every_invariant(fresh_db, project_dir):
     results = project_dir / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"{stamp}-load.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    (results / f"{stamp}-load.json").write_text(
+        json.dumps(figures, indent=2) + "\n", encoding="utf-8", newline="\n"
+    )

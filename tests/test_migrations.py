@@ -22,9 +22,11 @@ COMPOSE = """services:
 
 def make_project(tmp_path: Path, *, spec: str = SPEC_HEAD + DECLARATION, compose: str = COMPOSE) -> Path:
     (tmp_path / "api/db/migrations").mkdir(parents=True)
-    (tmp_path / "api/db/migrations/0001_first.sql").write_text("BEGIN;\nSELECT 1;\nCOMMIT;\n")
-    (tmp_path / "Technical-Architecture-Specification.md").write_text(spec)
-    (tmp_path / "docker-compose.yml").write_text(compose)
+    (tmp_path / "api/db/migrations/0001_first.sql").write_text(
+        "BEGIN;\nSELECT 1;\nCOMMIT;\n", encoding="utf-8", newline="\n"
+    )
+    (tmp_path / "Technical-Architecture-Specification.md").write_text(spec, encoding="utf-8", newline="\n")
+    (tmp_path / "docker-compose.yml").write_text(compose, encoding="utf-8", newline="\n")
     return tmp_path
 
 
@@ -90,13 +92,13 @@ def test_bad_files_are_refused_with_their_name(tmp_path, name, content, message)
 
 def test_duplicate_and_gap_numbers(tmp_path):
     for name in ("0001_a.sql", "0002_b.sql", "0002_c.sql"):
-        (tmp_path / name).write_text("SELECT 1;\n")
+        (tmp_path / name).write_text("SELECT 1;\n", encoding="utf-8", newline="\n")
     with pytest.raises(MigrationError, match="duplicate number 0002: 0002_b.sql, 0002_c.sql"):
         migrations.discover(tmp_path)
     shutil.rmtree(tmp_path)
     tmp_path.mkdir()
     for name in ("0001_a.sql", "0003_c.sql"):
-        (tmp_path / name).write_text("SELECT 1;\n")
+        (tmp_path / name).write_text("SELECT 1;\n", encoding="utf-8", newline="\n")
     with pytest.raises(MigrationError, match="expected number 0002, found 0003"):
         migrations.discover(tmp_path)
 

@@ -151,7 +151,7 @@ def scratch(applied):
     yield applied
     for path in set((applied.root / MIGRATIONS).iterdir()) - originals:
         path.unlink()
-    (applied.root / SPEC).write_text(spec, encoding="utf-8")
+    (applied.root / SPEC).write_text(spec, encoding="utf-8", newline="\n")
     with psycopg.connect(applied.conninfo(), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS probe_kept")
     assert catalog.snapshot_of(applied.conninfo()) == before
@@ -275,7 +275,7 @@ def edit_spec(ws: Workspace, old: str, new: str, count: int = 1) -> None:
     path = ws.root / SPEC
     text = path.read_text(encoding="utf-8")
     assert text.count(old) >= count, old
-    path.write_text(text.replace(old, new, count), encoding="utf-8")
+    path.write_text(text.replace(old, new, count), encoding="utf-8", newline="\n")
 
 
 def spec_line(ws: Workspace, fragment: str) -> int:
@@ -333,7 +333,7 @@ def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(scratch):
     closing = max(i for i, line in enumerate(lines) if line.strip() == "```")
     opening = max(i for i, line in enumerate(lines[:closing]) if line.strip() == "```sql")
     del lines[closing]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("\n".join(lines), encoding="utf-8", newline="\n")
     result = scratch("db.drift")
     assert result.returncode == 1
     message = clean(result)
@@ -441,9 +441,9 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     workspace.gated_migration("0008_crash.sql", "crash_probe")
     applying = workspace.popen("db.apply")
     workspace.wait_entered(applying)
-    postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text().split()[0])
+    postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text(encoding="utf-8").split()[0])
     listing = Path(f"/proc/{postmaster}/task/{postmaster}/children")  # needs CONFIG_PROC_CHILDREN
-    children = [int(p) for p in listing.read_text().split()] if listing.exists() else []
+    children = [int(p) for p in listing.read_text(encoding="utf-8").split()] if listing.exists() else []
     os.kill(postmaster, signal.SIGKILL)
     out, err = applying.communicate(timeout=60)
     assert applying.returncode == 1
@@ -455,7 +455,9 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
 
     workspace.release()
     again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
-    assert again.returncode == 0, again.stderr + (workspace.state / "cluster/server.log").read_text()
+    assert again.returncode == 0, again.stderr + (workspace.state / "cluster/server.log").read_text(
+        encoding="utf-8", errors="replace"
+    )
     assert "apply: 8 files" in again.stdout
     clean_db = fresh_db(None)
     runner.apply(clean_db, migrations.load(workspace.root))
@@ -487,7 +489,9 @@ def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
     cluster.data.mkdir()
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (cluster.data / "postmaster.pid").write_text(_pid_file(bystander.pid, "ready"), encoding="utf-8")
+        (cluster.data / "postmaster.pid").write_text(
+            _pid_file(bystander.pid, "ready"), encoding="utf-8", newline="\n"
+        )
         started = time.monotonic()
         cluster.stop("fast")
         assert time.monotonic() - started < 5
@@ -536,7 +540,7 @@ def test_start_failure_reports_this_starts_server_log_lines(workspace):
     assert workspace("db.reset").returncode == 0
     cluster = workspace.backend.cluster
     cluster.stop()
-    with (cluster.data / "postgresql.conf").open("a") as conf:
+    with (cluster.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
         conf.write("shared_buffers = 'plenty'\n")
     result = workspace("db.apply")
     assert result.returncode == 1
@@ -565,14 +569,14 @@ def test_read_only_data_directory_is_a_clear_start_failure(workspace):
 
 def test_unwritable_state_directory_is_a_clear_message(workspace):
     blocker = workspace.root / "not-a-directory"
-    blocker.write_text("a file where the state directory should go\n")
+    blocker.write_bytes(b"a file where the state directory should go\n")
     result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(f"cannot create the local cluster under {blocker / 'state'}")
     assert "Not a directory" in message
     assert "next step: point LEADDB_STATE_DIR at a writable directory" in message
-    assert blocker.read_text().startswith("a file")
+    assert blocker.read_bytes().startswith(b"a file")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -620,7 +624,7 @@ def test_missing_postgres_binaries_name_what_to_install(workspace):
 def test_a_state_directory_without_the_marker_is_never_touched(workspace, task):
     foreign = workspace.state / "cluster"
     foreign.mkdir()
-    (foreign / "precious.txt").write_text("not yours\n")
+    (foreign / "precious.txt").write_bytes(b"not yours\n")
     result = workspace(task)
     assert result.returncode == 1
     message = clean(result)
@@ -664,7 +668,7 @@ def test_dsn_password_never_appears_in_output_or_files(workspace, server):
     for path in workspace.root.rglob("*"):
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
-    assert password not in server.cluster.log.read_text(errors="replace")
+    assert password not in server.cluster.log.read_text(encoding="utf-8", errors="replace")
 
 
 def test_compose_binds_to_loopback_and_never_trusts_tcp(project_dir):

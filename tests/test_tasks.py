@@ -69,9 +69,13 @@ def test_reset_reapply_introspect_drift_down(workspace):
 def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(workspace):
     assert workspace("db.reset").returncode == 0
     leads = workspace.root / "api/db/migrations/0006_leads.sql"
-    text = leads.read_text()
+    text = leads.read_text(encoding="utf-8")
     lines_before = text[: text.rindex("COMMIT;")].count("\n")
-    leads.write_text(text.replace("COMMIT;", "CREATE INDEX leads_extra_idx ON leads (email);\nCOMMIT;"))
+    leads.write_text(
+        text.replace("COMMIT;", "CREATE INDEX leads_extra_idx ON leads (email);\nCOMMIT;"),
+        encoding="utf-8",
+        newline="\n",
+    )
     assert workspace("db.apply").returncode == 0  # first apply of the new statement succeeds
     result = workspace("db.reapply")
     assert result.returncode == 4
@@ -82,16 +86,15 @@ def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(workspa
 
 
 def test_missing_mount_and_declaration_exit_2_citing_the_section(workspace):
-    compose = workspace.root / "docker-compose.yml"
-    compose.write_text(
-        "\n".join(
-            line for line in compose.read_text().splitlines() if "docker-entrypoint-initdb.d" not in line
+    for name, dropped in (
+        ("docker-compose.yml", "docker-entrypoint-initdb.d"),
+        ("Technical-Architecture-Specification.md", "Migrations directory:"),
+    ):
+        path = workspace.root / name
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text(
+            "".join(line for line in lines if dropped not in line), encoding="utf-8", newline="\n"
         )
-    )
-    spec = workspace.root / "Technical-Architecture-Specification.md"
-    spec.write_text(
-        "\n".join(line for line in spec.read_text().splitlines() if "Migrations directory:" not in line)
-    )
     for task in ("db.reset", "db.apply", "db.reapply"):
         result = workspace(task)
         assert result.returncode == 2, (task, result.stderr)

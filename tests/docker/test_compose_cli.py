@@ -36,8 +36,11 @@ def test_compose_ps_exec_and_down_manage_what_reset_created(
     compose = compose_command()
     if compose[-1].endswith("docker-compose"):  # v1: no top-level `name:`
         path = project / "docker-compose.yml"
+        text = path.read_text(encoding="utf-8")
         path.write_text(
-            "".join(line for line in path.read_text().splitlines(True) if not line.startswith("name:"))
+            "".join(line for line in text.splitlines(True) if not line.startswith("name:")),
+            encoding="utf-8",
+            newline="\n",
         )
     write_migrations(project / "api" / "db" / "migrations", GOOD_MIGRATIONS)
     backend = make_backend()
