@@ -181,3 +181,23 @@ def test_init_failure_of_a_compressed_file_keeps_psqls_stdin_error():
         "LINE 1: INSERT INTO nope VALUES (1);",
     ]
     assert init_failure(log(*texts)) == (gz, texts[1:])
+
+
+@pytest.mark.parametrize(
+    "verb",
+    ["sourcing", "running"],
+    ids=["sourced (mode 0644 on Linux)", "executed (Docker Desktop shows a Windows file as 0777)"],
+)
+def test_a_shell_init_file_counts_whether_the_entrypoint_sources_or_executes_it(verb):
+    """The official entrypoint sources a non-executable .sh and executes an executable one; a
+    file bind-mounted from Windows is always executable there, so both words must count."""
+    sh = f"{INITDB}/0003_seed.sh"
+    announced = f"/usr/local/bin/docker-entrypoint.sh: {verb} {sh}"
+    lines = log(*OUT_INITDB, *ERR_TEMP_READY, announced, *OUT_STOP, *OUT_COMPLETE, *ERR_FINAL)
+    marks = boot_marks(lines)
+    assert marks["first file"] == lines[len(OUT_INITDB) + len(ERR_TEMP_READY)].at
+    assert list(marks) == ["initdb", "first file", "init stop", "init complete", "final ready"]
+
+    error = 'psql:<stdin>:1: ERROR:  relation "nope" does not exist'  # its heredoc, fed to psql
+    texts = [*OUT_FILES[:2], announced, error, "LINE 1: INSERT INTO nope VALUES (1);"]
+    assert init_failure(log(*texts)) == (sh, texts[3:])

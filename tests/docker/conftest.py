@@ -3,9 +3,11 @@
 The engine is whatever ``docker.from_env()`` finds (``DOCKER_HOST``, Docker Desktop's named
 pipe, ``/var/run/docker.sock``). Without one the tests skip, except under CI (``CI`` set),
 where they fail: CI provisions an engine (.ci/docker-engine.sh) and builds the image
-(docker/postgres15/build-image.sh). ``POSTGRES_IMAGE`` selects the image
-(default ``leaddb/postgres:15-local``). Containers of the backend join the project's own
-bridge network and publish their port on 127.0.0.1 only, as on Docker Desktop.
+(docker/postgres15/build-image.sh). The image is the compose file's, as `docker compose up`
+would run it: ``POSTGRES_IMAGE`` (environment, then ``.env``), else the file's default
+``postgres:15``, pulled when the engine lacks it; CI sets ``POSTGRES_IMAGE=leaddb/postgres:15-local``.
+Containers of the backend join the project's own bridge network and publish their port on
+127.0.0.1 only, as on Docker Desktop.
 
 Everything a test creates carries a label or a project name of its own and is removed
 afterwards; nothing else on the engine is touched.
@@ -24,7 +26,6 @@ from docker_support import GOOD_MIGRATIONS, write_migrations
 from leaddb.backends.local import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_IMAGE = os.environ.get("POSTGRES_IMAGE") or "leaddb/postgres:15-local"
 TEST_LABEL = "org.leaddb.test"
 COMPOSE_PROJECT = "com.docker.compose.project"
 
@@ -53,18 +54,31 @@ def docker_client():
     client.close()
 
 
+def compose_image() -> str:
+    """The image `docker compose up -d postgres` would run from this repository."""
+    from leaddb import compose
+
+    return compose.load_service(REPO).image
+
+
 @pytest.fixture(scope="session")
 def image(docker_client) -> str:
     import docker.errors
 
+    name = compose_image()
     try:
-        docker_client.images.get(TEST_IMAGE)
+        docker_client.images.get(name)
     except docker.errors.ImageNotFound:
-        _unavailable(
-            f"image {TEST_IMAGE} is not on the engine; build it with "
-            "`bash docker/postgres15/build-image.sh` (Linux) or set POSTGRES_IMAGE=postgres:15"
-        )
-    return TEST_IMAGE
+        try:
+            docker_client.images.pull(name)  # as `docker compose up` would
+        except docker.errors.APIError as exc:
+            _unavailable(
+                f"image {name} (docker-compose.yml, POSTGRES_IMAGE) is not on the engine and cannot "
+                f"be pulled ({exc.explanation or exc}); where nothing can be pulled, build the local "
+                "image with `bash docker/postgres15/build-image.sh` and set "
+                "POSTGRES_IMAGE=leaddb/postgres:15-local"
+            )
+    return name
 
 
 @pytest.fixture

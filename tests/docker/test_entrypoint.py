@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import hmac
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ INITDB = "/docker-entrypoint-initdb.d"
 PGDATA = "/var/lib/postgresql/data"
 READY = "database system is ready to accept connections"
 COMPLETE = "PostgreSQL init process complete; ready for start up."
+BUILD_KEY = "org.leaddb.build-key"  # the label of our image (docker/postgres15/build-image.sh)
 
 
 def init_dir(tmp_path: Path, files: dict[str, str | bytes], executable=()) -> Path:
@@ -83,11 +85,18 @@ def test_initialises_an_empty_volume_and_runs_init_files_in_order(tmp_path, labe
         },
     )
     output = wait_for_log(container, READY, count=2)
+    # Docker Desktop shows a file bind-mounted from Windows as mode 0777, so there the entrypoint
+    # executes 03_sourced.sh instead of sourcing it (the same script either way); elsewhere the
+    # mode is kept and the sourcing branch must be the one taken.
+    shown_executable = container.exec_run(["test", "-x", f"{INITDB}/03_sourced.sh"]).exit_code == 0
+    if sys.platform != "win32":
+        assert not shown_executable
+    sourced = "running" if shown_executable else "sourcing"
     order = [
         output.index(f"running {INITDB}/01_schema.sql"),
         output.index(f"running {INITDB}/02_data.sql.gz"),
     ]
-    order += [output.index(f"sourcing {INITDB}/03_sourced.sh"), output.index(f"running {INITDB}/04_run.sh")]
+    order += [output.index(f"{sourced} {INITDB}/03_sourced.sh"), output.index(f"running {INITDB}/04_run.sh")]
     assert order == sorted(order)
     assert f"ignoring {INITDB}/05_ignored.txt" in output
     # the temporary server's ready, then the final one's (COMPLETE is on stdout, READY on stderr:
@@ -146,7 +155,7 @@ def test_file_forms_of_the_settings(tmp_path, labelled, image, volume):
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     for name, value in {"user": "bob", "password": "from-a-file", "db": "inventory"}.items():
-        (secrets_dir / name).write_text(value + "\n", encoding="utf-8")
+        (secrets_dir / name).write_bytes(value.encode() + b"\n")
     container = start(
         labelled,
         image,
@@ -171,6 +180,59 @@ def test_file_forms_of_the_settings(tmp_path, labelled, image, volume):
     )
     assert scram_matches(verifier, "from-a-file")
     assert not scram_matches(verifier, "from-a-file\n")
+
+
+@pytest.mark.parametrize(
+    ("setting", "content", "problem"),
+    [
+        ("PASSWORD", b"from-a-file\r\n", "ends in a carriage return (a CRLF line ending)"),  # Set-Content
+        ("USER", b"\xef\xbb\xbfbob", "starts with a UTF-8 byte-order mark"),  # PowerShell 5.1 utf8
+    ],
+    ids=["CRLF password", "BOM user"],
+)
+def test_a_setting_file_saved_on_windows(
+    tmp_path, labelled, image, volume, docker_client, setting, content, problem
+):
+    """Our image refuses what the official one silently keeps: a password ending in \\r that
+    nobody can type, a role whose name starts with a byte-order mark."""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "value").write_bytes(content)
+    env = {f"POSTGRES_{setting}_FILE": "/run/secrets/value"}
+    if setting != "PASSWORD":
+        env["POSTGRES_PASSWORD"] = "pw"
+    container = start(
+        labelled,
+        image,
+        volume,
+        env=env,
+        extra_mounts=[Mount("/run/secrets", str(secrets_dir.resolve()), type="bind", read_only=True)],
+    )
+    if BUILD_KEY not in (docker_client.images.get(image).labels or {}):
+        # the official image: the value keeps what Windows added (why the tool refuses it too)
+        wait_for_log(container, READY, count=2)
+        if setting == "PASSWORD":
+            _, verifier = psql(
+                container,
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+                user="postgres",
+                db="postgres",
+            )
+            assert scram_matches(verifier, "from-a-file\r")
+        else:
+            assert psql(container, "SELECT current_user", user="\ufeffbob", db="\ufeffbob") == (
+                0,
+                "\ufeffbob",
+            )
+        return
+    assert wait_for_exit(container) != 0
+    output = logs(container)
+    assert (
+        f"error: POSTGRES_{setting}_FILE (/run/secrets/value) {problem}, which would become part of the value"
+        in output
+    )
+    assert "Set-Content -NoNewline" in output
+    assert "Success. You can now start the database server" not in output  # refused before initdb
 
 
 def scram_matches(verifier: str, password: str) -> bool:
