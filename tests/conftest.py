@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from platform_marks import skip_off_platform
 
 from leaddb import janitor, migrations, runner
 from leaddb.backends.local import LocalBackend, find_binary, scratch_root
@@ -20,6 +21,10 @@ from leaddb.errors import BackendError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TEMPLATE = "leaddb_template"
 IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_runtest_setup(item):
+    skip_off_platform(item)
 
 
 @pytest.fixture(scope="session")
