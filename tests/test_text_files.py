@@ -9,6 +9,9 @@ and line."""
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,43 @@ def test_the_check_finds_each_implicit_form(line, problem):
 )
 def test_the_check_accepts_explicit_forms(line):
     assert problems_in(line, "x.py") == []
+
+
+def _git(*args: str, stdin: str = "") -> str:
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        if os.environ.get("CI"):
+            pytest.fail("git and the repository's .git are needed (CI is set: this test must run)")
+        pytest.skip("not a git checkout")
+    done = subprocess.run(
+        [git, *args], cwd=REPO, input=stdin, capture_output=True, text=True, encoding="utf-8", check=True
+    )
+    return done.stdout
+
+
+def test_every_tracked_file_is_lf_text_or_binary_by_gitattributes():
+    """A checkout on Windows (core.autocrlf) gets LF for every text file: each one is `text`
+    with `eol=lf` by .gitattributes, whatever git's guess; the rest is declared binary. The
+    working tree is checked too: LF only, UTF-8."""
+    files = _git("ls-files", "-z").split("\0")
+    files = [name for name in files if name and (REPO / name).is_file()]
+    attributes: dict[str, dict[str, str]] = {}
+    for line in _git("check-attr", "--stdin", "text", "eol", "binary", stdin="\n".join(files)).splitlines():
+        name, attribute, value = line.rsplit(": ", 2)
+        attributes.setdefault(name, {})[attribute] = value
+    wrong = []
+    for name in files:
+        got = attributes[name]
+        if got["binary"] == "set":
+            continue
+        if (got["text"], got["eol"]) != ("set", "lf"):
+            wrong.append(f"{name}: text={got['text']} eol={got['eol']} (add its type to .gitattributes)")
+            continue
+        content = (REPO / name).read_bytes()
+        if b"\r" in content:
+            wrong.append(f"{name}: carriage return in the working tree")
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            wrong.append(f"{name}: not UTF-8 (byte {exc.start})")
+    assert not wrong, "\n".join(wrong)
