@@ -62,6 +62,25 @@ def volume(labelled):
     return labelled.volume()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def built_from_this_checkout(image, docker_client):
+    """Our image must carry this checkout's entrypoint (its build key, as build-image.sh
+    computes it), or these tests would test another one; the official image is left alone."""
+    key = (docker_client.images.get(image).labels or {}).get(BUILD_KEY)
+    if key is None:
+        return
+    build = Path(__file__).resolve().parents[2] / "docker" / "postgres15"
+    wanted = hashlib.sha256(
+        (build / "build-image.sh").read_bytes() + (build / "docker-entrypoint.sh").read_bytes()
+    ).hexdigest()[:16]
+    if key != wanted:
+        pytest.fail(
+            f"{image} was built from another docker/postgres15 (build key {key}, this checkout's is "
+            f"{wanted}): rebuild it with `bash docker/postgres15/build-image.sh`",
+            pytrace=False,
+        )
+
+
 def test_initialises_an_empty_volume_and_runs_init_files_in_order(tmp_path, labelled, image, volume):
     files = {
         "01_schema.sql": "CREATE TABLE steps (n int, what text);\nINSERT INTO steps VALUES (1, 'sql');\n",
