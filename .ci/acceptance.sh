@@ -164,5 +164,5 @@ printf '%s\n' "$down"
 [[ "$down" == *"container $project-postgres-1"* && "$down" == *"volume ${project}_pgdata"* ]] ||
     fail "db.down did not remove container $project-postgres-1 and volume ${project}_pgdata"
 [[ -z "$(docker ps -aq --filter "id=$container")" ]] || fail "container $name is still there after db.down"
-docker compose down -v >/dev/null 2>&1 || true # the project's network, which db.down does not create
+docker compose down -v >/dev/null 2>&1 || true # anything the tasks left (nothing, normally)
 log "acceptance sequence: ok"

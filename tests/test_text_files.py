@@ -85,13 +85,7 @@ def problems_in(source: str, filename: str) -> list[str]:
 # In leaddb/backends, which the lead is refactoring (issue 9, items 1, 5, 10, 11): named by file
 # and source line, so each entry must still match; delete it with the fix.
 PENDING_IN_BACKENDS = {
-    (
-        "leaddb/backends/local.py",
-        '(self.root / MARKER).write_text("created by leaddb; safe to remove with `invoke db.down`\\n")',
-    ),
     ("leaddb/backends/local.py", "with os.fdopen("),
-    ("leaddb/backends/local.py", 'self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8")'),
-    ("leaddb/backends/local.py", 'with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:'),
     ("leaddb/backends/local.py", 'stat = Path(f"/proc/{pid}/stat").read_text()'),
 }
 
