@@ -14,6 +14,7 @@ too (a second concurrent apply is refused rather than queued).
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from contextlib import contextmanager
@@ -26,38 +27,65 @@ from leaddb.errors import BackendError
 _held: dict[str, list] = {}
 _guard = threading.Lock()
 
-if platforms.IS_WINDOWS:  # pragma: no cover - exercised on Windows only
-    import msvcrt
+# Windows: lock a byte far past the holder's record. Its byte-range locks are mandatory: a
+# lock over the record would hide it from the very process the lock refuses.
+WINDOWS_LOCK_OFFSET = 1 << 16
+_REFUSED = {errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)}  # what LK_NBLCK raises
 
-    # lock a byte far past the holder's record, so that others can still read the record
-    _LOCK_OFFSET = 1 << 16
 
-    def _try_lock(fd: int, shared: bool) -> bool:
-        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
+class _FlockLock:
+    """POSIX: ``flock``, shared or exclusive, on the whole file (reads are never blocked)."""
 
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-else:
-    import fcntl
+    def try_lock(self, fd: int, shared: bool) -> bool:
+        import fcntl
 
-    def _try_lock(fd: int, shared: bool) -> bool:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             return False
 
-    def _unlock(fd: int) -> None:
+    def unlock(self, fd: int) -> None:
+        import fcntl
+
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class _MsvcrtLock:
+    """Windows: ``msvcrt.locking`` of one byte at WINDOWS_LOCK_OFFSET (it locks from the file
+    position, so both calls seek there first). No shared mode. Takes the ``msvcrt`` module, so
+    the tests drive this class on every platform through a stand-in."""
+
+    def __init__(self, msvcrt) -> None:
+        self.msvcrt = msvcrt
+
+    def try_lock(self, fd: int, shared: bool) -> bool:
+        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            self.msvcrt.locking(fd, self.msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError as exc:
+            if exc.errno in _REFUSED:
+                return False
+            raise
+
+    def unlock(self, fd: int) -> None:
+        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            self.msvcrt.locking(fd, self.msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+
+
+def _platform_lock():
+    if platforms.IS_WINDOWS:  # pragma: no cover - the class itself runs in every test run
+        import msvcrt
+
+        return _MsvcrtLock(msvcrt)
+    return _FlockLock()
+
+
+_LOCK = _platform_lock()
 
 
 def _holder(path: Path) -> str:
@@ -98,7 +126,7 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open(path)
     try:
-        if not _try_lock(fd, shared):
+        if not _LOCK.try_lock(fd, shared):
             pid, _, running = _holder(path).partition(" ")
             raise BackendError(
                 f"another {running or 'task'} of {target} is running (pid {pid or '?'}; lock {path})",
@@ -115,6 +143,6 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
         finally:
             with _guard:
                 del _held[key]
-            _unlock(fd)  # explicitly: Windows does not promise when a close releases it
+            _LOCK.unlock(fd)  # explicitly: Windows does not promise when a close releases it
     finally:
         os.close(fd)

@@ -3,6 +3,7 @@ re-entrant in one process; refusals name the holder; never follows a planted lin
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -88,3 +89,70 @@ def test_a_planted_link_at_the_lock_path_is_never_followed(tmp_path):
             pytest.fail("followed the link")
     assert "not a link" in str(refused.value)
     assert precious.read_text(encoding="utf-8") == "not yours\n"
+
+
+class FakeMsvcrt:
+    """``msvcrt.locking`` as Windows does it: one byte range from the file position, per
+    handle; LK_NBLCK refused with EACCES when another handle holds it. Records what is held."""
+
+    LK_UNLCK, LK_LOCK, LK_NBLCK = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int, int], int] = {}  # (device, inode, offset) -> fd
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1
+        stat = os.fstat(fd)
+        key = (stat.st_dev, stat.st_ino, os.lseek(fd, 0, os.SEEK_CUR))
+        if mode == self.LK_NBLCK:
+            if key in self.held:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            self.held[key] = fd
+        elif mode == self.LK_UNLCK:
+            if self.held.get(key) != fd:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            del self.held[key]
+        else:
+            raise AssertionError(f"unexpected mode {mode}")
+
+
+@pytest.fixture
+def windows_lock(monkeypatch):
+    """The Windows lock class, run here through the msvcrt stand-in."""
+    fake = FakeMsvcrt()
+    monkeypatch.setattr(locks, "_LOCK", locks._MsvcrtLock(fake))
+    return fake
+
+
+def test_windows_a_refused_task_reads_the_holders_record_past_the_locked_byte(tmp_path, windows_lock):
+    path = tmp_path / "task.lock"
+    other = os.open(path, os.O_RDWR | os.O_CREAT)  # another process's handle, holding the lock
+    try:
+        os.write(other, b"4242 db.reset")
+        assert locks._LOCK.try_lock(other, shared=False)
+        # Windows would refuse reads of a locked byte: the lock lies past any record
+        assert [key[2] for key in windows_lock.held] == [locks.WINDOWS_LOCK_OFFSET]
+        assert locks.WINDOWS_LOCK_OFFSET > 200  # _holder reads up to 200 bytes
+        for shared in (False, True):  # no shared mode on Windows: an apply is refused too
+            with pytest.raises(BackendError) as refused:
+                with locks.hold(path, "db.apply", "the target", shared=shared):
+                    pytest.fail("got a lock another handle holds")
+            assert str(refused.value).startswith("another db.reset of the target is running (pid 4242; lock ")
+        locks._LOCK.unlock(other)
+    finally:
+        os.close(other)
+    with locks.hold(path, "db.apply", "the target"):
+        assert path.read_bytes() == f"{os.getpid()} db.apply".encode()  # the file did not grow
+        assert len(windows_lock.held) == 1
+    assert windows_lock.held == {}  # unlocked explicitly, not left to the handle's close
+
+
+def test_windows_an_unexpected_locking_error_is_not_taken_for_another_holder(tmp_path, monkeypatch):
+    class Broken(FakeMsvcrt):
+        def locking(self, fd, mode, nbytes):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(locks, "_LOCK", locks._MsvcrtLock(Broken()))
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        with locks.hold(tmp_path / "task.lock", "db.reset", "the target"):
+            pytest.fail("locked without a lock")
