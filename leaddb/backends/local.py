@@ -236,7 +236,7 @@ class Cluster:
         password = secrets.token_urlsafe(18)
         pwfile = self.root / "pwfile"
         with os.fdopen(
-            os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+            os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="\n"
         ) as out:
             out.write(password + "\n")
         self._hand_to_server_user(pwfile)
@@ -462,7 +462,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True

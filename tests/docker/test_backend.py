@@ -418,3 +418,15 @@ def test_shm_size_is_applied_to_the_container(make_backend, project, docker_clie
     backend.reset(migrations_of(project))
     container = docker_client.containers.get(backend.container_name)
     assert container.attrs["HostConfig"]["ShmSize"] == 256 * 1024 * 1024
+
+
+def test_password_file_with_a_crlf_ending_is_refused_by_the_tool(make_backend, project):
+    _compose_with_password_file(project, mount=True)
+    make_backend(POSTGRES_PASSWORD="").reset(migrations_of(project))
+    (project / "secrets" / "pg_password").write_bytes(b"s3cret from a file\r\n")
+    with pytest.raises(BackendError) as refused:
+        make_backend(POSTGRES_PASSWORD="").start()
+    message = str(refused.value)
+    assert message.startswith("POSTGRES_PASSWORD_FILE /run/secrets/pg_password (container ")
+    assert "ends in a carriage return (a CRLF line ending)" in message
+    assert "Set-Content -NoNewline" in message and "s3cret" not in message

@@ -31,6 +31,7 @@ from leaddb.backends.docker.resources import Resources
 from leaddb.backends.docker.service import ServiceSpec
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
+from leaddb.secret_file import secret_value
 
 DEFAULT_BOOT_TIMEOUT = 180.0
 
@@ -275,7 +276,10 @@ class DockerBackend(Backend):
                 hint=f"mount the secret at {self.password_file} in {self.service.compose_file.name}, "
                 "or set POSTGRES_PASSWORD",
             )
-        self.password = (out or b"").decode("utf-8").rstrip("\n")
+        self.password = secret_value(
+            out or b"",
+            source=f"POSTGRES_PASSWORD_FILE {self.password_file} (container {self.container_name})",
+        )
 
     def apply(
         self,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from leaddb.backends.base import Phase
-from leaddb.backends.docker.psql import PSQL_FOLLOWUP, PSQL_MESSAGE
+from leaddb.backends.docker.psql import PSQL_FOLLOWUP, PSQL_MESSAGE, PSQL_UNNAMED
 from leaddb.errors import BackendError
 
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"
@@ -100,7 +100,9 @@ def init_failure(lines: Sequence[LogLine]) -> tuple[str | None, list[str]]:
     """The init file that was running when the container stopped, and psql's error lines
     about that file (matched by the file psql names, not by their place in the log: the
     entrypoint's "running FILE" is on stdout, psql's errors on stderr); where psql names no
-    file of ours (``<stdin>``: a ``.sql.gz`` or ``.sh`` file), its last error."""
+    file of ours, its last error: psql reading a ``.sql.gz`` from stdin, or run by a ``.sh`` file
+    with ``-c`` or a heredoc, prints its error with no ``psql:FILE:LINE:`` prefix at all (the
+    server's own log lines start with a timestamp, so a bare ``ERROR:`` line is psql's)."""
     failing = None
     groups: list[tuple[str, list[str]]] = []  # (file psql names, its error and follow-up lines)
     capturing = False
@@ -110,9 +112,9 @@ def init_failure(lines: Sequence[LogLine]) -> tuple[str | None, list[str]]:
         if found:
             failing, capturing = found.group(1), False
             continue
-        message = PSQL_MESSAGE.match(text)
+        message = PSQL_MESSAGE.match(text) or PSQL_UNNAMED.match(text)
         if message and message["level"] in ("ERROR", "FATAL"):
-            groups.append((message["file"], [text]))
+            groups.append((message.groupdict().get("file") or "<stdin>", [text]))
             capturing = True
         elif capturing and (PSQL_FOLLOWUP.match(text) or text.startswith(" ")):
             groups[-1][1].append(text)

@@ -21,6 +21,8 @@ PSQL_MESSAGE = re.compile(
     r"^psql:(?P<file>[^:]+):(?P<line>\d+): (?P<level>ERROR|FATAL|WARNING|NOTICE|INFO):\s+"
     r"(?:(?P<sqlstate>[0-9A-Z]{5}): )?(?P<message>.*)$"
 )
+# the same from psql reading stdin or -c: no file, no line
+PSQL_UNNAMED = re.compile(r"^(?P<level>ERROR|FATAL):\s+(?:(?P<sqlstate>[0-9A-Z]{5}): )?(?P<message>.*)$")
 PSQL_FOLLOWUP = re.compile(r"^(DETAIL|HINT|CONTEXT|LINE \d+|QUERY|LOCATION):")
 MARK = "leaddb-mark"
 # printed before the lock, after it and after each file: server timestamps time the files
