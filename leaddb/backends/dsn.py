@@ -159,9 +159,9 @@ class DsnBackend(Backend):
         except psycopg.OperationalError as exc:
             raise BackendError(
                 f"cannot connect to {mask(conninfo)}: {_reason(exc)}",
-                hint="check that the server runs and the DSN is right; a task that changes the database "
-                f"also connects to {MAINTENANCE_DB!r} on the same server (it holds the task lock and "
-                "creates, renames and drops databases there), so the role needs CONNECT on it and "
+                hint="check that the server runs and the DSN is right; tasks that change the database "
+                f"also connect to {MAINTENANCE_DB!r} on the same server (the task lock lives there, and a "
+                "reset creates, renames and drops databases from it), so the role needs CONNECT on it and "
                 "pg_hba.conf must let it in; nothing was changed",
             ) from None
         try:
@@ -413,7 +413,8 @@ class DsnBackend(Backend):
                 return
             for attempt in range(1, SWAP_ATTEMPTS + 1):
                 # we may drop it (marked, or --force): its sessions would end with it anyway
-                self._end_sessions(conn, target)
+                with self._server_errors(f"ending the sessions on {target!r}"):
+                    self._end_sessions(conn, target)
                 try:
                     with conn.transaction():
                         conn.execute(self._comment(target))  # the tombstone is ours to drop
@@ -428,6 +429,13 @@ class DsnBackend(Backend):
                             hint=f"stop what connects to {target!r} and run db.reset again",
                         ) from None
                 except psycopg.Error as exc:
+                    if conn.broken:  # the commit may or may not have reached the server
+                        raise BackendError(
+                            f"the connection to {self.masked} was lost while swapping {new!r} in for "
+                            f"{target!r} ({_reason(exc)}): the swap is one transaction, so either "
+                            f"{target!r} is the old database and {new!r} the new one, or the swap is done",
+                            hint="run db.reset again: it drops whichever of the two is left over",
+                        ) from None
                     raise BackendError(
                         f"swapping {new!r} in for {target!r} on {self.masked} failed: {_reason(exc)}; "
                         "nothing was changed",
@@ -443,7 +451,10 @@ class DsnBackend(Backend):
         """End every session on ``dbname``, or refuse naming those this role may not end."""
         kept = []
         for pid, user in conn.execute(
-            "SELECT pid, usename FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            # sessions of a role (backend_type is hidden from other roles); autovacuum workers,
+            # which have none, the rename ends itself
+            "SELECT pid, usename FROM pg_stat_activity "
+            "WHERE datname = %s AND usesysid IS NOT NULL AND pid <> pg_backend_pid()",
             (dbname,),
         ).fetchall():
             try:
