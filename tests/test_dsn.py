@@ -18,6 +18,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -78,10 +79,13 @@ class Scene:
         with psycopg.connect(self.server.conninfo(dbname), autocommit=True) as conn:
             conn.execute("CREATE TABLE precious (note text); INSERT INTO precious VALUES ('still here')")
 
-    def databases(self) -> set[str]:
+    def databases(self, *, reference: bool = False) -> set[str]:
+        """The databases of this scene (and the reference database, if asked)."""
         with self.admin() as conn:
-            pattern = f"dsn\\_{self.tag}%"
-            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s OR (%s AND datname = %s)",
+                (f"dsn\\_{self.tag}%", reference, f"dsnref_{self.tag}"),
+            )
             return {r[0] for r in rows}
 
     def precious(self, dbname: str | None = None) -> list[str]:
@@ -119,7 +123,8 @@ class Scene:
 
     def remove(self) -> None:
         with self.admin() as conn:
-            for name in {*self.databases(), f"dsnref_{self.tag}"}:
+            for name in self.databases(reference=True):
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(ident(name)))
                 janitor.drop_database(conn, name)
             for role in self.roles:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
@@ -239,14 +244,50 @@ def test_side_names_fit_the_servers_limit_and_never_become_the_target(dbname):
         assert side_name(dbname, NEW_SUFFIX) == dbname + NEW_SUFFIX
 
 
-def test_a_63_byte_database_name_is_reset_through_hashed_side_names(scene, migration_files):
-    scene.dbname = f"dsn_{scene.tag}_" + "x" * (63 - len(f"dsn_{scene.tag}_"))
+@pytest.mark.parametrize("name", ["63 bytes", "quotes, spaces, capitals"])
+def test_any_database_name_is_reset_in_place(scene, migration_files, name):
+    prefix = f"dsn_{scene.tag}"
+    scene.dbname = {
+        "63 bytes": prefix + "_" + "x" * (62 - len(prefix)),  # side names hashed to fit
+        "quotes, spaces, capitals": prefix + ' Mixed "Case" é',
+    }[name]
     scene.create()
-    backend = DsnBackend(Path.cwd(), scene.dsn())
+    backend = DsnBackend(Path.cwd(), scene.dsn(dbname=quote(scene.dbname)))
+    assert backend.dbname == scene.dbname
     with backend.lock("db.reset"):
         backend.reset(migration_files)
     assert scene.databases() == {scene.dbname}
     assert scene.comment() == MARKER_COMMENT and scene.snapshot().get("table", "leads")
+
+
+def test_a_template_database_is_refused(scene, migration_files):
+    scene.create()
+    with scene.admin() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(ident(scene.dbname)))
+    backend = DsnBackend(Path.cwd(), scene.dsn())
+    with pytest.raises(BackendError, match=f"database '{scene.dbname}' on .* is a template database"):
+        with backend.lock("db.reset"):
+            backend.reset(migration_files, force=True)
+    assert scene.databases() == {scene.dbname} and scene.precious() == ["still here"]
+
+
+def test_an_interrupted_build_drops_the_new_database_and_keeps_the_old(scene, migration_files, monkeypatch):
+    scene.create()
+    backend = DsnBackend(Path.cwd(), scene.dsn())
+    applied, real_apply = [], backend.apply
+
+    def apply_then_ctrl_c(files, **kwargs):
+        applied.append(kwargs["dbname"])
+        real_apply(files, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C as the last file ends
+
+    monkeypatch.setattr(backend, "apply", apply_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with backend.lock("db.reset"):
+            backend.reset(migration_files)
+    assert applied == [f"{scene.dbname}{NEW_SUFFIX}"]  # it built beside the old one
+    assert scene.databases() == {scene.dbname} and scene.precious() == ["still here"]
+    assert scene.lock_holders() == []
 
 
 # -- build, then swap ---------------------------------------------------------------------------
