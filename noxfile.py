@@ -36,6 +36,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def peers(session: nox.Session) -> None:
+    """Our whole commands side by side with psql, dbmate, migra and a bash floor (benchmarks/peers.py)."""
+    _install(session)
+    session.run("python", "benchmarks/peers.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check), the non-destructive-migration lint and squawk."""
     _install(session, "lint")
