@@ -1053,8 +1053,8 @@ def print_report(report: Report, stats: dict[str, Stat]) -> list[str]:
         by_group.setdefault(c["group"], []).append(c)
     load = report.load
     say(
-        f"\npeers: {report.runs} interleaved runs, {report.date}; load average (1/5/15 min) "
-        f"start {load.get('start')}, end {load.get('end')}"
+        f"\npeers: {report.runs} interleaved runs, {report.date}, commit {report.machine.get('commit')}; "
+        f"load average (1/5/15 min) start {load.get('start')}, end {load.get('end')}"
     )
     headers = ["contender", "role", "runs", "median", "min", "max", "whole ÷ this", "in-process ÷ this"]
     md += [f"| work | {' | '.join(headers)} |", "|" + "---|" * (len(headers) + 1)]
@@ -1177,6 +1177,7 @@ def machine(harness: Harness, args: argparse.Namespace) -> dict:
             "dbmate": harness._version(harness.dbmate, "--version") if harness.dbmate else None,
             "migra": list(MIGRA_REQUIREMENTS) if harness.migra else None,
             "storage": str(harness.state_dir),
+            "commit": _commit(),
             "scale_files": args.files,
             "big_files": args.big_files,
         }
@@ -1188,6 +1189,27 @@ def machine(harness: Harness, args: argparse.Namespace) -> dict:
     except Exception:  # noqa: BLE001 - informational only
         pass
     return info
+
+
+def _commit() -> str | None:
+    """The checkout measured (``+`` when it has uncommitted changes)."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        head = subprocess.run(
+            [git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+        dirty = subprocess.run(
+            [git, "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else None
 
 
 def docker_storage() -> dict | None:
