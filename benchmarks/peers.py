@@ -1151,15 +1151,21 @@ def plot(report: Report, path: Path) -> None:
             box.set_facecolor(colours.get(c["role"], "white"))
         ax.set_yticks(range(1, len(members) + 1), [c["label"][:70] for c in members], fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(group, loc="left", fontsize=9)
         ax.grid(axis="x", alpha=0.3, which="both")
         ax.invert_yaxis()
     axes[-1, 0].set_xlabel("milliseconds (log); blue: our whole command, cyan: in-process, orange: peers")
+    load = report.load
     fig.suptitle(
-        f"leaddb side by side with the peers: {report.runs} interleaved runs, {report.date}", fontsize=10
+        f"leaddb side by side with the peers: {report.runs} interleaved runs, {report.date}, "
+        f"load {(load.get('start') or ['?'])[0]} → {(load.get('end') or ['?'])[0]} "
+        f"on {report.machine.get('cores')} cores",
+        fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
