@@ -57,6 +57,14 @@ def test_ratio_goal_states_both_medians_and_the_ratio():
     assert peers.ratio_goal("x", ours=0.1, peer=0.3, factor=0.5).met is True
 
 
+def test_a_ratio_goal_below_the_floor_of_a_python_task_says_so():
+    goal = peers.ratio_goal("fast", ours=0.787, peer=0.151, factor=2.0, floor=0.40)
+    assert goal.status.endswith("; the floor alone (400 ms) is above the limit")
+    assert (
+        "floor alone" not in peers.ratio_goal("fast", ours=0.787, peer=0.151, factor=2.0, floor=0.25).status
+    )
+
+
 def test_goals_not_measured_are_said_so_not_passed():
     rows = peers.goals({peers.FLOOR: 0.4, "apply.whole": 0.7, "apply.inproc": 0.2})
     by_goal = {g.goal: g for g in rows}
