@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, fast, janitor, migrations, runner, workflow  # noqa: E402
+from leaddb import bench, console, fast, janitor, migrations, workflow  # noqa: E402
 from leaddb.backends.local import SERVER_SETTINGS, LocalBackend, free_port, scratch_root  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
 from leaddb.errors import LeadDbError  # noqa: E402
@@ -90,22 +90,23 @@ BASH_FLOOR = Path(__file__).resolve().parent / "fresh-cluster-floor.sh"
 QUIET_APPLY = """\
 import tasks  # everything the task imports
 from pathlib import Path
-from leaddb import workflow
-from leaddb.console import seconds
-workflow.print_apply = lambda *args, **kwargs: None
+from leaddb import console, workflow
+if not callable(getattr(console, "print_apply", None)):
+    raise SystemExit("leaddb.console.print_apply is gone: update QUIET_APPLY in benchmarks/peers.py")
+console.print_apply = lambda *args, **kwargs: None
 result = workflow.apply(workflow.Options(backend="local", project_dir=Path.cwd()))
-print(f"apply: {len(result.files)} files in {seconds(result.seconds)}")
+print(f"apply: {len(result.files)} files in {console.seconds(result.seconds)}")
 """
 
 
 def quiet(call: Callable[[], object]) -> object:
-    """Run ``call`` with workflow's per-file table switched off, as QUIET_APPLY does."""
-    printer = workflow.print_apply
-    workflow.print_apply = lambda *args, **kwargs: None
+    """Run ``call`` with the per-file table switched off, as QUIET_APPLY does."""
+    printer = console.print_apply
+    console.print_apply = lambda *args, **kwargs: None
     try:
         return call()
     finally:
-        workflow.print_apply = printer
+        console.print_apply = printer
 
 
 class PeersError(Exception):
@@ -420,9 +421,9 @@ class Harness:
 
     # -- server and databases ----------------------------------------------------------
     def conninfo(self, dbname: str | None = None) -> str:
-        start = getattr(self.backend, "start", None)
-        if start is not None:  # the backend seam: start() explicit, conninfo() a getter
-            start()
+        """For the untimed steps: the server answers (the whole commands restart it), then
+        ``dbname``'s connection string."""
+        self.backend.start()
         return self.backend.conninfo(dbname)
 
     def params(self, dbname: str | None = None) -> dict:
@@ -438,7 +439,7 @@ class Harness:
             janitor.drop_database(conn, dbname)
             janitor.create_database(conn, dbname, template="template0")
         if applied:
-            runner.apply(self.conninfo(dbname), self.files)
+            self.backend.apply(self.files, dbname=dbname)
 
     def database_exists(self, dbname: str) -> bool:
         with janitor.maintenance(self.conninfo("postgres")) as conn:
@@ -872,8 +873,8 @@ class Harness:
             add(
                 "drift.inproc",
                 "in-process",
-                "workflow.drift",
-                ours("db.drift", lambda: workflow.drift(opts())),
+                "workflow.drift_check",
+                ours("db.drift", lambda: workflow.drift_check(opts())),
             )
             if self.migra:
                 add(
@@ -894,8 +895,8 @@ class Harness:
             add(
                 "fast.inproc",
                 "in-process",
-                "workflow.reset(fast=True)",
-                ours("db.reset --fast", lambda: workflow.reset(opts(), fast=True)),
+                "workflow.reset(fast_reset=True)",
+                ours("db.reset --fast", lambda: workflow.reset(opts(), fast_reset=True)),
                 self.prepare_template,
             )
             if self.bindir:
@@ -996,7 +997,7 @@ class Harness:
     def prepare_template(self) -> None:
         """``--fast`` and ``createdb -T`` both copy the template built from the migrations."""
         if not self.database_exists(fast.template_name(self.files)):
-            with contextlib.redirect_stdout(io.StringIO()):
+            with self.backend.lock("benchmarks/peers.py"), contextlib.redirect_stdout(io.StringIO()):
                 fast.reset(self.backend, self.files)
 
     def run_dropcreate(self) -> Sample:
@@ -1045,7 +1046,8 @@ class Harness:
         except PeersError as exc:
             say(f"note: {exc}")
         try:
-            self.backend.down()
+            with self.backend.lock("benchmarks/peers.py"):
+                self.backend.down()
         except LeadDbError as exc:
             say(f"note: {exc}")
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -1339,7 +1341,8 @@ def run(args: argparse.Namespace) -> Report:
         timed = [g for g in groups if g in TIMED_GROUPS]
         if timed:
             say(f"cluster for this run: {harness.state_dir} (storage of the local backend's clusters)")
-            harness.backend.reset(harness.files)
+            with harness.backend.lock("benchmarks/peers.py"):
+                harness.backend.reset(harness.files)
             if {"apply", "scale"} & set(timed):
                 harness.install_dbmate()
             if "drift" in timed:
