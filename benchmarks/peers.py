@@ -1031,9 +1031,8 @@ class Harness:
                     timeout=self.timeout,
                 ).returncode
                 if code != 0:
-                    raise PeersError(
-                        f"{argv[0]} failed (exit {code}): {self.log.read_text(errors='replace')}"
-                    )
+                    output = self.log.read_text(encoding="utf-8", errors="replace").strip()
+                    raise PeersError(f"{argv[0]} failed (exit {code}): {output[-2000:]}")
             elapsed = time.perf_counter() - started
         return Sample(elapsed)
 
