@@ -1316,7 +1316,7 @@ def docker_storage() -> dict | None:
         client.ping()
     except Exception:  # noqa: BLE001 - no engine, no report
         return None
-    from leaddb import engine
+    from leaddb.backends.docker import engine
 
     found = engine.storage(client)
     return {**found.to_dict(), "describe": found.describe()}

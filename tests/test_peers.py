@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import console, engine, migrations
+from leaddb import console, migrations
 from leaddb.backends.base import BootReport, Phase
+from leaddb.backends.docker import engine
 from leaddb.runner import ApplyResult, FileResult
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
