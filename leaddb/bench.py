@@ -32,7 +32,9 @@ from leaddb.migrations import Migration
 
 PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
 MIN_RUNS_FOR_P99 = 100
+COLD_BOOT = "fresh boot + apply, cold (initdb, no pristine)"
 EXTRA_METRICS = (
+    COLD_BOOT,
     "bare boot (no migrations)",
     "apply only",
     "reapply",
@@ -187,6 +189,14 @@ def run(
     fast_resets = backend.capabilities.owns_server
     records: list[dict] = []
     for i in range(runs):
+        cold: BootReport | None = None
+        if backend.capabilities.cached_init:
+            # what the first reset pays (after a reboot, a PostgreSQL upgrade): timed in every run,
+            # beside the usual reset that reuses what this one built
+            backend.drop_init_cache()
+            started = time.perf_counter()
+            cold = backend.reset(migrations)
+            cold_seconds = time.perf_counter() - started
         bare_seconds = None
         if backend.capabilities.bare_boot:
             started = time.perf_counter()
@@ -198,6 +208,9 @@ def run(
             "total": time.perf_counter() - started,
             "phases": {p.name: p.seconds for p in report.phases},
         }
+        if cold is not None:
+            record[COLD_BOOT] = cold_seconds
+            record["cold phases"] = {p.name: p.seconds for p in cold.phases}
         if bare_seconds is not None:
             record["bare boot (no migrations)"] = bare_seconds
         record.update(measure_applies(backend, migrations, baseline=baseline))
@@ -213,6 +226,9 @@ def run(
     metrics: dict[str, list[float]] = {"fresh boot + apply (total)": [r["total"] for r in records]}
     for name in records[0]["phases"]:
         metrics[f"  phase: {name}"] = [r["phases"].get(name, 0.0) for r in records]
+    for name in records[0].get("cold phases", {}):  # what only a cold reset does (initdb)
+        if name not in records[0]["phases"]:
+            metrics[f"  phase: {name}"] = [r["cold phases"].get(name, 0.0) for r in records]
     for name in EXTRA_METRICS:
         if name in records[0]:
             metrics[name] = [r[name] for r in records]
@@ -223,6 +239,10 @@ def run(
         ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
             statistics.median(metrics["apply only"])
         )
+    if COLD_BOOT in metrics:
+        ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = statistics.median(
+            metrics[COLD_BOOT]
+        ) / statistics.median(metrics["fresh boot + apply (total)"])
     if "bare boot (no migrations)" in metrics:
         ratios["fresh boot with migrations / bare boot (median)"] = statistics.median(
             metrics["fresh boot + apply (total)"]

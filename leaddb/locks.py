@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -144,5 +145,27 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
             with _guard:
                 del _held[key]
             _LOCK.unlock(fd)  # explicitly: Windows does not promise when a close releases it
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def waiting(path: Path, *, timeout: float = 30.0):
+    """A short exclusive lock for bookkeeping that takes milliseconds (not a task's lock):
+    waits for the holder, a bounded while, instead of refusing."""
+    fd = _open(path)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _LOCK.try_lock(fd, False):
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the lock {path} was still held after {timeout:.0f} s ({_holder(path) or 'no record'})",
+                    hint="another leaddb task seems stuck: end it, then run the task again",
+                )
+            time.sleep(0.01)
+        try:
+            yield
+        finally:
+            _LOCK.unlock(fd)
     finally:
         os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import ntpath
+import os
 import shutil
 import socket
 import subprocess
@@ -63,7 +64,9 @@ def background_start_io(log: Path, *, windows: bool = IS_WINDOWS) -> dict:
     ``cmd /C`` with inherited handles) and keeps them open, so reading to EOF never ends, and
     CPython's ``run`` on Windows, after a timeout, waits for that EOF with no timeout at all.
     Output goes to a file instead; the caller reads it after the program exits."""
-    kwargs: dict = {"stdin": subprocess.DEVNULL, "stdout": log.open("wb"), "stderr": subprocess.STDOUT}
+    # never following a link planted at its name (the server's user can write where it lies)
+    out = open(log, "wb", opener=lambda p, f: os.open(p, f | getattr(os, "O_NOFOLLOW", 0), 0o600))  # noqa: PTH123
+    kwargs: dict = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT}
     if windows:
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
     return kwargs
@@ -79,8 +82,15 @@ def docker_mount_source(path: Path, *, windows: bool = IS_WINDOWS) -> str:
 
 
 def run_as(user: str | None) -> dict:
-    """``subprocess`` arguments that run a program as ``user`` (POSIX, as root)."""
-    return {"user": user} if user else {}
+    """``subprocess`` arguments that run a program as ``user`` (POSIX, as root): its uid, its
+    primary group and its supplementary groups, none of root's (``user=`` alone would keep
+    root's groups, and the server would read what only root's group may)."""
+    if not user:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": os.getgrouplist(user, entry.pw_gid)}
 
 
 def bind_probe(address: str, port: int, *, windows: bool = IS_WINDOWS) -> OSError | None:

@@ -44,8 +44,7 @@ def local_backend():
         find_binary("initdb")
     except BackendError as exc:  # one clear message for the run, not one error per test
         pytest.exit(f"the test suite needs the PostgreSQL 15 server binaries: {exc}", returncode=1)
-    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-", dir=scratch_root()))
-    state_dir.chmod(0o755)
+    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-", dir=scratch_root()))  # 0700, ours
     backend = LocalBackend(PROJECT_DIR, state_dir=state_dir)
     try:
         yield backend

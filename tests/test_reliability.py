@@ -40,12 +40,10 @@ class Workspace:
         for name in PROJECT_FILES:
             shutil.copy(project_dir / name, self.root / name)
         shutil.copytree(project_dir / "api", self.root / "api")
-        self.state = self.root / "state"
-        self.state.mkdir()
+        self.state = self.root / "state"  # made private (0700; as root 0710 root:postgres) on first use
         self.gate = self.root / "gate"  # the server (user postgres) writes here
         self.gate.mkdir()
-        for path in (self.root, self.state):
-            path.chmod(0o755)
+        self.root.chmod(0o755)
         self.gate.chmod(0o777)
         self.env = {**os.environ, "LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"}
 

@@ -24,9 +24,8 @@ def workspace(project_dir):
     for name in PROJECT_FILES:
         shutil.copy(project_dir / name, root / name)
     shutil.copytree(project_dir / "api", root / "api")
-    state = Path(tempfile.mkdtemp(prefix="leaddb-ws-state-", dir=scratch_root()))
-    for path in (root, state):
-        path.chmod(0o755)
+    state = Path(tempfile.mkdtemp(prefix="leaddb-ws-state-", dir=scratch_root()))  # 0700, ours
+    root.chmod(0o755)
     env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
 
     def invoke(*args: str) -> subprocess.CompletedProcess:

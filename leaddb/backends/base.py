@@ -61,6 +61,10 @@ class Capabilities:
     bare_boot: bool = False
     """It can boot the same server without the migrations (the bench's baseline)."""
 
+    cached_init: bool = False
+    """A reset reuses something a first reset builds (local: the pristine ``initdb`` output);
+    ``drop_init_cache`` forgets it, so that the bench can time a first reset too."""
+
 
 class Backend(ABC):
     """A PostgreSQL 15 server the pipeline can reset, apply to and inspect.
@@ -117,6 +121,10 @@ class Backend(ABC):
         return runner.apply(
             self.conninfo(dbname), migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
+
+    def drop_init_cache(self) -> None:
+        """Forget what ``capabilities.cached_init`` says a reset reuses (nothing by default)."""
+        return None
 
     def bare_boot(self) -> BootReport:
         """Boot the same server without the migrations (only where ``capabilities.bare_boot``)."""

@@ -1,15 +1,16 @@
 """An embedded PostgreSQL 15 cluster made with ``initdb`` and ``pg_ctl``.
 
 The server's lifecycle (init, start, wait, stop, log) lives in ``Cluster``; the
-backend adds the database and the migrations. Everything sits in one directory
-carrying a marker file, so ``down`` and ``reset`` never remove a directory this
-workspace did not create. Run as root, the server runs as the ``postgres`` user
-(``initdb`` and ``postgres`` refuse root).
+backend adds the database and the migrations. Everything sits in the checkout's private
+state directory (``leaddb.statedir``: the invoking user's, checked on every use): the
+cluster's own directory carrying a marker file, so ``down`` and ``reset`` never remove a
+directory this workspace did not create, the task lock, and one pristine ``initdb`` output
+(``Pristine``) that every reset copies instead of running ``initdb`` again. Run as root, the
+server runs as the ``postgres`` user (``initdb`` and ``postgres`` refuse root).
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -17,25 +18,38 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
-from leaddb import compose, janitor, locks, platforms
+from leaddb import compose, janitor, locks, platforms, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
+from leaddb.statedir import scratch_root  # noqa: F401 - where the tests put their state dirs
 
 MARKER = ".leaddb-cluster"
-SERVER_USER = "postgres"
+SERVER_USER = statedir.SERVER_USER
 DEFAULT_DBNAME = "leadgen"
 if not platforms.IS_WINDOWS:
     import pwd
+INITDB_ARGS = (
+    "-U",
+    SERVER_USER,
+    "-E",
+    "UTF8",
+    "--locale=C",
+    "--auth-local=trust",
+    "--auth-host=scram-sha-256",
+    "--no-sync",
+    "--no-instructions",
+)
 # where Debian/Ubuntu's postgresql-15 package puts the server binaries (not on PATH by default)
 PACKAGED_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
@@ -48,37 +62,6 @@ SERVER_SETTINGS = {
     "shared_buffers": "64MB",
     "logging_collector": "off",
 }
-
-
-RAM_DISK = Path("/dev/shm")
-RAM_DISK_MIN_FREE = 1 << 30
-
-
-def scratch_root() -> Path:
-    """Where throwaway clusters go: a RAM-backed tmpfs when there is one with room (the
-    cluster is disposable and runs with fsync=off anyway; on a slow disk this halves
-    initdb and makes CREATE DATABASE a memory copy), else the temp dir."""
-    try:
-        if (
-            RAM_DISK.is_dir()
-            and os.access(RAM_DISK, os.W_OK)
-            and shutil.disk_usage(RAM_DISK).free >= RAM_DISK_MIN_FREE
-        ):
-            return RAM_DISK
-    except OSError:
-        pass
-    return Path(tempfile.gettempdir())
-
-
-def default_state_dir(project_dir: Path) -> Path:
-    """Per-user, per-checkout, somewhere the server user can reach even when the
-    checkout sits in root's home. ``LEADDB_STATE_DIR`` overrides."""
-    override = os.environ.get("LEADDB_STATE_DIR")
-    if override:
-        return Path(override)
-    user = getpass.getuser()
-    digest = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:10]
-    return scratch_root() / f"leaddb-{user}-{digest}"
 
 
 def find_binary(name: str) -> Path:
@@ -122,31 +105,166 @@ class ClusterState:
     dbname: str
 
 
+def _server_user_ids() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise BackendError(
+            f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
+            hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
+            "or run the task as an unprivileged user",
+        ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _run_captured(argv: list[str], what: str, timeout: float, tail, **kwargs) -> subprocess.CompletedProcess:
+    """A program that leaves nothing running behind (initdb, pg_ctl stop), output captured."""
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, **kwargs
+        )
+    except subprocess.TimeoutExpired:
+        raise BackendError(
+            f"{what} did not finish within {timeout:.0f} s{tail()}",
+            hint="see the server log above; `invoke db.down` cleans up",
+        ) from None
+    except PermissionError as exc:
+        raise BackendError(f"{what}: cannot run {argv[0]}: {exc}") from None
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()
+        raise BackendError(
+            f"{what} failed (exit {done.returncode}):\n  {output}{tail()}",
+            hint="see the output above; `invoke db.down` removes the cluster",
+        )
+    return done
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    """Everything under ``top`` (not ``top`` itself) to ``uid:gid``, links themselves, never
+    their targets. Only for a tree nobody else can reach meanwhile (its top is ours, 0700)."""
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            os.lchown(os.path.join(directory, name), uid, gid)
+
+
+def _timezone() -> list:
+    """What ``initdb`` reads to choose the cluster's timezone (TZ, else the system's)."""
+    localtime = Path("/etc/localtime")
+    return [os.environ.get("TZ"), os.path.realpath(localtime) if localtime.exists() else None, time.tzname]
+
+
+class Pristine:
+    """One ``initdb`` output, never started, that each reset copies: a new, empty cluster
+    without paying ``initdb`` again (testing.postgresql's cached initdb).
+
+    It is keyed by what makes ``initdb`` write something else: the PostgreSQL version (``initdb
+    --version``), the binary itself (its resolved path, size and mtime: another build of the same
+    version may differ), the arguments (encoding, locale, authentication) and the timezone
+    ``initdb`` writes into ``postgresql.conf``. A new key builds a new pristine and buries the
+    old ones. It is built in a tombstone and renamed into place when complete, so an
+    interrupted build leaves only a tombstone. Run as root, it is handed back to root after
+    ``initdb`` (the server user never touches it again), and each copy is handed to the server
+    user before it is moved into place.
+    """
+
+    PREFIX = "pristine-"
+
+    def __init__(self, state_dir: Path, initdb: Path) -> None:
+        self.state_dir = state_dir
+        self.initdb = initdb
+        resolved = initdb.resolve()
+        st = resolved.stat()
+        version = subprocess.run(
+            [str(initdb), "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True
+        ).stdout.strip()
+        key = {
+            "version": version,
+            "initdb": [str(resolved), st.st_size, st.st_mtime_ns],
+            "args": list(INITDB_ARGS),
+            "timezone": _timezone(),
+        }
+        text = json.dumps(key, sort_keys=True)
+        self.key = json.loads(text)  # as key.json reads back (tuples become lists)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.root = state_dir / f"{self.PREFIX}{digest}"
+        self.data = self.root / "data"
+
+    @property
+    def ready(self) -> bool:
+        try:
+            return json.loads(statedir.read_text(self.root / "key.json")) == self.key
+        except (OSError, ValueError):
+            return False
+
+    @property
+    def password(self) -> str:
+        """The superuser password ``initdb`` set; each copy replaces it (``Cluster.set_password``)."""
+        return statedir.read_text(self.root / "password").strip()
+
+    def build(self) -> None:
+        ids = _server_user_ids() if statedir.running_as_root() else None
+        staging = statedir.new_tombstone(self.state_dir, "pristine")
+        if ids:
+            os.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
+        password = secrets.token_urlsafe(18)
+        pwfile = staging / "pwfile"
+        fd = statedir.open_nofollow(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(password + "\n")
+        if ids:
+            os.chown(pwfile, ids[0], ids[1])
+        try:
+            _run_captured(
+                [str(self.initdb), "-D", str(staging / "data"), *INITDB_ARGS, f"--pwfile={pwfile}"],
+                "initdb",
+                120,
+                lambda: "",
+                **platforms.run_as(SERVER_USER if ids else None),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if ids:  # back to us: from here on the server user can change nothing a copy is made of
+            os.chown(staging, os.geteuid(), os.getegid())
+            _chown_tree(staging, os.geteuid(), os.getegid())
+        for name, text in (("password", password + "\n"), ("key.json", json.dumps(self.key))):
+            statedir.write_text(staging / name, text)
+        for entry in self.state_dir.glob(f"{self.PREFIX}*"):  # another key's: stale
+            statedir.remove(entry, self.state_dir)
+        os.rename(staging, self.root)
+
+
 class Cluster:
-    """One initdb'd data directory and the server running on it."""
+    """One data directory, copied from the pristine, and the server running on it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
         self.log = root / "server.log"
         self.state_file = root / "state.json"
-        self.run_as_other_user = hasattr(os, "geteuid") and os.geteuid() == 0
+        self.run_as_other_user = statedir.running_as_root()
 
     # -- ownership -------------------------------------------------------
     @property
     def exists(self) -> bool:
-        return self.root.exists()
+        return os.path.lexists(self.root)
 
     def check_owned(self) -> None:
-        if self.root.exists() and not (self.root / MARKER).is_file():
+        if self.exists and not statedir.is_regular_file(self.root / MARKER):
             raise BackendError(
                 f"{self.root} exists but has no {MARKER} marker: it was not created by this tool",
                 hint="refusing to touch it; set LEADDB_STATE_DIR to another directory or remove it yourself",
             )
 
     def state(self) -> ClusterState:
+        """What ``state.json`` says, read without following a link; a socket directory it names
+        is used only when it lies inside this cluster's directory (an older layout's may not)."""
         try:
-            return ClusterState(**json.loads(self.state_file.read_text(encoding="utf-8")))
+            raw = json.loads(statedir.read_text(self.state_file))
+            state = ClusterState(**raw)
+            if not isinstance(state.port, int) or not all(
+                isinstance(v, str) for v in (state.socket_dir, state.password, state.dbname)
+            ):
+                raise TypeError("unexpected value types")
         except FileNotFoundError:
             raise BackendError(
                 f"no local cluster at {self.root}", hint="run `invoke db.reset --backend local` first"
@@ -156,40 +274,24 @@ class Cluster:
                 f"cannot read the local cluster's state {self.state_file}: {exc}",
                 hint="`invoke db.reset --backend local` recreates the cluster; LEADDB_STATE_DIR moves it",
             ) from None
+        if state.socket_dir and not statedir.inside(state.socket_dir, self.root):
+            raise BackendError(
+                f"{self.state_file} names the socket directory {state.socket_dir}, outside the "
+                f"cluster's directory {self.root}: it is not used (nor ever removed)",
+                hint="`invoke db.reset --backend local` recreates the cluster with its socket inside it",
+            )
+        return state
 
     # -- process helpers -------------------------------------------------
     def _as_server_user(self) -> dict:
         return platforms.run_as(SERVER_USER if self.run_as_other_user else None)
 
     def _run(self, argv: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """A program that leaves nothing running behind (initdb, pg_ctl stop), output captured."""
-        try:
-            done = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                **self._as_server_user(),
-            )
-        except subprocess.TimeoutExpired:
-            raise BackendError(
-                f"{what} did not finish within {timeout:.0f} s{self._log_tail()}",
-                hint="see the server log above; `invoke db.down` cleans up",
-            ) from None
-        except PermissionError as exc:
-            raise BackendError(f"{what}: cannot run {argv[0]}: {exc}") from None
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).strip()
-            raise BackendError(
-                f"{what} failed (exit {done.returncode}):\n  {output}{self._log_tail()}",
-                hint="see the output above; `invoke db.down` removes the cluster",
-            )
-        return done
+        return _run_captured(argv, what, timeout, self._log_tail, **self._as_server_user())
 
     def _log_size(self) -> int:
         try:
-            return self.log.stat().st_size
+            return os.lstat(self.log).st_size
         except OSError:
             return 0
 
@@ -198,7 +300,7 @@ class Cluster:
         if self._log_size() <= since:
             return ""
         try:
-            with self.log.open("rb") as log:
+            with os.fdopen(statedir.open_nofollow(self.log, os.O_RDONLY), "rb") as log:
                 log.seek(since)
                 return log.read().decode("utf-8", errors="replace")
         except OSError:
@@ -211,63 +313,41 @@ class Cluster:
             "\n  server log (" + str(self.log) + "):\n" + "\n".join("    " + t for t in tail) if tail else ""
         )
 
-    def _hand_to_server_user(self, path: Path) -> None:
-        if self.run_as_other_user:
-            shutil.chown(path, user=SERVER_USER)
-
     # -- lifecycle -------------------------------------------------------
-    def init(self, dbname: str) -> ClusterState:
-        initdb = find_binary("initdb")  # first: a missing binary must leave no half-made cluster
-        if self.run_as_other_user:
-            try:
-                pwd.getpwnam(SERVER_USER)
-            except KeyError:
-                raise BackendError(
-                    f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
-                    hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
-                    "or run the task as an unprivileged user",
-                ) from None
-        self.root.mkdir(parents=True)
-        (self.root / MARKER).write_text(
-            "created by leaddb; safe to remove with `invoke db.down`\n", encoding="utf-8", newline="\n"
-        )
-        self.root.chmod(0o755)
-        self._hand_to_server_user(self.root)
+    def create(self, pristine: Pristine, dbname: str) -> ClusterState:
+        """A new cluster from the pristine: built in a tombstone nobody else can enter (marker,
+        data, settings, state), handed to the server user, then renamed into place; the
+        password is still the pristine's until :meth:`set_password`."""
+        ids = _server_user_ids() if self.run_as_other_user else None
+        state_dir = self.root.parent
+        staging = statedir.new_tombstone(state_dir, "cluster")
+        statedir.write_text(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
+        shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=shutil.copy)
+        socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir(staging))
+        state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
+        self._write_settings(state, staging / "data")
+        self._write_state(state, staging)
+        if ids:
+            _chown_tree(staging, *ids)  # the directories and the files written above
+            os.chown(staging, *ids)
+        os.rename(staging, self.root)
+        return state
+
+    def set_password(self, conn: psycopg.Connection, state: ClusterState) -> ClusterState:
+        """A password of this cluster's own (a copy starts with the pristine's): sent as its
+        SCRAM verifier, computed here, so the password itself never reaches the server."""
         password = secrets.token_urlsafe(18)
-        pwfile = self.root / "pwfile"
-        with os.fdopen(
-            os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8", newline="\n"
-        ) as out:
-            out.write(password + "\n")
-        self._hand_to_server_user(pwfile)
-        try:
-            self._run(
-                [
-                    str(initdb),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    SERVER_USER,
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    f"--pwfile={pwfile}",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
-                "initdb",
+        verifier = conn.pgconn.encrypt_password(password.encode(), SERVER_USER.encode(), b"scram-sha-256")
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SERVER_USER), sql.Literal(verifier.decode())
             )
-        finally:
-            pwfile.unlink(missing_ok=True)
-        socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir())
-        state = ClusterState(free_port(), socket_dir, password, dbname)
-        self._write_settings(state)
+        )
+        state.password = password
         self._write_state(state)
         return state
 
-    def _make_socket_dir(self) -> Path:
+    def _make_socket_dir(self, staging: Path) -> Path:
         """Inside the cluster's own directory, so that nothing outside it is ever created or
         removed; the socket path must fit a sockaddr_un (107 bytes on Linux)."""
         directory = self.root / "run"
@@ -276,24 +356,24 @@ class Cluster:
                 f"the local cluster's socket path under {self.root} is too long for a Unix socket",
                 hint="point LEADDB_STATE_DIR at a shorter path",
             )
-        directory.mkdir(mode=0o700)
-        self._hand_to_server_user(directory)
+        (staging / "run").mkdir(mode=0o700)
         return directory
 
-    def _write_state(self, state: ClusterState) -> None:
-        self.state_file.write_text(json.dumps(asdict(state)), encoding="utf-8", newline="\n")
-        self.state_file.chmod(0o600)
+    def _write_state(self, state: ClusterState, root: Path | None = None) -> None:
+        statedir.write_text((root or self.root) / "state.json", json.dumps(asdict(state)))
 
-    def _write_settings(self, state: ClusterState) -> None:
+    def _write_settings(self, state: ClusterState, data: Path | None = None) -> None:
         settings = {
             **SERVER_SETTINGS,
             "port": str(state.port),
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{state.socket_dir}'",
         }
-        with (self.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
-            conf.write("\n# leaddb throwaway cluster\n")
-            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        statedir.append_text(
+            (data or self.data) / "postgresql.conf",
+            "\n# leaddb throwaway cluster\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items()),
+        )
 
     def start(self, timeout: float = 30) -> None:
         """Start the server; if another process has taken its port meanwhile, move the cluster
@@ -309,8 +389,9 @@ class Cluster:
                 raise
             taken, state.port = state.port, free_port()
             say(f"local: port {taken} is taken by another process; moving the cluster to port {state.port}")
-            with (self.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
-                conf.write(f"port = {state.port}  # leaddb: port {taken} was taken\n")
+            statedir.append_text(
+                self.data / "postgresql.conf", f"port = {state.port}  # leaddb: port {taken} was taken\n"
+            )
             self._write_state(state)
             self._start(timeout)
 
@@ -343,7 +424,7 @@ class Cluster:
         finally:
             io["stdout"].close()
         if done.returncode != 0:
-            said = output.read_text(encoding="utf-8", errors="replace").strip()
+            said = statedir.read_bytes(output).decode("utf-8", errors="replace").strip()
             raise BackendError(
                 "the local PostgreSQL server exited during start-up"
                 + (f"\n  pg_ctl: {said.splitlines()[-1]}" if said else "")
@@ -366,8 +447,8 @@ class Cluster:
         """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
         ``postmaster.pid``, from one read; (None, None) when there is no file."""
         try:
-            lines = (self.data / "postmaster.pid").read_text(encoding="utf-8").splitlines()
-        except OSError:
+            lines = statedir.read_text(self.data / "postmaster.pid").splitlines()
+        except (OSError, UnicodeDecodeError):
             return None, None
         try:
             pid = int(lines[0])
@@ -432,12 +513,14 @@ class Cluster:
         )
 
     def remove(self) -> None:
-        """Stop the server (immediate: the cluster is thrown away) and remove the directory."""
+        """Stop the server (immediate: the cluster is thrown away), bury the directory (one
+        atomic rename into a tombstone: from then on an interruption leaves only garbage that
+        the next reset or down removes, never a cluster without its marker), remove the tombstone."""
         self.check_owned()
-        if not self.root.exists():
+        if not self.exists:
             return
         self.stop("immediate")
-        platforms.remove_tree(self.root)
+        statedir.remove(self.root, self.root.parent)
 
     def conninfo(self, dbname: str | None = None) -> str:
         state = self.state()
@@ -468,13 +551,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _stop_buried_server(tomb: Path) -> None:
+    """A tombstone of a cluster whose server an interrupted task left running: stop it first."""
+    if (tomb / "data").is_dir():
+        Cluster(tomb).stop("immediate")
+
+
 class LocalBackend(Backend):
     name = "local"
-    capabilities = Capabilities(owns_server=True)
+    capabilities = Capabilities(owns_server=True, cached_init=True)
 
     def __init__(self, project_dir: Path, state_dir: Path | None = None) -> None:
         super().__init__(project_dir)
-        self.cluster = Cluster((state_dir or default_state_dir(project_dir)) / "cluster")
+        self._chosen_state_dir = state_dir
+
+    @cached_property
+    def state_dir(self) -> Path:
+        """The checkout's private state directory (``leaddb.statedir``), made on first use."""
+        return statedir.for_checkout(self.project_dir, self._chosen_state_dir)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        return Cluster(self.state_dir / "cluster")
+
+    def _private(self) -> Path:
+        """The state directory, checked again by every task that uses it."""
+        return statedir.recheck(self.state_dir)
 
     def _dbname(self) -> str:
         try:
@@ -484,38 +586,47 @@ class LocalBackend(Backend):
         return env.get("POSTGRES_DB") or DEFAULT_DBNAME
 
     def lock(self, task: str, *, shared: bool = False):
-        state_dir = self.cluster.root.parent
+        return locks.hold(self._private() / "reset.lock", task, str(self.cluster.root), shared=shared)
+
+    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+        report = BootReport(self.name)
+        state_dir = self._private()
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            self.cluster.check_owned()
+            initdb = find_binary("initdb")  # first: a missing binary must leave the old cluster be
+            if self.cluster.run_as_other_user:
+                _server_user_ids()
+            with report.phase("remove"):
+                statedir.clear_tombstones(state_dir, _stop_buried_server)
+                self.cluster.remove()
+            pristine = Pristine(state_dir, initdb)
+            if not pristine.ready:  # a first reset, or a new PostgreSQL, initdb arguments, timezone
+                with report.phase("initdb (cold)"):
+                    pristine.build()
+            with report.phase("copy pristine"):
+                state = self.cluster.create(pristine, self._dbname())
+            with report.phase("start"):
+                self.cluster.start()
+        except OSError as exc:  # the state directory cannot be written or removed
             raise BackendError(
                 f"cannot create the local cluster under {state_dir}: {exc}",
                 hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
             ) from None
-        return locks.hold(state_dir / "reset.lock", task, str(self.cluster.root), shared=shared)
-
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
-        report = BootReport(self.name)
-        try:
-            self.cluster.check_owned()
-            with report.phase("remove"):
-                self.cluster.remove()
-            with report.phase("initdb"):
-                state = self.cluster.init(self._dbname())
-            with report.phase("start"):
-                self.cluster.start()
-        except OSError as exc:  # the state directory cannot be created, written or removed
-            raise BackendError(
-                f"cannot create the local cluster under {self.cluster.root.parent}: {exc}",
-                hint="point LEADDB_STATE_DIR at a writable directory on a disk with room",
-            ) from None
         with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
+            state = self.cluster.set_password(conn, state)
             janitor.create_database(conn, state.dbname)
         with report.phase("apply"):
             report.apply = self.apply(migrations)
         return report
 
+    def drop_init_cache(self) -> None:
+        """Remove the pristine ``initdb`` output: the next reset pays ``initdb`` (the bench's cold runs)."""
+        state_dir = self._private()
+        for entry in state_dir.glob(f"{Pristine.PREFIX}*"):
+            statedir.remove(entry, state_dir)
+
     def start(self) -> None:
+        self._private()
         self.cluster.check_owned()
         self.cluster.state()
         if not self.cluster.is_running():
@@ -525,10 +636,17 @@ class LocalBackend(Backend):
         return self.cluster.conninfo(dbname)
 
     def down(self) -> str:
+        state_dir = self._private()
+        self.cluster.check_owned()
+        leftovers = statedir.clear_tombstones(state_dir, _stop_buried_server)
+        swept = f" (and {leftovers} leftover(s) of an interrupted run)" if leftovers else ""
         if not self.cluster.exists:
-            return f"local: no cluster at {self.cluster.root}; nothing to do"
+            return f"local: no cluster at {self.cluster.root}; nothing to do{swept}"
         self.cluster.remove()
-        return f"local: stopped the server and removed {self.cluster.root}"
+        return (
+            f"local: stopped the server and removed {self.cluster.root}{swept}; the pristine initdb "
+            f"output stays in {state_dir} for the next reset"
+        )
 
     def describe(self) -> str:
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -24,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from leaddb import compose, locks, platforms, runner
+from leaddb import compose, locks, platforms, runner, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities, Phase
 from leaddb.backends.docker import bootlog, engine, psql
 from leaddb.backends.docker.resources import Resources
@@ -92,7 +91,9 @@ class DockerBackend(Backend):
         return {**super().server_info(), **engine.info(self.client)}
 
     def lock(self, task: str, *, shared: bool = False):
-        lock = Path(tempfile.gettempdir()) / f"leaddb-docker-{self.spec.project}.lock"
+        # in the invoking user's private directory: a predictable name in the shared temp dir
+        # could be another user's link or file
+        lock = statedir.lock_path(f"docker-{self.spec.project}")
         return locks.hold(lock, task, f"compose project {self.spec.project!r}", shared=shared)
 
     # -- reset -------------------------------------------------------------------------

@@ -1,0 +1,367 @@
+"""Private directories: where the local backend keeps its cluster, socket, locks and state,
+and where every backend keeps its task locks.
+
+Nothing here trusts a name under a shared directory. Two places, both the invoking user's:
+
+* the **user directory** (platformdirs' per-user cache directory, e.g. ``~/.cache/leaddb``):
+  created ``0700``, checked on every use. It holds the Docker backend's task locks and, per
+  checkout, a *pointer* to that checkout's state directory.
+* the **state directory** of one checkout: ``LEADDB_STATE_DIR`` when set, else a
+  ``tempfile.mkdtemp`` directory (an unpredictable name) on the RAM disk when it has room,
+  else in the temp dir. Created ``0700`` (as root ``root:<server group> 0710``, see
+  :func:`wanted_mode`), checked with ``lstat`` on every use: owned by the current user, a real
+  directory (not a symbolic link), and no permission looser than what this module creates.
+  A pointer whose directory has gone (the RAM disk is emptied at reboot) or was replaced by
+  someone else's is re-pointed at a new ``mkdtemp`` directory; ``LEADDB_STATE_DIR`` is refused
+  instead, with the next step, since the user chose that path.
+
+Files in these directories are opened without following symbolic links (:func:`open_nofollow`),
+and removal is crash-safe: a directory is first renamed to a *tombstone* in the same state
+directory (atomic), then removed; leftover tombstones of an interrupted run are removed by the
+next ``db.reset``/``db.down`` (:func:`clear_tombstones`).
+
+On Windows the checks of owner and mode do not apply (the per-user directories are protected by
+their ACLs, which ``stat`` does not show): the directories are created and used as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from leaddb import locks, platforms
+from leaddb.errors import BackendError
+
+APP = "leaddb"
+STATE_DIR_ENV = "LEADDB_STATE_DIR"
+SERVER_USER = "postgres"
+TOMBSTONE_PREFIX = ".tomb-"
+RAM_DISK = Path("/dev/shm")
+RAM_DISK_MIN_FREE = 1 << 30
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+_POSIX = not platforms.IS_WINDOWS
+
+
+# -- who we are ------------------------------------------------------------------------------
+
+
+def running_as_root() -> bool:
+    return _POSIX and os.geteuid() == 0
+
+
+def server_ids() -> tuple[int, int] | None:
+    """The server user's uid and primary gid when running as root (the server then runs as
+    that user: ``initdb`` and ``postgres`` refuse root); None otherwise or when it is missing."""
+    if not running_as_root():
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def wanted_mode() -> tuple[int, int | None]:
+    """The mode and group of a state directory as this module creates it.
+
+    ``0700``, except as root: the server runs as ``postgres`` and must traverse the state
+    directory to reach its cluster (data, socket, log), so the state directory is
+    ``root:<postgres' group> 0710``: search (``x``) for that group only. That is the least that
+    works: no read (the group cannot list the entries), no write (it cannot plant or rename
+    anything in it), and nobody else may even traverse (``0711`` would let every user).
+    """
+    ids = server_ids()
+    if ids is None:
+        return 0o700, None
+    return 0o710, ids[1]
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def _refuse(path: Path, problem: str, hint: str) -> BackendError:
+    return BackendError(f"the private directory {path} {problem}", hint=hint)
+
+
+def _describe_owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> None:
+    """Refuse ``path`` unless ``lstat`` shows a real directory owned by the current user whose
+    group and other bits are exactly ``mode``'s or tighter (and ``group`` when ``mode`` grants
+    the group anything). A tighter directory of ours is brought to ``mode``/``group``."""
+    if not _POSIX:
+        if not path.is_dir():
+            raise _refuse(path, "is not a directory", hint)
+        return
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise _refuse(path, f"cannot be examined: {exc.strerror}", hint) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(path, "is a symbolic link (it is never followed)", hint)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, "is not a directory", hint)
+    if st.st_uid != os.geteuid():
+        raise _refuse(
+            path,
+            f"belongs to {_describe_owner(st.st_uid)}, not to you ({_describe_owner(os.geteuid())})",
+            hint,
+        )
+    actual = stat.S_IMODE(st.st_mode)
+    extra = actual & 0o077 & ~mode
+    wrong_group = bool(actual & 0o070) and group is not None and st.st_gid != group
+    if extra or wrong_group:
+        if extra & 0o022:
+            what = "writable by the group or other users"
+        elif extra:
+            what = f"open to the group or other users (wanted {mode:04o})"
+        else:
+            what = f"open to group {st.st_gid}, which is not the server's"
+        raise _refuse(path, f"has mode {actual:04o}: {what}", hint)
+    if actual & 0o077 != mode & 0o077 or (group is not None and st.st_gid != group):
+        _set_mode(path, mode, group)  # ours and tighter than wanted (e.g. mkdtemp's 0700)
+
+
+def _set_mode(path: Path, mode: int, group: int | None) -> None:
+    """Set the mode (and group) through a descriptor opened without following a link."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    try:
+        if group is not None:
+            os.fchown(fd, -1, group)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def ensure(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> Path:
+    """``path`` as a private directory: created with ``mode`` when missing (its parents as
+    usual), then :func:`verify`'d."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
+        raise BackendError(
+            f"cannot create the private directory {path}: {exc.strerror}{where}", hint=hint
+        ) from None
+    verify(path, mode=mode, group=group, hint=hint)
+    return path
+
+
+# -- files without following links -----------------------------------------------------------
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symbolic link in the last component (ELOOP)."""
+    return os.open(path, flags | _NOFOLLOW | _BINARY, mode)
+
+
+def read_bytes(path: Path) -> bytes:
+    with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+        return f.read()
+
+
+def read_text(path: Path) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically: a new file (``O_EXCL``: never a planted one) renamed over
+    it; a link at ``path`` is replaced, never followed."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def append_text(path: Path, text: str) -> None:
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND)
+    with os.fdopen(fd, "ab") as f:
+        f.write(text.encode("utf-8"))
+
+
+def is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def inside(path: str | Path, directory: Path) -> bool:
+    """Whether ``path``, resolved, is ``directory`` (resolved) or lies inside it."""
+    try:
+        return Path(path).resolve().is_relative_to(directory.resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+# -- where -----------------------------------------------------------------------------------
+
+
+def scratch_root() -> Path:
+    """Where throwaway clusters go: a RAM-backed tmpfs when there is one with room (the
+    cluster is disposable and runs with fsync=off anyway; on a slow disk this halves
+    initdb and makes CREATE DATABASE a memory copy), else the temp dir."""
+    try:
+        if (
+            RAM_DISK.is_dir()
+            and os.access(RAM_DISK, os.W_OK)
+            and shutil.disk_usage(RAM_DISK).free >= RAM_DISK_MIN_FREE
+        ):
+            return RAM_DISK
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir())
+
+
+_USER_HINT = (
+    "it must be a directory of yours that nobody else can write to: fix or remove it "
+    "(it is re-created 0700), or point XDG_CACHE_HOME elsewhere"
+)
+
+
+def user_dir() -> Path:
+    """The invoking user's private directory for pointers and locks (never the server's: 0700)."""
+    from platformdirs import user_cache_dir
+
+    return ensure(Path(user_cache_dir(APP, appauthor=False)), hint=_USER_HINT)
+
+
+def lock_path(name: str) -> Path:
+    """A lock file in the user directory, for a name such as a Compose project."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
+    return user_dir() / f"{safe}.lock"
+
+
+def _explicit_hint(path: Path) -> str:
+    mode, group = wanted_mode()
+    fix = f"chmod {mode:04o} {path}" + (f" && chgrp {group} {path}" if group is not None else "")
+    return (
+        f"point {STATE_DIR_ENV} at a directory of your own that nobody else can write to (a path "
+        f"that does not exist yet is created {mode:04o}), `{fix}` if it is yours, or unset {STATE_DIR_ENV}"
+    )
+
+
+def for_checkout(project_dir: Path, explicit: Path | None = None) -> Path:
+    """The verified private state directory of the checkout at ``project_dir``: ``explicit``,
+    else ``LEADDB_STATE_DIR``, else the per-user pointer's (made on first use)."""
+    mode, group = wanted_mode()
+    chosen = explicit or (Path(os.environ[STATE_DIR_ENV]) if os.environ.get(STATE_DIR_ENV) else None)
+    if chosen is not None:
+        return ensure(chosen, mode=mode, group=group, hint=_explicit_hint(chosen))
+    home = user_dir()
+    key = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:16]
+    pointer = home / f"state-{key}.json"
+    found = _follow(pointer, mode, group)
+    if found is not None:
+        return found
+    # two tasks starting at once must agree on one directory (their task lock lives in it)
+    with locks.waiting(home / f"state-{key}.lock"):
+        found = _follow(pointer, mode, group)
+        if found is not None:
+            return found
+        made = Path(tempfile.mkdtemp(prefix=f"{APP}-", dir=scratch_root()))
+        verify(made, mode=mode, group=group, hint=_explicit_hint(made))
+        write_text(pointer, json.dumps({"checkout": str(project_dir.resolve()), "state_dir": str(made)}))
+        return made
+
+
+def recheck(path: Path) -> Path:
+    """:func:`verify` again a state directory :func:`for_checkout` returned."""
+    mode, group = wanted_mode()
+    verify(path, mode=mode, group=group, hint=_explicit_hint(path))
+    return path
+
+
+def _follow(pointer: Path, mode: int, group: int | None) -> Path | None:
+    """The pointer's directory when it is still ours; None when there is no pointer or its
+    directory is gone or not ours (after a reboot anyone may have made one of that name: it is
+    left alone, and a new directory is made). A directory of ours with looser permissions is
+    refused: only its owner can have changed them."""
+    try:
+        target = Path(json.loads(read_text(pointer))["state_dir"])
+        st = os.lstat(target)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _POSIX and (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()):
+        return None
+    verify(target, mode=mode, group=group, hint=f"fix its permissions, or remove it and {pointer}")
+    return target
+
+
+# -- crash-safe removal ----------------------------------------------------------------------
+
+
+def new_tombstone(state_dir: Path, purpose: str) -> Path:
+    """A fresh private directory in ``state_dir`` that counts as garbage until renamed: work
+    is built there and moved into place when complete, so an interruption leaves only garbage
+    that the next :func:`clear_tombstones` removes."""
+    return Path(tempfile.mkdtemp(prefix=f"{TOMBSTONE_PREFIX}{purpose}-", dir=state_dir))
+
+
+def bury(path: Path, state_dir: Path) -> Path | None:
+    """Rename ``path`` to a tombstone in ``state_dir`` (atomic); None when it does not exist."""
+    tomb = state_dir / f"{TOMBSTONE_PREFIX}{path.name}-{secrets.token_hex(6)}"
+    try:
+        os.rename(path, tomb)
+    except FileNotFoundError:
+        return None
+    return tomb
+
+
+def clear_tombstones(state_dir: Path, before_removal: Callable[[Path], None] | None = None) -> int:
+    """Remove every tombstone left in ``state_dir`` (only this module makes that name there,
+    and nobody else can write in it); ``before_removal`` sees each first. Returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(state_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(TOMBSTONE_PREFIX):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            if before_removal is not None:
+                before_removal(path)
+            platforms.remove_tree(path)
+        else:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        removed += 1
+    return removed
+
+
+def remove(path: Path, state_dir: Path) -> None:
+    """Crash-safe removal: bury, then remove the tombstone."""
+    tomb = bury(path, state_dir)
+    if tomb is not None:
+        platforms.remove_tree(tomb)

@@ -1,0 +1,446 @@
+"""The private state directory (issue 10, part 1): made 0700 (as root root:postgres 0710), checked
+with lstat on every use, refused when it is another user's, a link, or looser than what we make;
+files in it never followed through a link; the default location a per-user pointer to an
+unpredictable directory on the RAM disk; nothing another user planted is ever touched.
+
+The root-and-``nobody`` cases act as ``nobody`` in a forked child (``os.setuid``) and run only as
+root (CI runs as root): they are skipped where the suite does not run as root, never in CI.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import pytest
+
+from leaddb import backends, locks, statedir
+from leaddb.errors import BackendError
+
+POSIX = os.name == "posix"
+IS_ROOT = POSIX and os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="acting as another user needs root")
+posix_only = pytest.mark.skipif(not POSIX, reason="owner and mode bits are POSIX")
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """A per-user cache directory of the test's own (platformdirs reads XDG_CACHE_HOME)."""
+    if sys.platform != "linux":
+        pytest.skip("XDG_CACHE_HOME places the user directory on Linux only")
+    home = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.delenv(statedir.STATE_DIR_ENV, raising=False)
+    return home
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def as_nobody(action) -> None:
+    """Run ``action()`` in a forked child that has become ``nobody`` (and group nogroup)."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            action()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported to the parent through the exit code
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the action as nobody failed (see stderr)"
+
+
+# -- verify and ensure ---------------------------------------------------------------------
+
+
+@posix_only
+def test_a_missing_directory_is_made_exactly_as_wanted(tmp_path):
+    mode, group = statedir.wanted_mode()
+    made = statedir.ensure(tmp_path / "a" / "state", mode=mode, group=group, hint="h")
+    assert mode_of(made) == mode
+    assert os.lstat(made).st_uid == os.geteuid()
+    if IS_ROOT:  # the server (postgres) must traverse it to reach its cluster, and only it
+        import pwd
+
+        assert (mode, os.lstat(made).st_gid) == (0o710, pwd.getpwnam("postgres").pw_gid)
+    else:
+        assert mode == 0o700
+
+
+@posix_only
+def test_a_link_is_refused_and_never_followed(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(BackendError) as refused:
+        statedir.ensure(tmp_path / "link", hint="the next step")
+    message = str(refused.value)
+    assert f"the private directory {tmp_path / 'link'} is a symbolic link (it is never followed)" in message
+    assert "next step: the next step" in message
+    assert mode_of(real) == 0o700  # its target was not brought to our mode either
+
+
+@posix_only
+@pytest.mark.parametrize("loose", [0o770, 0o702, 0o777, 0o755, 0o711, 0o750, 0o701])
+def test_anything_looser_than_what_we_make_is_refused(tmp_path, loose):
+    mode, group = statedir.wanted_mode()
+    path = tmp_path / "state"
+    path.mkdir()
+    path.chmod(loose)
+    if group is not None:
+        os.chown(path, -1, group)
+    with pytest.raises(BackendError, match=rf"{path} has mode {loose:04o}: "):
+        statedir.verify(path, mode=mode, group=group, hint="h")
+    assert mode_of(path) == loose  # refused, not repaired: the user decides
+
+
+@posix_only
+def test_a_tighter_directory_of_ours_is_brought_to_our_mode(tmp_path):
+    mode, group = statedir.wanted_mode()
+    path = tmp_path / "state"
+    path.mkdir()
+    path.chmod(0o700)
+    statedir.verify(path, mode=mode, group=group, hint="h")
+    assert mode_of(path) == mode
+
+
+@needs_root
+def test_as_root_group_search_for_another_group_is_refused(tmp_path):
+    mode, group = statedir.wanted_mode()
+    path = tmp_path / "state"
+    path.mkdir()
+    os.chown(path, 0, 0)
+    path.chmod(0o710)
+    with pytest.raises(BackendError, match="has mode 0710: open to group 0, which is not the server's"):
+        statedir.verify(path, mode=mode, group=group, hint="h")
+
+
+@needs_root
+def test_another_users_directory_is_refused(tmp_path):
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(BackendError, match=r"belongs to nobody \(uid 65534\), not to you \(root \(uid 0\)\)"):
+        statedir.ensure(path, hint="h")
+
+
+# -- files inside -----------------------------------------------------------------------------
+
+
+@posix_only
+def test_state_files_are_never_read_or_written_through_a_link(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("not yours\n", encoding="utf-8", newline="\n")
+    (tmp_path / "state.json").symlink_to(precious)
+    with pytest.raises(OSError):
+        statedir.read_text(tmp_path / "state.json")
+    with pytest.raises(OSError):
+        statedir.append_text(tmp_path / "state.json", "more\n")
+    statedir.write_text(tmp_path / "state.json", '{"port": 1}')  # replaces the link itself
+    assert not (tmp_path / "state.json").is_symlink()
+    assert statedir.read_text(tmp_path / "state.json") == '{"port": 1}'
+    assert precious.read_text(encoding="utf-8") == "not yours\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# -- the default location -----------------------------------------------------------------
+
+
+@posix_only
+def test_the_default_state_dir_is_an_unpredictable_private_dir_behind_a_per_user_pointer(
+    cache_home, tmp_path
+):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    first = statedir.for_checkout(checkout)
+    assert first.parent == statedir.scratch_root()
+    assert first.name.startswith("leaddb-") and first.name != f"leaddb-{getpass.getuser()}"
+    mode, _ = statedir.wanted_mode()
+    assert mode_of(first) == mode
+    user_dir = cache_home / "leaddb"
+    assert mode_of(user_dir) == 0o700
+    (pointer,) = user_dir.glob("state-*.json")
+    assert mode_of(pointer) == 0o600
+    assert json.loads(pointer.read_text(encoding="utf-8"))["state_dir"] == str(first)
+    try:
+        assert statedir.for_checkout(checkout) == first  # the pointer is followed while valid
+        other = tmp_path / "other"
+        other.mkdir()
+        second = statedir.for_checkout(other)
+        assert second != first  # one per checkout
+        shutil.rmtree(second)
+        # the RAM disk lost it (a reboot): a new one, with a new name
+        shutil.rmtree(first)
+        again = statedir.for_checkout(checkout)
+        assert again != first and again.is_dir()
+    finally:
+        for path in statedir.scratch_root().glob("leaddb-*"):
+            if path in {first, locals().get("again"), locals().get("second")}:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@needs_root
+def test_a_pointer_whose_directory_another_user_recreated_is_re_pointed_and_that_directory_left_alone(
+    cache_home, tmp_path
+):
+    """After a reboot anyone may create a directory of the name the pointer holds."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    first = statedir.for_checkout(checkout)
+    shutil.rmtree(first)
+
+    def plant():
+        first.mkdir(mode=0o777)
+        (first / "reset.lock").symlink_to("/etc/passwd")
+
+    as_nobody(plant)
+    try:
+        again = statedir.for_checkout(checkout)
+        assert again != first
+        assert os.lstat(again).st_uid == 0
+        assert sorted(p.name for p in first.iterdir()) == ["reset.lock"]  # untouched
+        assert os.lstat(first).st_uid == 65534
+    finally:
+        shutil.rmtree(first, ignore_errors=True)
+        shutil.rmtree(locals().get("again", first), ignore_errors=True)
+
+
+@posix_only
+def test_a_directory_of_ours_behind_the_pointer_made_looser_is_refused(cache_home, tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    first = statedir.for_checkout(checkout)
+    try:
+        first.chmod(0o777)
+        with pytest.raises(BackendError, match=rf"{first} has mode 0777: writable by the group or other"):
+            statedir.for_checkout(checkout)
+    finally:
+        shutil.rmtree(first)
+
+
+@posix_only
+def test_two_processes_resolving_a_new_checkout_at_once_agree_on_one_directory(cache_home, tmp_path):
+    """Their task lock lives in that directory: two directories would be two locks."""
+    import subprocess
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    key = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:16]
+    code = (
+        "import sys; from pathlib import Path; from leaddb import statedir;"
+        "print(statedir.for_checkout(Path(sys.argv[1])))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with locks.waiting(statedir.user_dir() / f"state-{key}.lock"):  # all start before any makes it
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(checkout)], stdout=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(3)
+        ]
+    answers = {r.communicate(timeout=120)[0].strip() for r in racers}
+    try:
+        assert all(r.returncode == 0 for r in racers)
+        assert len(answers) == 1, answers
+    finally:
+        for answer in answers:
+            if answer:
+                shutil.rmtree(answer, ignore_errors=True)
+
+
+# -- LEADDB_STATE_DIR through the tasks -----------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["another user's", "a link", "world-writable", "readable by all"])
+def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_dir, tmp_path, how):
+    import subprocess
+
+    target = tmp_path / "state"
+    if how == "another user's":
+        target.mkdir(mode=0o700)
+        os.chown(target, 65534, 65534)
+        expected = "belongs to nobody (uid 65534), not to you"
+    elif how == "a link":
+        real = tmp_path / "real"
+        real.mkdir(mode=0o700)
+        target.symlink_to(real)
+        expected = "is a symbolic link (it is never followed)"
+    elif how == "world-writable":
+        target.mkdir()
+        target.chmod(0o777)
+        expected = "has mode 0777: writable by the group or other users"
+    else:
+        target.mkdir()
+        target.chmod(0o755)
+        expected = "has mode 0755: open to the group or other users"
+    before = sorted(p.name for p in (real if how == "a link" else target).iterdir())
+    env = {**os.environ, statedir.STATE_DIR_ENV: str(target), "INVOKE_DB_BACKEND": "local"}
+    for task in ("db.reset", "db.down", "db.apply"):
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", task],
+            cwd=project_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 1, (task, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        assert f"the private directory {target} {expected}" in result.stderr, result.stderr
+        assert f"next step: point {statedir.STATE_DIR_ENV} at a directory of your own" in result.stderr
+    assert sorted(p.name for p in (real if how == "a link" else target).iterdir()) == before  # untouched
+
+
+# -- what another user planted at the old predictable name (issue 10's case) ----------------
+
+
+def old_predictable_dir(checkout: Path) -> Path:
+    """Where the local backend used to keep a checkout's state: a name anyone could compute."""
+    digest = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:10]
+    return statedir.scratch_root() / f"leaddb-{getpass.getuser()}-{digest}"
+
+
+@pytest.fixture
+def checkout(project_dir, cache_home):
+    root = Path(tempfile.mkdtemp(prefix="leaddb-sd-"))
+    for name in ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md"):
+        shutil.copy(project_dir / name, root / name)
+    shutil.copytree(project_dir / "api", root / "api")
+    root.chmod(0o755)
+    planted = old_predictable_dir(root)
+    env = {**os.environ, "INVOKE_DB_BACKEND": "local"}
+    env.pop(statedir.STATE_DIR_ENV, None)
+
+    def invoke(*args: str, extra: dict | None = None):
+        import subprocess
+
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=root,
+            env={**env, **(extra or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    invoke.root = root
+    invoke.planted = planted
+    yield invoke
+    invoke("db.down")
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(planted, ignore_errors=True)
+
+
+def listing(path: Path) -> dict[str, tuple[int, int, bytes | str]]:
+    """Every entry under ``path``: owner, mode and content (a link: its target)."""
+    found = {}
+    for entry in sorted(path.rglob("*")):
+        st = os.lstat(entry)
+        if entry.is_symlink():
+            content: bytes | str = os.readlink(entry)
+        elif entry.is_file():
+            content = entry.read_bytes()
+        else:
+            content = ""
+        found[str(entry.relative_to(path))] = (st.st_uid, stat.S_IMODE(st.st_mode), content)
+    return found
+
+
+@needs_root
+def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_name(checkout, tmp_path):
+    precious = Path(tempfile.mkdtemp(prefix="leaddb-precious-"))  # root's own directory
+    (precious / "keep.txt").write_text("root's\n", encoding="utf-8", newline="\n")
+    planted = checkout.planted
+
+    def plant():
+        cluster = planted / "cluster"
+        cluster.mkdir(parents=True)
+        (cluster / ".leaddb-cluster").write_text("created by leaddb\n", encoding="utf-8")
+        state = {"port": 5432, "socket_dir": str(precious), "password": "x", "dbname": "leadgen"}
+        (cluster / "state.json").write_text(json.dumps(state), encoding="utf-8")
+
+    try:
+        as_nobody(plant)
+        before = listing(planted)
+        result = checkout("db.down")
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "nothing to do" in result.stdout
+        assert listing(planted) == before  # nobody's files untouched
+        assert (precious / "keep.txt").read_text(encoding="utf-8") == "root's\n"
+        # pointed at it explicitly, it is refused: it is not root's
+        refused = checkout("db.down", extra={statedir.STATE_DIR_ENV: str(planted)})
+        assert refused.returncode == 1
+        assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr
+        assert listing(planted) == before
+        assert (precious / "keep.txt").is_file()
+    finally:
+        shutil.rmtree(precious, ignore_errors=True)
+
+
+@needs_root
+def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("root's file\n", encoding="utf-8", newline="\n")
+    precious.chmod(0o600)
+    planted = checkout.planted
+
+    def plant():
+        planted.mkdir(mode=0o777)
+        (planted / "reset.lock").symlink_to(precious)
+
+    as_nobody(plant)
+    before = listing(planted)
+    # by default root's state is elsewhere, in a private directory of its own
+    result = checkout("db.reset")
+    assert result.returncode == 0, result.stderr
+    assert str(planted) not in result.stdout
+    assert listing(planted) == before
+    assert precious.read_text(encoding="utf-8") == "root's file\n"
+    # pointed at it explicitly: refused before anything is written
+    refused = checkout("db.reset", extra={statedir.STATE_DIR_ENV: str(planted)})
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr
+    assert listing(planted) == before
+    assert precious.read_text(encoding="utf-8") == "root's file\n"
+
+
+@needs_root
+def test_the_docker_lock_never_follows_nobodys_link_in_the_shared_temp_dir(project_dir, cache_home, tmp_path):
+    """The Docker backend's lock used to be a predictable name in the shared temp dir."""
+    backend = backends.select("docker", project_dir, say=lambda *_: None)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("root's file\n", encoding="utf-8", newline="\n")
+    precious.chmod(0o600)
+    old = Path(tempfile.gettempdir()) / f"leaddb-docker-{backend.spec.project}.lock"
+    if not os.path.lexists(old):
+        as_nobody(lambda: old.symlink_to(precious))
+    try:
+        with backend.lock("db.reset"):
+            (lock,) = (Path(p) for p in locks._held)
+        assert lock == cache_home / "leaddb" / f"docker-{backend.spec.project}.lock"
+        assert mode_of(lock.parent) == 0o700
+        assert precious.read_text(encoding="utf-8") == "root's file\n"
+    finally:
+        if old.is_symlink() and os.readlink(old) == str(precious):
+            old.unlink()
