@@ -1,0 +1,335 @@
+"""A fresh local cluster without paying initdb each time (issue 13, item 4), and a removal that is
+crash-safe at every point (issue 10, part 3).
+
+Every reset copies one pristine ``initdb`` output kept in the private state directory: the copy is
+a new, empty cluster (nothing of a previous run survives; the superuser password is the
+cluster's own), the pristine is never started, and a change of what ``initdb`` would write
+builds a new one. A cluster is removed by renaming it to a tombstone first; a task killed at
+any step leaves garbage that the next ``db.reset`` or ``db.down`` removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from leaddb import bench, statedir
+from leaddb.backends import local
+from leaddb.backends.local import LocalBackend, Pristine
+
+PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
+
+
+@pytest.fixture
+def backend(project_dir):
+    """A local backend of the test's own (its own private state directory)."""
+    state = Path(tempfile.mkdtemp(prefix="leaddb-pristine-", dir=statedir.scratch_root()))
+    ours = LocalBackend(project_dir, state_dir=state)
+    yield ours
+    ours.down()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def phase_names(report) -> list[str]:
+    return [p.name for p in report.phases]
+
+
+def pristines(backend: LocalBackend) -> list[Path]:
+    return sorted(backend.state_dir.glob(f"{Pristine.PREFIX}*"))
+
+
+def fingerprint(tree: Path) -> str:
+    """Names, sizes and contents of every file under ``tree``."""
+    digest = hashlib.sha256()
+    for path in sorted(tree.rglob("*")):
+        digest.update(str(path.relative_to(tree)).encode())
+        if path.is_file() and not path.is_symlink():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def tcp(backend: LocalBackend, password: str, dbname: str = "postgres") -> str:
+    state = backend.cluster.state()
+    return psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=state.port, user="postgres", password=password, dbname=dbname
+    )
+
+
+def test_each_reset_copies_a_new_empty_cluster_from_a_pristine_never_started(backend, migration_files):
+    first = backend.reset(migration_files)
+    assert phase_names(first) == ["remove", "initdb (cold)", "copy pristine", "start", "createdb", "apply"]
+    (pristine,) = pristines(backend)
+    built = fingerprint(pristine)
+    first_password = backend.cluster.state().password
+    pristine_password = statedir.read_text(pristine / "password").strip()
+    with psycopg.connect(backend.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE left_behind (id int)")
+        conn.execute("INSERT INTO left_behind VALUES (1)")
+        conn.execute("CREATE ROLE left_role")
+    with psycopg.connect(backend.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE left_db")
+
+    second = backend.reset(migration_files)
+    assert phase_names(second) == ["remove", "copy pristine", "start", "createdb", "apply"]
+    with psycopg.connect(backend.conninfo()) as conn:
+        assert conn.execute("SELECT to_regclass('left_behind')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'left_role'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'left_db'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM markets").fetchone()[0] == 0  # migrated, empty
+    # the pristine was copied, never started or changed
+    assert pristines(backend) == [pristine]
+    assert not (pristine / "data" / "postmaster.pid").exists()
+    assert fingerprint(pristine) == built
+    # each cluster has a password of its own; TCP (scram) accepts it and no other
+    second_password = backend.cluster.state().password
+    assert len({first_password, second_password, pristine_password}) == 3
+    with psycopg.connect(tcp(backend, second_password)) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
+    for stale in (first_password, pristine_password):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(tcp(backend, stale)).close()
+
+
+def test_the_password_never_reaches_the_server_in_clear(backend, migration_files):
+    backend.reset(migration_files)
+    password = backend.cluster.state().password
+    with psycopg.connect(backend.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute("SET log_statement = 'all'")  # what the server would log of the next rotation
+        backend.cluster.set_password(conn, backend.cluster.state())
+        (stored,) = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").fetchone()
+    assert stored.startswith("SCRAM-SHA-256$")
+    new = backend.cluster.state().password
+    assert new != password
+    log = backend.cluster.log.read_text(encoding="utf-8", errors="replace")
+    assert "ALTER ROLE" in log and new not in log
+
+
+def test_a_change_of_what_initdb_writes_builds_a_new_pristine(backend, migration_files, monkeypatch):
+    backend.reset(migration_files)
+    (old,) = pristines(backend)
+    with psycopg.connect(backend.conninfo()) as conn:
+        assert conn.execute("SHOW data_checksums").fetchone()[0] == "off"
+    monkeypatch.setattr(local, "INITDB_ARGS", (*local.INITDB_ARGS, "--data-checksums"))
+    changed = backend.reset(migration_files)
+    assert "initdb (cold)" in phase_names(changed)
+    (new,) = pristines(backend)  # the stale one is gone
+    assert new != old
+    with psycopg.connect(backend.conninfo()) as conn:
+        assert conn.execute("SHOW data_checksums").fetchone()[0] == "on"
+    monkeypatch.setenv("TZ", "Pacific/Chatham")  # initdb writes the timezone into the cluster
+    moved = backend.reset(migration_files)
+    assert "initdb (cold)" in phase_names(moved)
+    with psycopg.connect(backend.conninfo()) as conn:
+        assert conn.execute("SHOW TimeZone").fetchone()[0] == "Pacific/Chatham"
+    monkeypatch.delenv("TZ")
+    assert "initdb (cold)" in phase_names(backend.reset(migration_files))
+    assert "initdb (cold)" not in phase_names(backend.reset(migration_files))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="ownership as root")
+def test_as_root_the_pristine_is_roots_and_each_copy_the_servers(backend, migration_files):
+    import pwd
+
+    postgres = pwd.getpwnam("postgres")
+    backend.reset(migration_files)
+    state_dir = backend.state_dir
+    assert (os.lstat(state_dir).st_uid, os.lstat(state_dir).st_gid) == (0, postgres.pw_gid)
+    (pristine,) = pristines(backend)
+    assert {os.lstat(p).st_uid for p in [pristine, *pristine.rglob("*")]} == {0}
+    cluster = backend.cluster.root
+    owners = {p.name: os.lstat(p).st_uid for p in cluster.iterdir()}
+    assert owners.pop("state.json") == 0 and owners.pop("pg_ctl.out") == 0  # written by us, 0600
+    assert set(owners.values()) == {postgres.pw_uid}
+    assert {os.lstat(p).st_uid for p in backend.cluster.data.rglob("*")} == {postgres.pw_uid}
+    assert oct(os.lstat(cluster).st_mode & 0o777) == "0o700"
+
+
+def test_the_bench_times_a_cold_and_a_warm_reset_in_each_run(backend, migration_files):
+    result = bench.run(backend, migration_files, 1, {})
+    (record,) = result.runs
+    assert "initdb (cold)" in record["cold phases"] and "copy pristine" in record["cold phases"]
+    assert "initdb (cold)" not in record["phases"] and "copy pristine" in record["phases"]
+    metrics = {s.metric for s in result.summaries}
+    assert {bench.COLD_BOOT, "fresh boot + apply (total)", "  phase: initdb (cold)"} <= metrics
+    assert "  phase: copy pristine" in metrics
+    assert record[bench.COLD_BOOT] >= record["cold phases"]["initdb (cold)"]
+    assert any(name.startswith("cold fresh boot (initdb) / warm") for name in result.ratios)
+
+
+# -- crash-safe removal --------------------------------------------------------------------
+
+# A task killed at a chosen step, deterministically: the step's function is wrapped so that
+# the process signals itself there (SIGKILL: nothing runs after; SIGINT: Ctrl-C, Python unwinds).
+CRASHING = r"""
+import os, shutil, signal, sys
+from leaddb import statedir
+from leaddb.backends import local
+
+step, sig = sys.argv[1], int(sys.argv[2])
+state = {"armed": step not in ("unlink",)}
+
+def die():
+    os.kill(os.getpid(), sig)
+    for _ in range(10**8):  # SIGINT raises KeyboardInterrupt at the next instruction
+        pass
+
+def after(owner, name, condition=lambda *a, **k: True):
+    original = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if condition(*args, **kwargs):
+            die()
+        return result
+    setattr(owner, name, wrapped)
+
+if step == "stop":  # the old server stopped, its directory still in place
+    after(local.Cluster, "stop")
+elif step == "bury":  # renamed to a tombstone, nothing removed yet
+    after(statedir, "bury")
+elif step == "unlink":  # half the tombstone removed (the issue's Ctrl-C during removal)
+    unlink, count = os.unlink, [0]
+    def counting(*args, **kwargs):
+        unlink(*args, **kwargs)
+        count[0] += 1
+        if count[0] == 300:
+            die()
+    original_bury = statedir.bury
+    def bury(*args, **kwargs):
+        os.unlink = counting
+        return original_bury(*args, **kwargs)
+    statedir.bury = bury
+elif step == "initdb":  # the pristine built but not yet moved into place
+    after(local, "_run_captured", lambda argv, what, *a, **k: what == "initdb")
+elif step == "copy":  # half the pristine copied
+    copy, count = shutil.copy, [0]
+    def counting_copy(*args, **kwargs):
+        copy(*args, **kwargs)
+        count[0] += 1
+        if count[0] == 300:
+            die()
+    shutil.copy = counting_copy
+elif step == "placed":  # the new cluster in place, its server not started
+    after(local.Cluster, "create")
+elif step == "start":  # the new server running, its password still the pristine's
+    after(local.Cluster, "start")
+
+from invoke.main import program
+program.run(["invoke", *sys.argv[3:]])
+"""
+
+
+class Checkout:
+    """A copy of the project whose state directory is on a disk (the issue's case), run as a user does."""
+
+    def __init__(self, project_dir: Path) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="leaddb-crash-"))
+        for name in PROJECT_FILES:
+            shutil.copy(project_dir / name, self.root / name)
+        shutil.copytree(project_dir / "api", self.root / "api")
+        self.root.chmod(0o755)
+        self.state = self.root / "state"
+        self.env = {**os.environ, statedir.STATE_DIR_ENV: str(self.state), "INVOKE_DB_BACKEND": "local"}
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def crash(self, step: str, sig: int, *task: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", CRASHING, step, str(int(sig)), *task],
+            cwd=self.root,
+            env={**self.env, "PYTHONPATH": os.pathsep.join(sys.path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    @property
+    def backend(self) -> LocalBackend:
+        return LocalBackend(self.root, state_dir=self.state)
+
+    def tombstones(self) -> list[str]:
+        return sorted(p.name for p in self.state.glob(f"{statedir.TOMBSTONE_PREFIX}*"))
+
+
+@pytest.fixture(scope="module")
+def crash_checkout(project_dir):
+    checkout = Checkout(project_dir)
+    yield checkout
+    checkout("db.down")
+    shutil.rmtree(checkout.root, ignore_errors=True)
+
+
+# (the task killed, the step it is killed at, the signal, the task that must then recover)
+CRASH_CASES = [
+    ("db.reset", "stop", signal.SIGKILL, "db.reset"),
+    ("db.reset", "bury", signal.SIGKILL, "db.reset"),
+    ("db.reset", "unlink", signal.SIGKILL, "db.reset"),
+    ("db.reset", "unlink", signal.SIGINT, "db.down"),  # the issue's case: Ctrl-C during removal
+    ("db.reset", "unlink", signal.SIGINT, "db.reset"),
+    ("db.reset", "initdb", signal.SIGKILL, "db.reset"),
+    ("db.reset", "copy", signal.SIGKILL, "db.reset"),
+    ("db.reset", "copy", signal.SIGINT, "db.down"),
+    ("db.reset", "placed", signal.SIGKILL, "db.reset"),
+    ("db.reset", "start", signal.SIGKILL, "db.down"),
+    ("db.down", "bury", signal.SIGKILL, "db.reset"),
+    ("db.down", "unlink", signal.SIGKILL, "db.down"),
+    ("db.down", "unlink", signal.SIGINT, "db.reset"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "step", "sig", "recovery"),
+    CRASH_CASES,
+    ids=[f"{t} killed at {s} by {g.name}, then {r}" for t, s, g, r in CRASH_CASES],
+)
+def test_a_task_killed_at_any_step_leaves_what_reset_and_down_recover(
+    crash_checkout, migration_files, task, step, sig, recovery
+):
+    checkout = crash_checkout
+    backend = checkout.backend
+    if not backend.cluster.exists:  # a cluster for the killed task to remove
+        backend.reset(migration_files)
+    server = backend.cluster.conninfo("postgres")
+    if step in ("initdb", "copy"):  # steps of a cold reset
+        backend.drop_init_cache()
+    crashed = checkout.crash(step, sig, task)
+    if sig == signal.SIGKILL:
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    else:  # Ctrl-C: what the task prints for it is not this test's concern, only what it leaves
+        assert crashed.returncode != 0, crashed.stdout
+    if step in ("bury", "unlink", "initdb", "copy"):
+        assert checkout.tombstones(), "the kill should have left a tombstone to recover from"
+    if step == "unlink":
+        assert not backend.cluster.exists  # half removed, yet no cluster without its marker
+
+    recovered = checkout(recovery)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "Traceback" not in recovered.stderr + recovered.stdout
+    assert checkout.tombstones() == []
+    if recovery == "db.reset":
+        with psycopg.connect(backend.conninfo()) as conn:
+            assert conn.execute("SELECT count(*) FROM markets").fetchone()[0] == 0
+    else:
+        assert not backend.cluster.exists
+        assert [p.name for p in checkout.state.iterdir() if not p.name.startswith(Pristine.PREFIX)] == [
+            "reset.lock"
+        ]
+        with pytest.raises(psycopg.OperationalError):  # no server left running either
+            psycopg.connect(server, connect_timeout=10).close()
