@@ -161,10 +161,12 @@ def ensure(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str
         except FileExistsError:
             pass
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
-        raise BackendError(
-            f"cannot create the private directory {path}: {exc.strerror}{where}", hint=hint
-        ) from None
+        if isinstance(exc, FileExistsError):  # a parent on the way is a file
+            problem = f"{exc.filename} exists and is not a directory"
+        else:
+            where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
+            problem = f"{exc.strerror}{where}"
+        raise BackendError(f"cannot create the private directory {path}: {problem}", hint=hint) from None
     verify(path, mode=mode, group=group, hint=hint)
     return path
 

@@ -376,6 +376,50 @@ def test_second_reset_while_one_runs_is_refused_and_the_first_completes(workspac
     assert "probe_gate" in relations(workspace.conninfo())  # the first reset's cluster is whole
 
 
+def test_down_and_applies_during_a_reset_are_refused_and_the_reset_completes(workspace):
+    """db.down during a reset once removed the cluster under it (a traceback, half removed)."""
+    workspace.gated_migration("0008_gate.sql", "probe_gate")
+    first = workspace.popen("db.reset")
+    try:
+        workspace.wait_entered(first)
+        for task in ("db.down", "db.apply", "db.reapply"):
+            second = workspace(task)
+            assert second.returncode == 1, (task, second.stdout)
+            message = clean(second)
+            assert message.startswith(
+                f"another db.reset of {workspace.state / 'cluster'} is running (pid {first.pid}; lock "
+            ), (task, message)
+            assert "next step: wait for it to finish; nothing was changed by this one" in message
+            assert (workspace.state / "cluster" / MARKER).is_file()
+    finally:
+        workspace.release()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "probe_gate" in relations(workspace.conninfo())  # the reset's cluster is whole
+    assert workspace.backend.cluster.is_running()
+
+
+def test_reset_and_down_during_an_apply_are_refused_and_the_apply_completes(workspace):
+    assert workspace("db.reset").returncode == 0
+    workspace.gated_migration("0008_gate.sql", "probe_apply")
+    first = workspace.popen("db.apply")
+    try:
+        workspace.wait_entered(first)
+        for task in (("db.reset",), ("db.reset", "--fast"), ("db.down",)):
+            second = workspace(*task)
+            assert second.returncode == 1, (task, second.stdout)
+            message = clean(second)
+            assert message.startswith(
+                f"another db.apply of {workspace.state / 'cluster'} is running (pid {first.pid}; lock "
+            ), (task, message)
+    finally:
+        workspace.release()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "apply: 8 files" in out
+    assert "probe_apply" in relations(workspace.conninfo())
+
+
 def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
     """The first --fast reset builds the template database; a second reset meanwhile must
     not clone the half-built template, nor remove the server under it."""
@@ -466,30 +510,69 @@ def _deny_readlink(monkeypatch) -> None:
     monkeypatch.setattr(os, "readlink", denied)
 
 
+# Records every stop signal it receives; asked (a line on stdin), it says which. A signal sent
+# before the question is pending by then, and its handler runs before the answer is made (the
+# call of ``answer`` checks for pending handlers first): no sleep decides anything.
+BYSTANDER = """
+import signal, sys
+received = []
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+    signal.signal(number, lambda n, frame: received.append(signal.Signals(n).name))
+def answer():
+    return " ".join(received) or "none"
+print("ready", flush=True)
+sys.stdin.readline()
+print(answer(), flush=True)
+"""
+
+
 @pytest.mark.linux_only("tells processes apart through /proc")
 @pytest.mark.parametrize("cwd_readable", [True, False], ids=["cwd readable", "no ptrace rights"])
 def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
     tmp_path, monkeypatch, cwd_readable
 ):
     """After a crash or a reboot, postmaster.pid may name a pid the system has given to an
-    unrelated process: stopping the cluster must leave that process alone."""
+    unrelated process: stopping the cluster must leave that process alone, and not wait for it."""
     if not cwd_readable:
         _deny_readlink(monkeypatch)
     cluster = LocalCluster(tmp_path)
     cluster.data.mkdir()
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    commands = []
+    run = subprocess.run
+
+    def recording(argv, *args, **kwargs):
+        commands.append([str(a) for a in argv])
+        return run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording)
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", BYSTANDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
+        assert bystander.stdout.readline().strip() == "ready"  # its handlers are installed
         (cluster.data / "postmaster.pid").write_text(
             _pid_file(bystander.pid, "ready"), encoding="utf-8", newline="\n"
         )
-        started = time.monotonic()
         cluster.stop("fast")
-        assert time.monotonic() - started < 5
-        time.sleep(0.2)  # a SIGINT would have ended it by now
-        assert bystander.poll() is None, "stop() signalled an unrelated process"
+        assert not [c for c in commands if "stop" in c], commands  # no pg_ctl stop, so no wait on it
+        answer, _ = bystander.communicate("report\n", timeout=WAIT)
+        assert answer.strip() == "none", f"stop() signalled an unrelated process: {answer}"
+        assert bystander.returncode == 0
     finally:
-        bystander.kill()
-        bystander.wait()
+        if bystander.poll() is None:
+            bystander.kill()
+            bystander.wait()
+
+
+def test_the_bystander_would_tell_a_stop_signal(tmp_path):
+    """The check above can fail: a signal sent before the question is in the answer."""
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", BYSTANDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert bystander.stdout.readline().strip() == "ready"
+    os.kill(bystander.pid, signal.SIGINT)
+    answer, _ = bystander.communicate("report\n", timeout=WAIT)
+    assert answer.strip() == "SIGINT"
 
 
 @pytest.mark.linux_only("tells processes apart through /proc")
@@ -567,17 +650,10 @@ def test_unwritable_state_directory_is_a_clear_message(workspace):
     result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
     assert result.returncode == 1
     message = clean(result)
-    assert message.startswith(f"cannot create the local cluster under {blocker / 'state'}")
-    try:  # the system's own words for it (Linux: "Not a directory"; Windows says otherwise)
-        (blocker / "state").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = exc.strerror
-    else:
-        pytest.fail("a directory was made under a file")
-    assert reason in message
-    if sys.platform.startswith("linux"):
-        assert reason == "Not a directory"
-    assert "next step: point LEADDB_STATE_DIR at a writable directory" in message
+    assert message.startswith(
+        f"cannot create the private directory {blocker / 'state'}: {blocker} exists and is not a directory"
+    )
+    assert "next step: point LEADDB_STATE_DIR at a directory of your own" in message
     assert blocker.read_bytes().startswith(b"a file")
 
 
@@ -628,7 +704,7 @@ def test_missing_postgres_binaries_name_what_to_install(workspace):
 
 @pytest.mark.parametrize("task", ["db.reset", "db.down", "db.apply"])
 def test_a_state_directory_without_the_marker_is_never_touched(workspace, task):
-    foreign = workspace.state / "cluster"
+    foreign = workspace.backend.state_dir / "cluster"  # the state directory made as the tool does
     foreign.mkdir()
     (foreign / "precious.txt").write_bytes(b"not yours\n")
     result = workspace(task)
