@@ -58,6 +58,27 @@ def remove_tree(
             delay = min(delay * 2, 0.5)
 
 
+def rename(
+    source: Path,
+    target: Path,
+    *,
+    windows: bool = IS_WINDOWS,
+    move: Callable[[Path, Path], None] = os.rename,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """``os.rename`` with :func:`remove_tree`'s retries on Windows (a just-stopped server may
+    still hold a file of the directory open, and Windows renames no directory then); False when
+    ``source`` does not exist."""
+    moved = []
+
+    def attempt(path: Path) -> None:
+        move(path, target)
+        moved.append(True)
+
+    remove_tree(source, windows=windows, remove=attempt, sleep=sleep)
+    return bool(moved)
+
+
 def background_start_io(log: Path, *, windows: bool = IS_WINDOWS) -> dict:
     """``subprocess.run`` I/O arguments for a program that leaves a process behind (``pg_ctl
     start``). Never pipes: the server inherits them (on Windows pg_ctl starts it through

@@ -274,7 +274,9 @@ def for_checkout(project_dir: Path, explicit: Path | None = None) -> Path:
     """The verified private state directory of the checkout at ``project_dir``: ``explicit``,
     else ``LEADDB_STATE_DIR``, else the per-user pointer's (made on first use)."""
     mode, group = wanted_mode()
-    chosen = explicit or (Path(os.environ[STATE_DIR_ENV]) if os.environ.get(STATE_DIR_ENV) else None)
+    chosen = explicit or (
+        Path(os.environ[STATE_DIR_ENV]).absolute() if os.environ.get(STATE_DIR_ENV) else None
+    )
     if chosen is not None:
         return ensure(chosen, mode=mode, group=group, hint=_explicit_hint(chosen))
     home = user_dir()
@@ -330,11 +332,7 @@ def new_tombstone(state_dir: Path, purpose: str) -> Path:
 def bury(path: Path, state_dir: Path) -> Path | None:
     """Rename ``path`` to a tombstone in ``state_dir`` (atomic); None when it does not exist."""
     tomb = state_dir / f"{TOMBSTONE_PREFIX}{path.name}-{secrets.token_hex(6)}"
-    try:
-        os.rename(path, tomb)
-    except FileNotFoundError:
-        return None
-    return tomb
+    return tomb if platforms.rename(path, tomb) else None
 
 
 def clear_tombstones(state_dir: Path, before_removal: Callable[[Path], None] | None = None) -> int:

@@ -43,6 +43,29 @@ def test_windows_removal_gives_up_after_a_bounded_time(tmp_path):
     assert 3 < sum(waits) < 10
 
 
+def test_windows_rename_retries_while_a_file_is_still_open(tmp_path):
+    """A cluster is buried (renamed to a tombstone) right after its server stopped."""
+    waits, moves = [], []
+
+    def move(source, target):
+        moves.append((source, target))
+        if len(moves) < 3:
+            raise PermissionError(13, "The process cannot access the file", str(source))
+
+    assert platforms.rename(
+        tmp_path / "cluster", tmp_path / "tomb", windows=True, move=move, sleep=waits.append
+    )
+    assert moves == [(tmp_path / "cluster", tmp_path / "tomb")] * 3
+    assert waits == [0.02, 0.04]
+
+
+def test_rename_of_a_missing_directory_says_so(tmp_path):
+    assert platforms.rename(tmp_path / "never-made", tmp_path / "tomb") is False
+    (tmp_path / "made").mkdir()
+    assert platforms.rename(tmp_path / "made", tmp_path / "tomb") is True
+    assert (tmp_path / "tomb").is_dir()
+
+
 def test_posix_removal_does_not_retry_a_permission_error(tmp_path):
     calls = []
 
