@@ -92,7 +92,8 @@ _LOCK = _platform_lock()
 def _holder(path: Path) -> str:
     """What the holder wrote into the lock file: "pid task"."""
     try:
-        with open(path, "rb") as f:  # noqa: PTH123 - a read-only peek
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
             return f.read(200).decode("utf-8", "replace").strip()
     except OSError:
         return ""

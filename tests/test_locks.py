@@ -156,3 +156,18 @@ def test_windows_an_unexpected_locking_error_is_not_taken_for_another_holder(tmp
     with pytest.raises(OSError, match="Bad file descriptor"):
         with locks.hold(tmp_path / "task.lock", "db.reset", "the target"):
             pytest.fail("locked without a lock")
+
+
+def test_a_bookkeeping_lock_waits_a_bounded_while_then_names_the_holder(tmp_path, holder):
+    first = holder("exclusive", "db.reset")
+    with pytest.raises(BackendError) as refused:
+        with locks.waiting(tmp_path / "task.lock", timeout=0.1):
+            pytest.fail("got a lock another process holds")
+    assert f"the lock {tmp_path / 'task.lock'} was still held after 0 s ({first.pid} db.reset)" in str(
+        refused.value
+    )
+    first.stdin.write("\n")  # the holder releases it and exits
+    first.stdin.flush()
+    first.wait(timeout=30)
+    with locks.waiting(tmp_path / "task.lock", timeout=30):
+        pass
