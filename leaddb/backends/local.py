@@ -209,7 +209,7 @@ class Pristine:
         password = secrets.token_urlsafe(18)
         pwfile = staging / "pwfile"
         fd = statedir.open_nofollow(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(password + "\n")
         if ids:
             os.chown(pwfile, ids[0], ids[1])
