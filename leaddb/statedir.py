@@ -184,11 +184,11 @@ def read_bytes(path: Path) -> bytes:
         return f.read()
 
 
-def read_text(path: Path) -> str:
+def read_utf8(path: Path) -> str:
     return read_bytes(path).decode("utf-8")
 
 
-def write_text(path: Path, text: str) -> None:
+def replace_utf8(path: Path, text: str) -> None:
     """Replace ``path`` atomically: a new file (``O_EXCL``: never a planted one) renamed over
     it; a link at ``path`` is replaced, never followed."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -202,7 +202,7 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
-def append_text(path: Path, text: str) -> None:
+def append_utf8(path: Path, text: str) -> None:
     fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND)
     with os.fdopen(fd, "ab") as f:
         f.write(text.encode("utf-8"))
@@ -292,7 +292,7 @@ def for_checkout(project_dir: Path, explicit: Path | None = None) -> Path:
             return found
         made = Path(tempfile.mkdtemp(prefix=f"{APP}-", dir=scratch_root()))
         verify(made, mode=mode, group=group, hint=_explicit_hint(made))
-        write_text(pointer, json.dumps({"checkout": str(project_dir.resolve()), "state_dir": str(made)}))
+        replace_utf8(pointer, json.dumps({"checkout": str(project_dir.resolve()), "state_dir": str(made)}))
         return made
 
 
@@ -309,7 +309,7 @@ def _follow(pointer: Path, mode: int, group: int | None) -> Path | None:
     left alone, and a new directory is made). A directory of ours with looser permissions is
     refused: only its owner can have changed them."""
     try:
-        target = Path(json.loads(read_text(pointer))["state_dir"])
+        target = Path(json.loads(read_utf8(pointer))["state_dir"])
         st = os.lstat(target)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -192,14 +192,14 @@ class Pristine:
     @property
     def ready(self) -> bool:
         try:
-            return json.loads(statedir.read_text(self.root / "key.json")) == self.key
+            return json.loads(statedir.read_utf8(self.root / "key.json")) == self.key
         except (OSError, ValueError):
             return False
 
     @property
     def password(self) -> str:
         """The superuser password ``initdb`` set; each copy replaces it (``Cluster.set_password``)."""
-        return statedir.read_text(self.root / "password").strip()
+        return statedir.read_utf8(self.root / "password").strip()
 
     def build(self) -> None:
         ids = _server_user_ids() if statedir.running_as_root() else None
@@ -227,7 +227,7 @@ class Pristine:
             os.chown(staging, os.geteuid(), os.getegid())
             _chown_tree(staging, os.geteuid(), os.getegid())
         for name, text in (("password", password + "\n"), ("key.json", json.dumps(self.key))):
-            statedir.write_text(staging / name, text)
+            statedir.replace_utf8(staging / name, text)
         for entry in self.state_dir.glob(f"{self.PREFIX}*"):  # another key's: stale
             statedir.remove(entry, self.state_dir)
         os.rename(staging, self.root)
@@ -259,7 +259,7 @@ class Cluster:
         """What ``state.json`` says, read without following a link; a socket directory it names
         is used only when it lies inside this cluster's directory (an older layout's may not)."""
         try:
-            raw = json.loads(statedir.read_text(self.state_file))
+            raw = json.loads(statedir.read_utf8(self.state_file))
             state = ClusterState(**raw)
             if not isinstance(state.port, int) or not all(
                 isinstance(v, str) for v in (state.socket_dir, state.password, state.dbname)
@@ -321,7 +321,7 @@ class Cluster:
         ids = _server_user_ids() if self.run_as_other_user else None
         state_dir = self.root.parent
         staging = statedir.new_tombstone(state_dir, "cluster")
-        statedir.write_text(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
+        statedir.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
         shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=shutil.copy)
         socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir(staging))
         state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
@@ -360,7 +360,7 @@ class Cluster:
         return directory
 
     def _write_state(self, state: ClusterState, root: Path | None = None) -> None:
-        statedir.write_text((root or self.root) / "state.json", json.dumps(asdict(state)))
+        statedir.replace_utf8((root or self.root) / "state.json", json.dumps(asdict(state)))
 
     def _write_settings(self, state: ClusterState, data: Path | None = None) -> None:
         settings = {
@@ -369,7 +369,7 @@ class Cluster:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{state.socket_dir}'",
         }
-        statedir.append_text(
+        statedir.append_utf8(
             (data or self.data) / "postgresql.conf",
             "\n# leaddb throwaway cluster\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items()),
@@ -389,7 +389,7 @@ class Cluster:
                 raise
             taken, state.port = state.port, free_port()
             say(f"local: port {taken} is taken by another process; moving the cluster to port {state.port}")
-            statedir.append_text(
+            statedir.append_utf8(
                 self.data / "postgresql.conf", f"port = {state.port}  # leaddb: port {taken} was taken\n"
             )
             self._write_state(state)
@@ -447,7 +447,7 @@ class Cluster:
         """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
         ``postmaster.pid``, from one read; (None, None) when there is no file."""
         try:
-            lines = statedir.read_text(self.data / "postmaster.pid").splitlines()
+            lines = statedir.read_utf8(self.data / "postmaster.pid").splitlines()
         except (OSError, UnicodeDecodeError):
             return None, None
         try:
