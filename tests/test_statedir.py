@@ -183,21 +183,20 @@ def test_the_default_state_dir_is_an_unpredictable_private_dir_behind_a_per_user
     (pointer,) = user_dir.glob("state-*.json")
     assert mode_of(pointer) == 0o600
     assert json.loads(pointer.read_text(encoding="utf-8"))["state_dir"] == str(first)
+    made = [first]
     try:
         assert statedir.for_checkout(checkout) == first  # the pointer is followed while valid
         other = tmp_path / "other"
         other.mkdir()
-        second = statedir.for_checkout(other)
-        assert second != first  # one per checkout
-        shutil.rmtree(second)
+        made.append(statedir.for_checkout(other))
+        assert made[-1] != first  # one per checkout
         # the RAM disk lost it (a reboot): a new one, with a new name
         shutil.rmtree(first)
-        again = statedir.for_checkout(checkout)
-        assert again != first and again.is_dir()
+        made.append(statedir.for_checkout(checkout))
+        assert made[-1] != first and made[-1].is_dir()
     finally:
-        for path in statedir.scratch_root().glob("leaddb-*"):
-            if path in {first, locals().get("again"), locals().get("second")}:
-                shutil.rmtree(path, ignore_errors=True)
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_root
@@ -215,15 +214,16 @@ def test_a_pointer_whose_directory_another_user_recreated_is_re_pointed_and_that
         (first / "reset.lock").symlink_to("/etc/passwd")
 
     as_nobody(plant)
+    made = [first]
     try:
-        again = statedir.for_checkout(checkout)
-        assert again != first
-        assert os.lstat(again).st_uid == 0
+        made.append(statedir.for_checkout(checkout))
+        assert made[-1] != first
+        assert os.lstat(made[-1]).st_uid == 0
         assert sorted(p.name for p in first.iterdir()) == ["reset.lock"]  # untouched
         assert os.lstat(first).st_uid == 65534
     finally:
-        shutil.rmtree(first, ignore_errors=True)
-        shutil.rmtree(locals().get("again", first), ignore_errors=True)
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @posix_only
