@@ -42,7 +42,9 @@ def cache_home(tmp_path, monkeypatch):
     home = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     monkeypatch.delenv(statedir.STATE_DIR_ENV, raising=False)
-    return home
+    yield home
+    for pointer in (home / "leaddb").glob("state-*.json"):  # the private dirs made by default
+        shutil.rmtree(json.loads(pointer.read_text(encoding="utf-8"))["state_dir"], ignore_errors=True)
 
 
 def mode_of(path: Path) -> int:
