@@ -400,7 +400,6 @@ class Harness:
         self.notes: list[str] = []
         self.cache = cache_dir()
         self.state_dir = Path(tempfile.mkdtemp(prefix="leaddb-peers-", dir=scratch_root()))
-        self.state_dir.chmod(0o755)  # the server user must reach the cluster inside
         self.work = self.state_dir / "work"
         self.work.mkdir()
         self.log = self.work / "last-command.log"
