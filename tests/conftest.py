@@ -1,30 +1,73 @@
-"""Layered fixtures: one throwaway PostgreSQL 15 cluster per test session (the
-library's own local backend), the migrations applied once into a template
-database, then a fresh database per test cloned from it."""
+"""Layered fixtures: one PostgreSQL 15 server per test session (whichever is available, see
+server_choice.py: --dsn/LEADDB_TEST_DSN, else the PostgreSQL binaries, else a Docker engine),
+the migrations applied once into a template database, then a fresh database per test cloned
+from it. Tests reach the server through the backend interface only."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
+import server_choice
 from platform_marks import skip_off_platform
 
-from leaddb import janitor, migrations, runner
-from leaddb.backends.local import LocalBackend, find_binary, scratch_root
-from leaddb.errors import BackendError
+from leaddb import compose, janitor, migrations
+from leaddb.backends.local import find_binary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE = "leaddb_template"
 IN_CI = bool(os.environ.get("CI"))
+CHOICE = pytest.StashKey[server_choice.Choice]()
+BINARIES_MISSING = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--dsn",
+        default=None,
+        help=f"libpq connection string of a PostgreSQL 15 server to run the tests on (or set "
+        f"{server_choice.DSN_ENV}); the role needs CREATEDB: the suite creates and drops its own databases",
+    )
+
+
+def pytest_configure(config):
+    """Which server this run uses, decided once (the header says which)."""
+    bindir, missing = server_choice.find_pg_binaries(find_binary)
+    config.stash[BINARIES_MISSING] = missing
+    config.stash[CHOICE] = server_choice.choose(
+        option_dsn=config.getoption("--dsn"),
+        environ=os.environ,
+        pg_bindir=bindir,
+        binaries_missing=missing,
+        docker_answers=_docker_answers,
+        image=lambda: compose.load_service(PROJECT_DIR).image,
+    )
+
+
+def _docker_answers() -> tuple[bool, str]:
+    from leaddb.backends.docker import engine  # docker-py, imported only when it is asked
+
+    answers, where = engine.answers()
+    return answers, engine.default_address() if answers else where
+
+
+def pytest_report_header(config):
+    return [config.stash[CHOICE].header]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and config.get_verbosity() < 0 and not config.getoption("no_header"):
+        reporter.write_line(config.stash[CHOICE].header)  # -q hides the header, not this line
 
 
 def pytest_runtest_setup(item):
     skip_off_platform(item)
+    server_choice.skip_missing_tools(item, binaries_missing=item.config.stash[BINARIES_MISSING], in_ci=IN_CI)
 
 
 @pytest.fixture(scope="session")
@@ -38,37 +81,42 @@ def migration_files() -> list[migrations.Migration]:
 
 
 @pytest.fixture(scope="session")
-def local_backend():
-    """A local cluster of the suite's own, in a state dir of its own; removed at the end."""
+def server(request):
+    """The session's server, started (a backend: ``conninfo(dbname)``, ``apply(..., dbname=)``);
+    a server that cannot be had stops the run with one message rather than failing every test."""
+    choice = request.config.stash[CHOICE]
+    running = server_choice.running(choice, PROJECT_DIR)
     try:
-        find_binary("initdb")
-    except BackendError as exc:  # one clear message for the run, not one error per test
-        pytest.exit(f"the test suite needs the PostgreSQL 15 server binaries: {exc}", returncode=1)
-    state_dir = Path(tempfile.mkdtemp(prefix="leaddb-tests-", dir=scratch_root()))  # 0700, ours
-    backend = LocalBackend(PROJECT_DIR, state_dir=state_dir)
+        backend = running.__enter__()
+    except server_choice.NoTestServer as exc:
+        pytest.exit(str(exc), returncode=1)
     try:
         yield backend
     finally:
-        backend.down()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        running.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
-def server(local_backend, migration_files):
-    """The running server, with the template database migrated once."""
-    local_backend.reset(migration_files)
-    with janitor.maintenance(local_backend.conninfo("postgres")) as conn:
-        janitor.create_database(conn, TEMPLATE)
-    runner.apply(local_backend.conninfo(TEMPLATE), migration_files)
-    return local_backend
+def template_db(server, migration_files) -> str:
+    """A database with every migration applied, once per session; fresh ones are its copies."""
+    name = f"leaddb_template_{secrets.token_hex(4)}"
+    with janitor.maintenance(server.conninfo("postgres")) as conn:
+        janitor.create_database(conn, name)
+    try:
+        server.apply(migration_files, dbname=name)
+        yield name
+    finally:
+        with janitor.maintenance(server.conninfo("postgres")) as conn:
+            janitor.drop_database(conn, name)
 
 
 @pytest.fixture
-def fresh_db(server):
-    """Factory: a new database, from the migrated template or empty; dropped after the test."""
+def fresh_db(server, template_db):
+    """Factory: a new database, from the migrated template (default) or empty (``None``);
+    dropped after the test."""
     created = []
 
-    def make(template: str | None = TEMPLATE) -> str:
+    def make(template: str | None = template_db) -> str:
         name = f"t_{secrets.token_hex(6)}"
         with janitor.maintenance(server.conninfo("postgres")) as conn:
             janitor.create_database(conn, name, template=template or "template0")
