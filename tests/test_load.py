@@ -7,7 +7,8 @@ Afterwards exactly the expected leads exist, every submission of a key got the s
 duplicate points at its original and no valid lead is missing. Throughput and p95 insert latency
 are printed and written to benchmarks/results/ (figures for benchmarks/load.md).
 
-Loopback only: the session's local cluster over its unix socket. Bounded: 20,000 submissions.
+Loopback only: the session's server (the local cluster over its unix socket, or the Docker
+container over its published loopback port; the figures name it). Bounded: 20,000 submissions.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def writer(conninfo, insert_sql, lookup_sql, offer_id, queue, answers, latencies
         start.abort()
 
 
-def test_eight_writers_keep_every_invariant(fresh_db, project_dir):
+def test_eight_writers_keep_every_invariant(server, fresh_db, project_dir):
     conninfo = fresh_db()
     insert_sql = spec_statement(project_dir, "lead_idempotent_insert")
     lookup_sql = spec_statement(project_dir, "lead_duplicate_lookup")
@@ -259,6 +260,7 @@ def test_eight_writers_keep_every_invariant(fresh_db, project_dir):
     latencies.sort()
     figures = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server": server.describe(),
         "writers": WRITERS,
         "submissions": SUBMISSIONS,
         "replays": REPLAYS,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -67,7 +66,7 @@ def test_error_position_inside_a_multiline_statement(fresh_db):
         runner.apply(db, [migration(1, text)])
 
 
-@pytest.mark.skipif(shutil.which("psql") is None, reason="psql client not installed")
+@pytest.mark.needs_psql
 def test_runner_result_equals_psql_f(fresh_db, migration_files):
     ours, theirs = fresh_db(None), fresh_db(None)
     runner.apply(ours, migration_files)

@@ -1,8 +1,14 @@
-"""The tasks as a user runs them: exit codes, one message, no traceback."""
+"""The tasks as a user runs them: exit codes, one message, no traceback.
+
+``workspace``: the tasks on a local cluster of their own (the local backend itself).
+``on_test_server``: the tasks with ``--backend dsn`` on a database of the test's own on the
+session's server, whichever it is (local binaries, Docker, or LEADDB_TEST_DSN).
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -12,40 +18,60 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from leaddb.backends.local import LocalBackend, scratch_root
+from leaddb import janitor
+from leaddb.backends.local import scratch_root
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
 
-@pytest.fixture
-def workspace(project_dir):
-    """A copy of the project with a local-cluster state dir of its own."""
+def project_copy(project_dir: Path, env: dict[str, str]):
+    """``python -m invoke …`` in a fresh copy of the project, with ``env`` added."""
     root = Path(tempfile.mkdtemp(prefix="leaddb-ws-"))
     for name in PROJECT_FILES:
         shutil.copy(project_dir / name, root / name)
     shutil.copytree(project_dir / "api", root / "api")
-    state = Path(tempfile.mkdtemp(prefix="leaddb-ws-state-", dir=scratch_root()))  # 0700, ours
     root.chmod(0o755)
-    env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
 
     def invoke(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=root,
-            env=env,
+            env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=300,
         )
 
     invoke.root = root
+    return invoke
+
+
+@pytest.fixture
+def workspace(project_dir):
+    """A copy of the project with a local-cluster state dir of its own."""
+    state = Path(tempfile.mkdtemp(prefix="leaddb-ws-state-", dir=scratch_root()))  # 0700, ours
+    invoke = project_copy(project_dir, {"LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"})
     invoke.state = state
     yield invoke
     invoke("db.down")
-    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(invoke.root, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture
+def on_test_server(project_dir, server):
+    """A copy of the project whose tasks use the session's server (``--backend dsn``), on a
+    database of the test's own: ``db.reset`` creates it, the fixture drops it afterwards."""
+    dbname = f"ws_{secrets.token_hex(6)}"
+    invoke = project_copy(project_dir, {"INVOKE_DB_BACKEND": "dsn", "INVOKE_DB_DSN": server.conninfo(dbname)})
+    invoke.conninfo = server.conninfo(dbname)
+    yield invoke
+    shutil.rmtree(invoke.root, ignore_errors=True)
+    with janitor.maintenance(server.conninfo("postgres")) as conn:
+        janitor.drop_database(conn, dbname)
+
+
+@pytest.mark.needs_pg_binaries
 def test_reset_reapply_introspect_drift_down(workspace):
     reset = workspace("db.reset")
     assert reset.returncode == 0, reset.stderr
@@ -65,9 +91,9 @@ def test_reset_reapply_introspect_drift_down(workspace):
     assert down.returncode == 0 and "removed" in down.stdout
 
 
-def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(workspace):
-    assert workspace("db.reset").returncode == 0
-    leads = workspace.root / "api/db/migrations/0006_leads.sql"
+def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(on_test_server):
+    assert on_test_server("db.reset").returncode == 0
+    leads = on_test_server.root / "api/db/migrations/0006_leads.sql"
     text = leads.read_text(encoding="utf-8")
     lines_before = text[: text.rindex("COMMIT;")].count("\n")
     leads.write_text(
@@ -75,8 +101,8 @@ def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(workspa
         encoding="utf-8",
         newline="\n",
     )
-    assert workspace("db.apply").returncode == 0  # first apply of the new statement succeeds
-    result = workspace("db.reapply")
+    assert on_test_server("db.apply").returncode == 0  # first apply of the new statement succeeds
+    result = on_test_server("db.reapply")
     assert result.returncode == 4
     assert result.stderr.startswith("NON_IDEMPOTENT_MIGRATION: api/db/migrations/0006_leads.sql:")
     assert f"0006_leads.sql:{lines_before + 1}:" in result.stderr
@@ -102,13 +128,13 @@ def test_missing_mount_and_declaration_exit_2_citing_the_section(workspace):
         assert "Traceback" not in result.stderr
 
 
-def test_drift_exits_3_naming_only_the_changed_index(workspace):
-    assert workspace("db.reset").returncode == 0
+def test_drift_exits_3_naming_only_the_changed_index(on_test_server):
+    assert on_test_server("db.reset").returncode == 0
     # the live database gets a changed index; the spec keeps the original
-    with psycopg.connect(LocalBackend(workspace.root, state_dir=workspace.state).conninfo()) as conn:
+    with psycopg.connect(on_test_server.conninfo) as conn:
         conn.execute("DROP INDEX leads_status_received_at_idx")
         conn.execute("CREATE INDEX leads_status_received_at_idx ON leads (status)")
-    result = workspace("db.drift")
+    result = on_test_server("db.drift")
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("SCHEMA_DRIFT: 1 difference(s)")
     assert "index leads_status_received_at_idx: definition differs" in result.stderr
