@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from leaddb import compose, migrations
 from leaddb.backends.base import Backend
@@ -291,6 +292,30 @@ def _docker(choice: Choice, project_dir: Path) -> Iterator[Backend]:
                 backend.down()  # the container, its volume and network, by their labels
         finally:
             shutil.rmtree(copy, ignore_errors=True)
+
+
+def tcp_address(conninfo: str) -> tuple[str, int]:
+    """Where a ``--dsn`` user reaches the server over TCP: the connection string's host and port,
+    or, for a server reached through a Unix socket (the local cluster), loopback on its port."""
+    params = conninfo_to_dict(conninfo)
+    host = params.get("host") or ""
+    if host and not host.startswith("/"):
+        return host, int(params.get("port") or 5432)
+    with psycopg.connect(conninfo, connect_timeout=10) as conn:
+        return "127.0.0.1", int(conn.execute("SHOW port").fetchone()[0])
+
+
+def skip_unless_superuser(conninfo: str, *, in_ci: bool, needed_for: str) -> None:
+    """For tests that set up roles and sessions of their own: the suite's role must be a
+    superuser, which it is on the servers the suite makes (local, Docker); on LEADDB_TEST_DSN's
+    it may not be: skipped there, with why (in CI, where the servers are the suite's own, it fails)."""
+    with psycopg.connect(conninfo, connect_timeout=10) as conn:
+        (superuser,) = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not superuser:
+        reason = f"needs a superuser on the test server ({needed_for}); {mask(conninfo)} is not one"
+        if in_ci:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
 
 
 def skip_missing_tools(item, *, binaries_missing: str, in_ci: bool) -> None:

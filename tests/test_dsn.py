@@ -2,8 +2,11 @@
 beside the old one and swaps, so it never drops what it cannot rebuild; a server-side lock
 refuses a second task; every failure is one message with the DSN masked.
 
-The suite's own cluster stands in for the shared server: its superuser over the socket sets
-the scene (roles, databases, sessions), the tasks connect over TCP with passwords.
+The suite's server stands in for the shared server, whichever it is (the local cluster, the
+Docker container, LEADDB_TEST_DSN's): the suite's own connection sets the scene (roles, databases,
+sessions), the tasks connect over TCP with passwords, as a role of the scene's own. A gated
+migration waits inside the server for a role to exist (roles are shared by every database), so
+the gate works on a server in a container as on one on this host.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
+from server_choice import skip_unless_superuser, tcp_address
 
 from leaddb import catalog, janitor, migrations, runner
 from leaddb.backends.dsn import MARKER_COMMENT, NEW_SUFFIX, OLD_SUFFIX, DsnBackend, lock_key, side_name
@@ -39,21 +43,25 @@ def ident(name: str) -> sql.Identifier:
 
 class Scene:
     """The suite's server as a shared server: its superuser sets up roles and databases for a
-    test and removes them afterwards; ``dsn`` builds the connection strings users would pass."""
+    test and removes them afterwards; ``dsn`` builds the connection strings users would pass,
+    by default as ``admin``, a superuser of the scene's own with a password."""
 
     def __init__(self, server) -> None:
         self.server = server
-        self.state = server.cluster.state()
+        self.host, self.port = tcp_address(server.conninfo("postgres"))
         self.tag = secrets.token_hex(4)
         self.dbname = f"dsn_{self.tag}"
         self.roles: list[str] = []
+        self.gates: list[Gate] = []
+        self.admin, self.password = self.role("admin", "SUPERUSER")
 
-    def admin(self) -> psycopg.Connection:
+    def connect(self) -> psycopg.Connection:
+        """The suite's own connection to the server's 'postgres' database."""
         return psycopg.connect(self.server.conninfo("postgres"), autocommit=True)
 
     def role(self, name: str, *attributes: str) -> tuple[str, str]:
         role, password = f"dsn_{self.tag}_{name}", secrets.token_urlsafe(12)
-        with self.admin() as conn:
+        with self.connect() as conn:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + " ".join(attributes)).format(
                     ident(role), sql.Literal(password)
@@ -62,14 +70,14 @@ class Scene:
         self.roles.append(role)
         return role, password
 
-    def dsn(self, role: str = "postgres", password: str | None = None, *, dbname: str | None = None) -> str:
-        password = self.state.password if password is None else password
-        return f"postgresql://{role}:{password}@127.0.0.1:{self.state.port}/{dbname or self.dbname}"
+    def dsn(self, role: str | None = None, password: str | None = None, *, dbname: str | None = None) -> str:
+        role, password = role or self.admin, self.password if password is None else password
+        return f"postgresql://{role}:{password}@{self.host}:{self.port}/{dbname or self.dbname}"
 
-    def create(self, dbname: str | None = None, *, owner: str = "postgres", marked: bool = True) -> None:
+    def create(self, dbname: str | None = None, *, owner: str | None = None, marked: bool = True) -> None:
         """A database with one table holding one row, to tell it from a rebuilt one."""
-        dbname = dbname or self.dbname
-        with self.admin() as conn:
+        dbname, owner = dbname or self.dbname, owner or self.admin
+        with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(owner)))
             if marked:
                 conn.execute(
@@ -80,7 +88,7 @@ class Scene:
 
     def databases(self, *, reference: bool = False) -> set[str]:
         """The databases of this scene (and the reference database, if asked)."""
-        with self.admin() as conn:
+        with self.connect() as conn:
             rows = conn.execute(
                 "SELECT datname FROM pg_database WHERE datname LIKE %s OR (%s AND datname = %s)",
                 (f"dsn\\_{self.tag}%", reference, f"dsnref_{self.tag}"),
@@ -92,7 +100,7 @@ class Scene:
             return [r[0] for r in conn.execute("SELECT note FROM precious")]
 
     def comment(self, dbname: str | None = None) -> str | None:
-        with self.admin() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                 (dbname or self.dbname,),
@@ -105,14 +113,14 @@ class Scene:
     def clean_apply(self, files: list[migrations.Migration]) -> catalog.Snapshot:
         """The catalog of ``files`` applied once to a new database, as the reference."""
         name = f"dsnref_{self.tag}"
-        with self.admin() as conn:
+        with self.connect() as conn:
             janitor.create_database(conn, name)
         runner.apply(self.server.conninfo(name), files)
         return self.snapshot(name)
 
     def lock_holders(self, dbname: str | None = None) -> list[int]:
         key = lock_key(dbname or self.dbname)
-        with self.admin() as conn:
+        with self.connect() as conn:
             rows = conn.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                 "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1",
@@ -120,8 +128,16 @@ class Scene:
             )
             return [r[0] for r in rows]
 
+    def gate(self) -> Gate:
+        """A gate of its own for a gated migration; opened (at the latest) by ``remove``."""
+        gate = Gate(self, f"dsn_{self.tag}_gate_{len(self.gates)}")
+        self.gates.append(gate)
+        return gate
+
     def remove(self) -> None:
-        with self.admin() as conn:
+        for gate in self.gates:
+            gate.release()  # a gated migration still waiting ends
+        with self.connect() as conn:
             for name in self.databases(reference=True):
                 conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(ident(name)))
                 janitor.drop_database(conn, name)
@@ -129,8 +145,56 @@ class Scene:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
 
 
+class Gate:
+    """Holds a gated migration inside the server until the test releases it: the migration waits
+    for role ``name`` to exist; it has entered when a session runs its waiting statement."""
+
+    def __init__(self, scene: Scene, name: str) -> None:
+        self.scene, self.name = scene, name
+
+    def migration(self, table: str) -> str:
+        """Creates ``table``, then holds its transaction open until the gate is released (at most
+        60 s, inside the server)."""
+        return (
+            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
+            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
+            f"        EXIT WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = '{self.name}');\n"
+            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n"
+        )
+
+    def entered(self) -> bool:
+        with self.scene.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' "
+                "AND query LIKE %s",
+                (f"%rolname = '{self.name}'%",),
+            ).fetchone()
+        return row[0] > 0
+
+    def wait_entered(self, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + WAIT
+        while not self.entered():
+            if process.poll() is not None:
+                out, err = process.communicate()
+                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
+            assert time.monotonic() < deadline, "the gated migration never started"
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        with self.scene.connect() as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.name,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(self.name)))
+        if self.name not in self.scene.roles:
+            self.scene.roles.append(self.name)
+
+
 @pytest.fixture
 def scene(server):
+    skip_unless_superuser(
+        server.conninfo("postgres"),
+        in_ci=bool(os.environ.get("CI")),
+        needed_for="roles and sessions of its own",
+    )
     made = Scene(server)
     yield made
     made.remove()
@@ -144,10 +208,7 @@ class Workspace:
         for name in PROJECT_FILES:
             shutil.copy(project_dir / name, self.root / name)
         shutil.copytree(project_dir / "api", self.root / "api")
-        self.gate = self.root / "gate"  # the server (user postgres) writes here
-        self.gate.mkdir()
         self.root.chmod(0o755)
-        self.gate.chmod(0o777)
         self.env = {**os.environ, "INVOKE_DB_BACKEND": "dsn"}
 
     def argv(self, *args: str) -> list[str]:
@@ -176,36 +237,11 @@ class Workspace:
     def files(self) -> list[migrations.Migration]:
         return migrations.load(self.root)
 
-    def gated_migration(self, name: str, table: str) -> Path:
-        """Creates ``table``, says it has started (gate/entered), then holds its transaction
-        open until gate/release exists (at most 60 s, inside the server)."""
-        return self.write(
-            name,
-            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
-            f"COPY (SELECT 1) TO '{self.gate}/entered';\n"
-            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
-            f"        EXIT WHEN (pg_stat_file('{self.gate}/release', true)).size IS NOT NULL;\n"
-            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n",
-        )
-
-    def wait_entered(self, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + WAIT
-        while not (self.gate / "entered").exists():
-            if process.poll() is not None:
-                out, err = process.communicate()
-                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
-            assert time.monotonic() < deadline, "the gated migration never started"
-            time.sleep(0.02)
-
-    def release(self) -> None:
-        (self.gate / "release").touch()
-
 
 @pytest.fixture
 def workspace(project_dir):
     ws = Workspace(project_dir)
     yield ws
-    ws.release()  # a gated migration still waiting ends
     shutil.rmtree(ws.root, ignore_errors=True)
 
 
@@ -261,7 +297,7 @@ def test_any_database_name_is_reset_in_place(scene, migration_files, name):
 
 def test_a_template_database_is_refused(scene, migration_files):
     scene.create()
-    with scene.admin() as conn:
+    with scene.connect() as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(ident(scene.dbname)))
     backend = DsnBackend(Path.cwd(), scene.dsn())
     with pytest.raises(BackendError, match=f"database '{scene.dbname}' on .* is a template database"):
@@ -298,11 +334,11 @@ def test_a_failed_build_leaves_the_old_database_untouched_and_drops_the_new_one(
     workspace.write("0008_broken.sql", "BEGIN;\nCREATE TABLE probe (x no_such_type);\nCOMMIT;\n")
     result = workspace("db.reset", "--dsn", dsn)
     assert result.returncode == 1, result.stdout
-    message = clean(result, scene.state.password)
+    message = clean(result, scene.password)
     assert message.startswith('api/db/migrations/0008_broken.sql:2: type "no_such_type" does not exist')
     assert (
         f"next step: fix 0008_broken.sql; '{scene.dbname}{NEW_SUFFIX}' (the database being built) was "
-        f"dropped; '{scene.dbname}' on user=postgres password=*** dbname={scene.dbname} " in message
+        f"dropped; '{scene.dbname}' on user={scene.admin} password=*** dbname={scene.dbname} " in message
     )
     assert message.rstrip().endswith(" is unchanged")
     assert scene.precious() == ["still here"]
@@ -312,13 +348,13 @@ def test_a_failed_build_leaves_the_old_database_untouched_and_drops_the_new_one(
 def test_a_reset_replaces_the_database_and_ends_the_sessions_on_it(scene, workspace):
     scene.create()
     other, password = scene.role("browser")
-    with scene.admin() as conn:
+    with scene.connect() as conn:
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(ident(scene.dbname), ident(other)))
     browsing = psycopg.connect(scene.dsn(other, password), autocommit=True)  # someone's IDE
     try:
         result = workspace("db.reset", "--dsn", scene.dsn())
         assert result.returncode == 0, result.stderr
-        clean(result, scene.state.password)
+        clean(result, scene.password)
         with pytest.raises(psycopg.OperationalError):
             browsing.execute("SELECT 1")
     finally:
@@ -334,14 +370,14 @@ def test_sessions_the_role_may_not_end_are_named_and_nothing_changes(scene, work
     owner, password = scene.role("owner", "CREATEDB")
     scene.create(owner=owner)
     with psycopg.connect(scene.server.conninfo(scene.dbname)) as superuser_session:
-        pid = superuser_session.info.backend_pid
+        pid, superuser = superuser_session.info.backend_pid, superuser_session.info.user
         result = workspace("db.reset", "--dsn", scene.dsn(owner, password))
         assert result.returncode == 1, result.stdout
         message = clean(result, password)
         assert message.startswith(
             f"database '{scene.dbname}' on user={owner} password=*** dbname={scene.dbname} "
-            f"host=127.0.0.1 port={scene.state.port} has sessions this role may not end "
-            f"(pid {pid} of role 'postgres'); nothing was changed"
+            f"host={scene.host} port={scene.port} has sessions this role may not end "
+            f"(pid {pid} of role '{superuser}'); nothing was changed"
         )
         assert "next step: close them" in message
     assert scene.precious() == ["still here"]
@@ -355,8 +391,8 @@ def test_a_role_without_createdb_is_refused_before_anything_is_dropped(scene, wo
     assert result.returncode == 1, result.stdout
     message = clean(result, password)
     assert message.startswith(
-        f"role '{role}' on user={role} password=*** dbname={scene.dbname} host=127.0.0.1 "
-        f"port={scene.state.port} may not create databases (it has no CREATEDB), so a reset could not "
+        f"role '{role}' on user={role} password=*** dbname={scene.dbname} host={scene.host} "
+        f"port={scene.port} may not create databases (it has no CREATEDB), so a reset could not "
         f"rebuild '{scene.dbname}'; nothing was changed"
     )
     assert f'next step: as a superuser: ALTER ROLE "{role}" CREATEDB' in message
@@ -429,9 +465,10 @@ def test_a_foreign_database_in_the_way_is_refused_unless_forced(scene, migration
 
 def test_a_reset_killed_mid_build_leaves_the_old_database_and_releases_its_lock(scene, workspace):
     scene.create()
-    workspace.gated_migration("0008_gate.sql", "probe_gate")
+    gate = scene.gate()
+    workspace.write("0008_gate.sql", gate.migration("probe_gate"))
     first = workspace.popen("db.reset", "--dsn", scene.dsn())
-    workspace.wait_entered(first)
+    gate.wait_entered(first)
     first.kill()  # SIGKILL; TerminateProcess on Windows: no clean-up runs
     first.communicate(timeout=WAIT)
     assert scene.precious() == ["still here"]
@@ -497,12 +534,12 @@ def test_a_held_lock_refuses_others_naming_the_task_and_its_server_pid(scene, ho
                 pytest.fail(f"{task} got a lock another process holds")
         message = str(refused.value)
         assert message.startswith(
-            f"another db.reset of database '{scene.dbname}' on user=postgres password=*** "
-            f"dbname={scene.dbname} host=127.0.0.1 port={scene.state.port} is running "
+            f"another db.reset of database '{scene.dbname}' on user={scene.admin} password=*** "
+            f"dbname={scene.dbname} host={scene.host} port={scene.port} is running "
             f"(pid {server_pid}, its session on the server; client pid {process.pid})"
         )
         assert "next step: wait for it to finish; nothing was changed by this one" in message
-        assert scene.state.password not in message
+        assert scene.password not in message
     other = DsnBackend(Path.cwd(), scene.dsn(dbname=f"{scene.dbname}_other"))
     with other.lock("db.reset"):  # a lock per database: another one is free
         pass
@@ -547,21 +584,24 @@ def test_four_parallel_resets_one_builds_the_others_are_refused(scene, workspace
     """The winner holds the lock until the three others have been refused (a gate in its last
     migration), so exactly one succeeds whatever the start-up order."""
     scene.create()
-    workspace.gated_migration("0008_gate.sql", "probe_gate")
+    gate = scene.gate()
+    workspace.write("0008_gate.sql", gate.migration("probe_gate"))
     processes = [workspace.popen("db.reset", "--dsn", scene.dsn()) for _ in range(4)]
     try:
         deadline = time.monotonic() + WAIT * 2
-        while sum(p.poll() is not None for p in processes) < 3 or not (workspace.gate / "entered").exists():
+        while sum(p.poll() is not None for p in processes) < 3 or not gate.entered():
             assert time.monotonic() < deadline, "three resets were never refused while one built"
             time.sleep(0.05)
     finally:
-        workspace.release()
+        gate.release()
     outcomes = [(p.wait(timeout=WAIT * 2), *p.communicate()) for p in processes]
     assert sorted(code for code, _, _ in outcomes) == [0, 1, 1, 1], outcomes
     for code, out, err in outcomes:
         assert "Traceback" not in out + err and "UniqueViolation" not in out + err
         if code:
-            assert err.startswith(f"another db.reset of database '{scene.dbname}' on user=postgres "), err
+            assert err.startswith(f"another db.reset of database '{scene.dbname}' on user={scene.admin} "), (
+                err
+            )
             assert ", its session on the server; client pid " in err
     assert scene.databases() == {scene.dbname}
     assert scene.snapshot() == scene.clean_apply(workspace.files())
@@ -585,14 +625,17 @@ def test_four_parallel_resets_as_they_come(scene, workspace):
 
 def test_unreachable_server_and_wrong_password_are_one_message_each(scene, workspace):
     nowhere = f"postgresql://postgres:s3cret-nowhere@127.0.0.1:{free_port()}/{scene.dbname}"
-    wrong = scene.dsn(password="wrong-" + scene.state.password[:6])
-    for dsn, reason in ((nowhere, "Connection refused"), (wrong, "password authentication failed")):
+    wrong = scene.dsn(password="wrong-" + scene.password[:6])
+    for dsn, user, host, reason in (
+        (nowhere, "postgres", "127.0.0.1", "Connection refused"),
+        (wrong, scene.admin, scene.host, "password authentication failed"),
+    ):
         for task in ("db.reset", "db.apply"):
             result = workspace(task, "--dsn", dsn)
             assert result.returncode == 1, (task, result.stdout)
-            message = clean(result, "s3cret-nowhere", "wrong-" + scene.state.password[:6])
-            assert message.startswith("cannot connect to user=postgres password=*** dbname="), message
-            assert reason in message and "host=127.0.0.1" in message
+            message = clean(result, "s3cret-nowhere", "wrong-" + scene.password[:6])
+            assert message.startswith(f"cannot connect to user={user} password=*** dbname="), message
+            assert reason in message and f"host={host}" in message
             assert "next step: check that the server runs and the DSN is right" in message
     down = workspace("db.down", "--dsn", nowhere)  # down touches nothing, so it needs no server
     assert down.returncode == 0 and "is not ours to stop; nothing done" in down.stdout
@@ -603,7 +646,7 @@ def test_without_connect_on_postgres_apply_runs_unlocked_and_reset_is_refused(sc
     owner, password = scene.role("owner", "CREATEDB")
     scene.create(owner=owner)
     dsn = scene.dsn(owner, password)
-    with scene.admin() as conn:
+    with scene.connect() as conn:
         conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
     try:
         apply = workspace("db.apply", "--dsn", dsn)
@@ -618,7 +661,7 @@ def test_without_connect_on_postgres_apply_runs_unlocked_and_reset_is_refused(sc
         assert 'permission denied for database "postgres"' in message
         assert "so the role needs CONNECT on it" in message
     finally:
-        with scene.admin() as conn:
+        with scene.connect() as conn:
             conn.execute("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
     assert scene.precious() == ["still here"]
     assert scene.databases() == {scene.dbname}

@@ -24,7 +24,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+from server_choice import tcp_address
 
 from leaddb import catalog, compose, migrations, runner
 from leaddb.backends.local import MARKER, LocalBackend
@@ -742,7 +743,7 @@ def password_login(server):
     """A login role of the test's own with a password and CREATEDB on the session's server,
     reached over TCP as a ``--dsn`` user reaches a server: (host, port, role, password). Dropped
     afterwards, with the databases it owns."""
-    params = conninfo_to_dict(server.conninfo("postgres"))
+    host, port = tcp_address(server.conninfo("postgres"))
     role, password = f"leaddb_pw_{secrets.token_hex(4)}", secrets.token_urlsafe(18)
     with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
         try:
@@ -755,11 +756,7 @@ def password_login(server):
             if os.environ.get("CI"):  # allowed to: CI's servers are the suite's own
                 raise
             pytest.skip(f"needs a role that may CREATE ROLE on the test server: {str(exc).strip()}")
-        # a server reached through a socket listens on loopback on the same port (the local cluster)
-        port = params.get("port") or conn.execute("SHOW port").fetchone()[0]
-    host = params.get("host", "")
-    host = "127.0.0.1" if not host or host.startswith("/") else host
-    yield host, int(port), role, password
+    yield host, port, role, password
     as_role = make_conninfo(host=host, port=port, user=role, password=password, dbname="postgres")
     with psycopg.connect(as_role, autocommit=True) as conn:  # an owner may drop its databases
         owned = conn.execute(

@@ -224,3 +224,30 @@ def test_the_windows_checklist_shows_what_the_header_says_there():
     shown = [line for line in windows.splitlines() if line.startswith("test server: docker (")]
     choice, _, _ = pick(engine=(True, "npipe:////./pipe/docker_engine"), image="postgres:15")
     assert shown == [choice.header]
+
+
+def test_a_tcp_server_is_reached_where_its_connection_string_says():
+    assert server_choice.tcp_address("host=db.example port=6543 user=ci dbname=postgres") == (
+        "db.example",
+        6543,
+    )
+    assert server_choice.tcp_address("postgresql://ci:pw@127.0.0.1:55432/postgres") == ("127.0.0.1", 55432)
+
+
+@pytest.mark.parametrize("in_ci", [False, True], ids=["outside CI: skipped", "in CI: fails"])
+def test_tests_needing_a_superuser_stop_on_a_role_that_is_not_one(server, in_ci):
+    role, password = f"leaddb_plain_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
+        try:
+            as_role = make_conninfo(server.conninfo("postgres"), user=role, password=password)
+            outcome = pytest.fail.Exception if in_ci else pytest.skip.Exception
+            with pytest.raises(
+                outcome, match=r"needs a superuser on the test server \(roles\); .* is not one"
+            ):
+                server_choice.skip_unless_superuser(as_role, in_ci=in_ci, needed_for="roles")
+            server_choice.skip_unless_superuser(server.conninfo("postgres"), in_ci=in_ci, needed_for="roles")
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
