@@ -5,6 +5,7 @@ when a marked test skips. One test checks the CREATEDB refusal on the session's 
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -251,3 +252,23 @@ def test_tests_needing_a_superuser_stop_on_a_role_that_is_not_one(server, in_ci)
             server_choice.skip_unless_superuser(server.conninfo("postgres"), in_ci=in_ci, needed_for="roles")
         finally:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+REACHES_INTO_THE_SERVER = re.compile(
+    r"\bserver\.(cluster|client|service|spec|resources|container_name|dsn|_\w+)\b"
+)
+
+
+def test_no_test_reaches_into_the_session_servers_backend():
+    """The session's server may be any backend: tests use its interface, never what one backend
+    has (the local cluster's state file, the container, the DSN)."""
+    tests = Path(__file__).resolve().parent
+    found = [
+        f"{path.relative_to(tests.parent).as_posix()}:{number}: {line.strip()}"
+        for path in sorted(tests.rglob("*.py"))
+        if path.name != Path(__file__).name
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if REACHES_INTO_THE_SERVER.search(line)
+    ]
+    assert not found, "\n".join(found)
+    assert REACHES_INTO_THE_SERVER.search("state = server.cluster.state()")
