@@ -175,6 +175,7 @@ def test_a_peer_that_cannot_be_installed_is_a_note_not_a_crash(tmp_path, monkeyp
 # -- one real round ----------------------------------------------------------------------
 
 
+@pytest.mark.needs_pg_binaries  # the harness runs its own local cluster (and psql beside it)
 def test_one_round_of_the_fast_group_measures_ours_and_the_peer(tmp_path, monkeypatch):
     monkeypatch.setenv("LEADDB_STATE_DIR", "unchanged")  # the harness sets its own; restored after
     out = tmp_path / "peers.json"
