@@ -13,6 +13,7 @@ EXIT_MIGRATION_PATH_UNSPECIFIED = 2
 EXIT_SCHEMA_DRIFT = 3
 EXIT_NON_IDEMPOTENT_MIGRATION = 4
 EXIT_BENCHMARK_TARGET_MISSED = 5
+EXIT_MIGRATIONS_PENDING = 6
 
 
 class LeadDbError(Exception):
@@ -49,6 +50,13 @@ class NonIdempotentMigration(LeadDbError):
 class BenchmarkTargetMissed(LeadDbError):
     code = "BENCHMARK_TARGET_MISSED"
     exit_code = EXIT_BENCHMARK_TARGET_MISSED
+
+
+class MigrationsPending(LeadDbError):
+    """A migration file is not (or not wholly) on the database: ``db.status`` names it."""
+
+    code = "MIGRATIONS_PENDING"
+    exit_code = EXIT_MIGRATIONS_PENDING
 
 
 class SpecError(LeadDbError):
