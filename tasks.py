@@ -3,7 +3,7 @@
 Defaults come from invoke config (``invoke.yaml``) or ``INVOKE_DB_BACKEND`` /
 ``INVOKE_DB_DSN``; a flag wins over both. Exit codes: 0 ok, 1 failure,
 2 MIGRATION_PATH_UNSPECIFIED, 3 SCHEMA_DRIFT, 4 NON_IDEMPOTENT_MIGRATION,
-5 benchmark target missed.
+5 benchmark target missed, 6 MIGRATIONS_PENDING.
 """
 
 from __future__ import annotations
@@ -107,13 +107,44 @@ def dump(c, backend=None, dsn=None):
 @task(
     help={
         **COMMON_HELP,
+        "json": "also write the status (each file, what is missing or differs, extras) to this JSON file",
+        "detail": "hold definitions against the migrations applied to a scratch database on the same "
+        "server (needs CREATEDB) instead of the committed api/db/schema.snapshot.json",
+    }
+)
+@_expected_failures
+def status(c, backend=None, dsn=None, json=None, detail=False):
+    """Per migration file: applied, pending, partial or drifted, and objects no file creates (read-only)."""
+    workflow.status(_options(c, backend, dsn), json_path=Path(json) if json else None, detail=detail)
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "out": "where the Mermaid diagram goes (default docs/schema.md, committed)",
+        "svg": "where the Graphviz SVG goes when `dot` is on PATH (default reports/schema.svg)",
+    }
+)
+@_expected_failures
+def erd(c, backend=None, dsn=None, out=None, svg=None):
+    """Write the ER diagram of the live schema: Mermaid to docs/schema.md, SVG through Graphviz."""
+    workflow.diagram(
+        _options(c, backend, dsn),
+        markdown_path=Path(out) if out else None,
+        svg_path=Path(svg) if svg else None,
+    )
+
+
+@task(
+    help={
+        **COMMON_HELP,
         "bench_runs": "fresh resets timed by the bench step (default 5; more for steadier p95/p99)",
         "report_dir": "where verify.json and verify.junit.xml go (default reports/)",
     }
 )
 @_expected_failures
 def verify(c, backend=None, dsn=None, bench_runs=5, report_dir=None):
-    """The whole pipeline: reset+apply, reapply, introspect, drift, bench; JSON and JUnit reports."""
+    """The whole pipeline: reset+apply, reapply, introspect, drift, status, diagram, bench; reports."""
     workflow.verify(
         _options(c, backend, dsn),
         bench_runs=int(bench_runs),
@@ -135,7 +166,7 @@ def down(c, backend=None, dsn=None):
     workflow.down(_options(c, backend, dsn))
 
 
-db = Collection("db", reset, apply, reapply, introspect, drift, dump, bench, verify, lint, down)
+db = Collection("db", reset, apply, reapply, introspect, drift, status, dump, erd, bench, verify, lint, down)
 db.configure({"db": {"backend": "auto", "dsn": ""}})
 ns = Collection()
 ns.add_collection(db)

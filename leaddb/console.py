@@ -1,6 +1,6 @@
 """Output for people: rich tables when there is a terminal, plain text otherwise; and every
 view the tasks print (boot phases, apply results, the ``\\dt``/``\\d+`` views, coverage,
-bench tables, the verify summary)."""
+the migration status, bench tables, the verify summary)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from leaddb.catalog import Snapshot
     from leaddb.report import StepResult
     from leaddb.runner import ApplyResult
+    from leaddb.status import Report as StatusReport
 
 console = Console(highlight=False, soft_wrap=True)
 if not console.is_terminal:
@@ -109,6 +110,34 @@ def print_coverage(cover: dict[str, tuple[int, int]]) -> None:
         [[k, p, s, f"{100 * p / s:.0f}%" if s else "n/a"] for k, (p, s) in cover.items()],
         right={1, 2, 3},
     )
+
+
+def print_status(report: StatusReport) -> None:
+    """db.status: one row per migration file, then the objects no file creates."""
+    rows = [
+        [
+            f.file,
+            f.state,
+            f"{f.found}/{f.expected}",
+            "\n".join([f"missing: {m}" for m in f.missing] + [f"differs: {d}" for d in f.differs] + f.notes),
+        ]
+        for f in report.files
+    ]
+    table(
+        f"migration status (definitions held against {report.reference})",
+        ["file", "status", "objects", "detail"],
+        rows,
+        right={2},
+    )
+    if report.extra:
+        table(
+            "objects no migration file creates (extra)",
+            ["kind", "name", "definition"],
+            [[e.kind, e.name, e.definition or ""] for e in report.extra],
+        )
+    for note in report.notes:
+        say(f"note: {note}")
+    say(f"status: {report.summary()}")
 
 
 # -- bench -------------------------------------------------------------------------------

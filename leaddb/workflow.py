@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leaddb import backends, bench, catalog, console, drift, fast, lint, migrations, paths, report
+from leaddb import (
+    backends,
+    bench,
+    catalog,
+    console,
+    drift,
+    erd,
+    fast,
+    janitor,
+    lint,
+    migrations,
+    paths,
+    report,
+)
+from leaddb import status as schema_status
 from leaddb.backends.base import Backend, BootReport
 from leaddb.console import say, seconds
 from leaddb.errors import (
@@ -172,6 +186,21 @@ def drift_check(options: Options) -> None:
         listing = "\n".join(f"  - {d.describe(SCHEMA_DUMP.name)}" for d in stale)
         raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is stale:\n{listing}", hint=hint)
     say(f"schema dump: {SCHEMA_DUMP.as_posix()} is up to date")
+    check_diagram(backend.conninfo(), options.project_dir)
+
+
+def check_diagram(conninfo: str, project_dir: Path) -> None:
+    """The committed docs/schema.md must be the diagram of the live schema."""
+    path = project_dir / erd.MARKDOWN_PATH
+    hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
+    if not path.is_file():
+        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
+    current = erd.markdown(erd.read(conninfo))
+    committed = path.read_text(encoding="utf-8")
+    if committed != current:
+        where = erd.stale_lines(committed, current)
+        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
+    say(f"diagram: {erd.MARKDOWN_PATH.as_posix()} is up to date")
 
 
 def dump(options: Options) -> Path:
@@ -181,6 +210,48 @@ def dump(options: Options) -> Path:
     catalog.snapshot_of(backend.conninfo()).save(path)
     say(f"wrote {SCHEMA_DUMP.as_posix()}")
     return path
+
+
+# -- status and diagram ----------------------------------------------------------------
+
+
+def status(options: Options, *, json_path: Path | None = None, detail: bool = False):
+    """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
+    files = migrations.load(options.project_dir)
+    backend = _started(options)
+    live = catalog.snapshot_of(backend.conninfo())
+    if detail:
+        name = "the migrations applied to a scratch database"
+        with janitor.scratch_database(backend.conninfo("postgres"), purpose="status") as scratch:
+            backend.apply(files, dbname=scratch)
+            reference = catalog.snapshot_of(backend.conninfo(scratch))
+    else:
+        name = SCHEMA_DUMP.as_posix()
+        reference = catalog.Snapshot.load(options.project_dir / SCHEMA_DUMP)
+    found = schema_status.check(files, live, reference, reference_name=name)
+    console.print_status(found)
+    if json_path:
+        found.save(json_path)
+        say(f"status written to {_shown(json_path, options)}")
+    found.raise_for_state()
+    return found
+
+
+def diagram(options: Options, *, markdown_path: Path | None = None, svg_path: Path | None = None):
+    """The ER diagram of the live schema: Mermaid in docs/schema.md, SVG when Graphviz is there."""
+    backend = _started(options)
+    model = erd.read(backend.conninfo())
+    markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
+    erd.write_markdown(model, markdown_path)
+    counts = f"{len(model.tables)} tables, {len(model.foreign_keys)} foreign keys, {len(model.enums)} enums"
+    say(f"wrote {_shown(markdown_path, options)} ({counts})")
+    svg_path = svg_path or options.project_dir / "reports" / "schema.svg"
+    if erd.dot_program():
+        erd.svg(model, svg_path)
+        say(f"wrote {_shown(svg_path, options)}")
+    else:
+        say("no SVG: Graphviz's `dot` is not on PATH (Debian: apt-get install graphviz)")
+    return model
 
 
 # -- benchmark -------------------------------------------------------------------------
@@ -255,11 +326,19 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     """
     backend = _select(options)
     options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
+    report_dir = report_dir or options.project_dir / "reports"
     steps = [
         ("apply", lambda: reset(options)),
         ("reapply", lambda: reapply(options)),
         ("introspect", lambda: introspect(options)),
         ("drift", lambda: drift_check(options)),
+        ("status", lambda: status(options, json_path=report_dir / "status.json")),
+        (
+            "diagram",
+            lambda: diagram(
+                options, markdown_path=report_dir / "schema.md", svg_path=report_dir / "schema.svg"
+            ),
+        ),
         ("bench", lambda: run_bench(options, runs=bench_runs)),
     ]
     outcome: dict[str, object] = {}
@@ -280,9 +359,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         results.append(report.StepResult(name, time.perf_counter() - started, True))
         say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     console.print_verify(backend.name, results)
-    json_path, junit_path = report.write(
-        results, report_dir or options.project_dir / "reports", backend=backend.name
-    )
+    json_path, junit_path = report.write(results, report_dir, backend=backend.name)
     say(f"reports: {_shown(json_path, options)} {_shown(junit_path, options)}")
     if "bench" in outcome:
         console.print_targets(outcome["bench"])
