@@ -460,6 +460,10 @@ class _Reader:
                 self._add(effects, Effect("alter", "column", f"{table}.{cmd.name}", line, table=table))
             elif subtype == AlterTableType.AT_DropColumn:
                 self._add(effects, Effect("drop", "column", f"{table}.{cmd.name}", line, table=table))
+                notes.append(
+                    f"line {line}: DROP COLUMN {table}.{cmd.name} also drops the constraints and "
+                    "indexes on it; those are not modelled"
+                )
             elif subtype == AlterTableType.AT_DropConstraint:
                 self._add(effects, Effect("drop", "constraint", f"{table}.{cmd.name}", line, table=table))
                 if ("index", cmd.name) in self.created:
@@ -497,13 +501,13 @@ class _Reader:
             elif kind == "function":
                 schema, name = _qualified(obj.objname)
                 name += "("
+            elif kind == "trigger":  # DROP TRIGGER name ON [schema.]table: ([schema,] table, name)
+                names = _strings(obj)
+                schema, name = (names[-3] if len(names) > 2 else None), f"{names[-2]}.{names[-1]}"
             else:
                 schema, name = _qualified(obj)
             if not _ours(schema):
                 continue
-            if kind == "trigger":  # DROP TRIGGER name ON table: objects are (table..., name)
-                names = _strings(obj)
-                name = f"{names[-2]}.{names[-1]}"
             self._add(effects, Effect("drop", kind, name, line))
         return None
 

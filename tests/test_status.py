@@ -330,6 +330,34 @@ def test_alters_drops_and_do_blocks_are_followed(fresh_db):
     assert set(report().values()) == {"applied"}
 
 
+def test_functions_triggers_and_views_are_created_and_dropped(fresh_db):
+    files = [
+        migration(
+            1,
+            "CREATE TABLE a (id int);\n"
+            "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n"
+            "CREATE TRIGGER a_touch BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION touch();\n"
+            "CREATE VIEW v AS SELECT id FROM a;",
+        ),
+        migration(2, "DROP TRIGGER a_touch ON public.a;\nDROP VIEW v;"),
+    ]
+    db = fresh_db(None)
+    runner.apply(db, files[:1])
+    reference_db = fresh_db(None)
+    runner.apply(reference_db, files)
+    reference = catalog.snapshot_of(reference_db)
+
+    def report() -> schema_status.Report:
+        return schema_status.check(files, catalog.snapshot_of(db), reference, reference_name="r")
+
+    first = report()
+    assert states(first) == {"0001_m1.sql": "applied", "0002_m2.sql": "pending"}
+    assert first.extra == []
+    runner.apply(db, files[1:])
+    assert states(report()) == {"0001_m1.sql": "applied", "0002_m2.sql": "applied"}
+    assert report().extra == [] and report().exit_code == 0
+
+
 # -- names PostgreSQL chooses itself ------------------------------------------------------
 
 # short names that collide once joined (t + a_b, t_a + b) and long ones that get truncated,
