@@ -196,9 +196,9 @@ def check_diagram(conninfo: str, project_dir: Path) -> None:
     if not path.is_file():
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
     current = erd.markdown(erd.read(conninfo))
-    committed = path.read_text(encoding="utf-8")
-    if committed != current:
-        where = erd.stale_lines(committed, current)
+    committed = path.read_bytes()
+    if committed != current.encode("utf-8"):
+        where = erd.stale_lines(committed.decode("utf-8", errors="replace"), current)
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
     say(f"diagram: {erd.MARKDOWN_PATH.as_posix()} is up to date")
 
@@ -227,7 +227,14 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
             reference = catalog.snapshot_of(backend.conninfo(scratch))
     else:
         name = SCHEMA_DUMP.as_posix()
-        reference = catalog.Snapshot.load(options.project_dir / SCHEMA_DUMP)
+        try:
+            reference = catalog.Snapshot.load(options.project_dir / SCHEMA_DUMP)
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise LeadDbError(
+                f"{name} cannot be read ({type(exc).__name__}: {exc}); definitions are held against it",
+                hint="rebuild it (`invoke db.reset`, then `invoke db.dump`, and commit it), "
+                "or run `invoke db.status --detail`",
+            ) from None
     found = schema_status.check(files, live, reference, reference_name=name)
     console.print_status(found)
     if json_path:

@@ -211,6 +211,9 @@ def test_drift_fails_when_the_committed_diagram_is_stale(fresh_db, project_dir, 
     assert message.startswith("SCHEMA_DRIFT: docs/schema.md is stale: first difference at line")
     assert "live:      " in message and "text nickname" in message
     assert "run `invoke db.erd`" in message
+    (docs / "schema.md").write_bytes(b"\xff\xfe not UTF-8\n")
+    with pytest.raises(SchemaDrift, match="docs/schema.md is stale: first difference at line 1"):
+        workflow.check_diagram(db, tmp_path)
     (docs / "schema.md").unlink()
     with pytest.raises(SchemaDrift, match="docs/schema.md is missing"):
         workflow.check_diagram(db, tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,13 @@ from psycopg import sql
 from leaddb import catalog, migrations, objects, runner, workflow
 from leaddb import status as schema_status
 from leaddb.catalog import Snapshot
-from leaddb.errors import EXIT_MIGRATIONS_PENDING, EXIT_SCHEMA_DRIFT, MigrationsPending, SchemaDrift
+from leaddb.errors import (
+    EXIT_MIGRATIONS_PENDING,
+    EXIT_SCHEMA_DRIFT,
+    LeadDbError,
+    MigrationsPending,
+    SchemaDrift,
+)
 from leaddb.migrations import Migration, split_statements
 
 REFERENCE = Path("api/db/schema.snapshot.json")
@@ -450,3 +457,22 @@ def test_implicit_names_are_the_ones_postgresql_chooses(empty_db, text):
     predicted = {e.key for e in objects.read([file])[0].effects if e.action == "create"}
     live = set(catalog.snapshot_of(empty_db).objects)
     assert predicted == live, text
+
+
+def test_an_unreadable_reference_is_one_message_not_a_traceback(fresh_db, project_dir, tmp_path):
+    db = fresh_db()
+    for name in ("api", "docker-compose.yml", "Technical-Architecture-Specification.md"):
+        source = project_dir / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name)
+        else:
+            shutil.copy(source, tmp_path / name)
+    dump = tmp_path / REFERENCE
+    dump.write_text("{not json", encoding="utf-8", newline="\n")
+    with pytest.raises(LeadDbError) as caught:
+        workflow.status(workflow.Options("dsn", db, project_dir=tmp_path))
+    assert str(caught.value).startswith("api/db/schema.snapshot.json cannot be read (JSONDecodeError")
+    assert caught.value.exit_code == 1 and "invoke db.status --detail" in str(caught.value)
+    dump.unlink()
+    with pytest.raises(LeadDbError, match="cannot be read \\(FileNotFoundError"):
+        workflow.status(workflow.Options("dsn", db, project_dir=tmp_path))
