@@ -327,9 +327,11 @@ def run_bench(
 
 
 def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = None) -> list:
-    """reset+apply → reapply → introspect → drift → bench, each timed; stops at the first failure.
+    """reset+apply → reapply → introspect → drift → status → diagram → bench, each timed; stops at
+    the first failure.
 
-    Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome.
+    Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome; the status and diagram
+    steps write ``status.json``, ``schema.md`` and ``schema.svg`` beside them.
     """
     backend = _select(options)
     options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once

@@ -45,6 +45,7 @@ class Workspace:
         for name in PROJECT_FILES:
             shutil.copy(project_dir / name, self.root / name)
         shutil.copytree(project_dir / "api", self.root / "api")
+        shutil.copytree(project_dir / "docs", self.root / "docs")  # db.drift checks the diagram
         self.state = self.root / "state"  # made private (0700; as root 0710 root:postgres) on first use
         self.gate = self.root / "gate"  # the server (user postgres) writes here
         self.gate.mkdir()
