@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pglast
 from pglast import ast
-from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.enums import A_Expr_Kind, AlterTableType, ConstrType, MinMaxOp, ObjectType
 from pglast.parser import ParseError, parse_plpgsql_json
 
 from leaddb.catalog import SCHEMA
@@ -125,7 +125,7 @@ def _figure_colname(node) -> str | None:
         return _figure_colname(node.arg) or node.typeName.names[-1].sval
     if isinstance(node, ast.CollateClause):
         return _figure_colname(node.arg)
-    if isinstance(node, ast.A_Expr) and node.kind.name == "AEXPR_NULLIF":
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_NULLIF:
         return "nullif"
     named = {
         ast.CaseExpr: "case",
@@ -137,7 +137,7 @@ def _figure_colname(node) -> str | None:
         if isinstance(node, node_type):
             return name
     if isinstance(node, ast.MinMaxExpr):
-        return "greatest" if node.op.name == "IS_GREATEST" else "least"
+        return "greatest" if node.op == MinMaxOp.IS_GREATEST else "least"
     return None
 
 

@@ -425,7 +425,18 @@ def _schema(draw) -> str:
         indexed = draw(st.sampled_from([None, *types]))
         if indexed:
             q = f'"{indexed}"'
-            elements = draw(st.sampled_from([f"({q})", f"(({q} IS NULL))", f"(abs(1), {q}, {q})"]))
+            elements = draw(
+                st.sampled_from(
+                    [
+                        f"({q})",
+                        f"(({q} IS NULL))",
+                        f"(abs(1), {q}, {q})",
+                        f"(coalesce({q}, {q}), nullif({q}, {q}))",
+                        f"(greatest({q}, {q}), least({q}, {q}))",
+                        f"(({q}::text), (CASE WHEN true THEN {q} END))",
+                    ]
+                )
+            )
             statements.append(f'CREATE INDEX ON "{name}" {elements};')
         if draw(st.booleans()):
             q = f'"{draw(st.sampled_from(list(types)))}"'
