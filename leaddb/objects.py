@@ -114,31 +114,36 @@ def _index_column_names(names: Sequence[str]) -> list[str]:
     return result
 
 
-def _figure_colname(node) -> str | None:
-    """FigureColnameInternal, for the expressions an index column can be."""
+def _figure_colname(node) -> tuple[str | None, int]:
+    """FigureColnameInternal, for the expressions an index column can be: a name and how
+    strongly it holds (2 a column or function name, 1 a fallback like "case", 0 none)."""
     if isinstance(node, ast.ColumnRef):
         last = node.fields[-1]
-        return last.sval if isinstance(last, ast.String) else None
+        return (last.sval, 2) if isinstance(last, ast.String) else (None, 0)
+    if isinstance(node, ast.A_Indirection):
+        last = node.indirection[-1]
+        return (last.sval, 2) if isinstance(last, ast.String) else _figure_colname(node.arg)
     if isinstance(node, ast.FuncCall):
-        return node.funcname[-1].sval
+        return node.funcname[-1].sval, 2
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_NULLIF:
+        return "nullif", 2
     if isinstance(node, ast.TypeCast):
-        return _figure_colname(node.arg) or node.typeName.names[-1].sval
+        name, strength = _figure_colname(node.arg)
+        if strength <= 1 and node.typeName is not None:
+            return node.typeName.names[-1].sval, 1
+        return name, strength
     if isinstance(node, ast.CollateClause):
         return _figure_colname(node.arg)
-    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_NULLIF:
-        return "nullif"
-    named = {
-        ast.CaseExpr: "case",
-        ast.A_ArrayExpr: "array",
-        ast.RowExpr: "row",
-        ast.CoalesceExpr: "coalesce",
-    }
+    if isinstance(node, ast.CaseExpr):
+        name, strength = _figure_colname(node.defresult) if node.defresult is not None else (None, 0)
+        return ("case", 1) if strength <= 1 else (name, strength)
+    if isinstance(node, ast.MinMaxExpr):
+        return ("greatest" if node.op == MinMaxOp.IS_GREATEST else "least"), 2
+    named = {ast.A_ArrayExpr: "array", ast.RowExpr: "row", ast.CoalesceExpr: "coalesce"}
     for node_type, name in named.items():
         if isinstance(node, node_type):
-            return name
-    if isinstance(node, ast.MinMaxExpr):
-        return "greatest" if node.op == MinMaxOp.IS_GREATEST else "least"
-    return None
+            return name, 2
+    return None, 0
 
 
 def _index_elem_name(elem: ast.IndexElem) -> str:
@@ -146,7 +151,7 @@ def _index_elem_name(elem: ast.IndexElem) -> str:
         return elem.indexcolname
     if elem.name:
         return elem.name
-    return _figure_colname(elem.expr) or "expr"
+    return _figure_colname(elem.expr)[0] or "expr"
 
 
 def _column_refs(node) -> set[str]:

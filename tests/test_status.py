@@ -434,6 +434,9 @@ def _schema(draw) -> str:
                         f"(coalesce({q}, {q}), nullif({q}, {q}))",
                         f"(greatest({q}, {q}), least({q}, {q}))",
                         f"(({q}::text), (CASE WHEN true THEN {q} END))",
+                        f"((CASE WHEN true THEN 1 ELSE length({q}::text) END), "
+                        f"((CASE WHEN true THEN {q} END)::text))",
+                        f"((1::text), ((ROW({q}, 1)).f1))",
                     ]
                 )
             )
