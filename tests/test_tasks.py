@@ -142,31 +142,31 @@ def test_drift_exits_3_naming_only_the_changed_index(on_test_server):
     assert "index leads_status_received_at_idx: definition differs" in result.stderr
 
 
-def test_status_and_erd_tasks_exit_codes_and_the_stale_diagram(workspace):
-    assert workspace("db.reset").returncode == 0
-    status = workspace("db.status", "--json", "status.json")
+def test_status_and_erd_tasks_exit_codes_and_the_stale_diagram(on_test_server):
+    assert on_test_server("db.reset").returncode == 0
+    status = on_test_server("db.status", "--json", "status.json")
     assert status.returncode == 0, status.stderr
     assert "status: 7 migration files: 7 applied" in status.stdout
-    written = json.loads((workspace.root / "status.json").read_text(encoding="utf-8"))
+    written = json.loads((on_test_server.root / "status.json").read_text(encoding="utf-8"))
     assert written["exit_code"] == 0 and {f["state"] for f in written["files"]} == {"applied"}
-    erd = workspace("db.erd")
+    erd = on_test_server("db.erd")
     assert erd.returncode == 0, erd.stderr
     committed = Path(__file__).resolve().parent.parent / "docs/schema.md"
-    assert (workspace.root / "docs/schema.md").read_bytes() == committed.read_bytes()
-    with psycopg.connect(LocalBackend(workspace.root, state_dir=workspace.state).conninfo()) as conn:
+    assert (on_test_server.root / "docs/schema.md").read_bytes() == committed.read_bytes()
+    with psycopg.connect(on_test_server.conninfo) as conn:
         conn.execute("DROP TABLE invoice_line_items")
-    pending = workspace("db.status")
+    pending = on_test_server("db.status")
     assert pending.returncode == 6, pending.stderr
     assert pending.stderr.startswith("MIGRATIONS_PENDING: not every migration is on this database: ")
     assert "0007_invoices.sql (partial)" in pending.stderr and "Traceback" not in pending.stderr
     # a stale committed diagram fails drift (and so verify), naming the command that fixes it
-    schema_md = workspace.root / "docs/schema.md"
+    schema_md = on_test_server.root / "docs/schema.md"
     text = schema_md.read_text(encoding="utf-8").replace("bigint amount_cents", "int amount")
     schema_md.write_text(text, encoding="utf-8", newline="\n")
-    assert workspace("db.apply").returncode == 0
-    drift = workspace("db.drift")
+    assert on_test_server("db.apply").returncode == 0
+    drift = on_test_server("db.drift")
     assert drift.returncode == 3, drift.stderr
     assert drift.stderr.startswith("SCHEMA_DRIFT: docs/schema.md is stale: first difference at line")
     assert "run `invoke db.erd`" in drift.stderr and "Traceback" not in drift.stderr
-    assert workspace("db.erd").returncode == 0
-    assert workspace("db.drift").returncode == 0
+    assert on_test_server("db.erd").returncode == 0
+    assert on_test_server("db.drift").returncode == 0
