@@ -28,8 +28,8 @@ def execute(conninfo: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(server) -> erd.Model:
-    return erd.read(server.conninfo("leaddb_template"))
+def model(server, template_db) -> erd.Model:
+    return erd.read(server.conninfo(template_db))
 
 
 def mermaid_block(markdown: str) -> str:
@@ -80,11 +80,11 @@ def test_a_foreign_key_on_unique_columns_is_one_to_one(fresh_db):
     assert '    parent |o..o| child : "parent_id: ON DELETE SET NULL"' in text
 
 
-def test_the_output_does_not_depend_on_catalog_order(server, model):
+def test_the_output_does_not_depend_on_catalog_order(server, template_db, model):
     """Sorted output: the same rows in any order give the same text."""
     params = {"schema": "public"}
     with (
-        psycopg.connect(server.conninfo("leaddb_template")) as conn,
+        psycopg.connect(server.conninfo(template_db)) as conn,
         conn.cursor(row_factory=dict_row) as cur,
     ):
         rows = [
