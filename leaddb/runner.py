@@ -5,6 +5,18 @@ psql sends a file's statements one at a time in autocommit mode (a file's own
 rolls back the open transaction when the session ends. This runner does exactly
 that over one psycopg connection, so it pays for no process start-up per file.
 Concurrent appliers are serialised by a session-level advisory lock.
+
+A file that is one transaction (``Migration.single_transaction``: every migration the spec
+prints) goes to the server in one write and costs one round trip: its statements are
+pipelined (libpq's pipeline mode) with a flush request after each and one sync at the end.
+The server still runs them one by one, in order, inside the file's own transaction, and
+skips the rest after an error, as ``ON_ERROR_STOP`` does. The flush after each statement
+makes the server report each one as it completes, so a failure - an error, or the server
+dying mid-file - names the statement exactly, as sending them one at a time does. (One
+simple-protocol message holding the whole file would run the same way but report nothing
+until the whole message ends: a server killed mid-file would leave no trace of which
+statement it was running.) Any other file is sent statement by statement, as psql does:
+its statements commit one by one.
 """
 
 from __future__ import annotations
@@ -15,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import pq
+from psycopg import generators, pq
+from psycopg.pq.abc import PGresult
 
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
-from leaddb.migrations import Migration, Statement
+from leaddb.migrations import Migration, Statement, transaction_control
 
 # The rules of a session, shared by both appliers (in-process here; psql inside the Docker
 # container, ``leaddb.backends.docker.psql``): one definition of each.
@@ -29,12 +42,18 @@ LOCK = f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})"
 UNLOCK = f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})"
 # The end of every file is the end of a ``psql -f`` session: no transaction left open (inside
 # one, now() is that transaction's start, earlier than this statement's), no setting carried
-# into the next file.
+# into the next file. The check needs a message of its own (within one simple-protocol message
+# every transaction starts at the message's timestamp) and the simple protocol (the extended
+# one stamps each of its messages): it follows every file sent statement by statement. A
+# single-transaction file cannot leave one open, so only the reset follows it, in its pipeline.
 TRANSACTION_LEFT_OPEN = "leaddb: the file before this check left a transaction open"
+RESET_SESSION = "RESET ALL"
 END_OF_FILE = (
     "DO $$BEGIN IF now() <> statement_timestamp() THEN "
-    f"RAISE EXCEPTION '{TRANSACTION_LEFT_OPEN}'; END IF; RESET ALL; END$$"
+    f"RAISE EXCEPTION '{TRANSACTION_LEFT_OPEN}'; END IF; {RESET_SESSION}; END$$"
 )
+_SUCCEEDED = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
+_COPY = (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH)
 
 
 @dataclass(frozen=True)
@@ -88,18 +107,14 @@ def apply(
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
         conn.execute(LOCK)
         result.lock_wait_seconds = time.perf_counter() - started
+        pipeline = psycopg.Pipeline.is_supported()  # libpq 14 or later
         for migration in migrations:
             file_started = time.perf_counter()
             notices.clear()
-            for statement in migration.statements:
-                try:
-                    conn.execute(statement.sql)  # type: ignore[arg-type]  # no params: sent as written
-                except psycopg.Error as exc:
-                    if conn.broken:
-                        raise _connection_lost(exc, migration, statement, project_dir) from None
-                    in_transaction = _end_failed_transaction(conn)
-                    raise _failure(exc, migration, statement, reapply, project_dir, in_transaction) from None
-            _end_of_file(conn, migration, project_dir)
+            if pipeline and migration.single_transaction:
+                _apply_in_one_round_trip(conn, migration, reapply, project_dir)
+            else:
+                _apply_statement_by_statement(conn, migration, reapply, project_dir)
             file_result = FileResult(
                 migration, time.perf_counter() - file_started, len(migration.statements), tuple(notices)
             )
@@ -109,6 +124,96 @@ def apply(
         conn.execute(UNLOCK)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _apply_statement_by_statement(
+    conn: psycopg.Connection, migration: Migration, reapply: bool, project_dir: Path | None
+) -> None:
+    for statement in migration.statements:
+        in_transaction = conn.info.transaction_status == pq.TransactionStatus.INTRANS
+        try:
+            conn.execute(statement.sql)  # type: ignore[arg-type]  # no params: sent as written
+        except psycopg.Error as exc:
+            if conn.broken:
+                raise _connection_lost(exc, migration, statement, project_dir) from None
+            if conn.info.transaction_status == pq.TransactionStatus.ACTIVE:  # left in COPY mode
+                raise _copy_refused(conn, migration, statement, project_dir, in_transaction) from None
+            rolled_back = _end_failed_transaction(conn) or transaction_control(statement) == "commit"
+            raise _failure(exc, migration, statement, reapply, project_dir, rolled_back) from None
+    _end_of_file(conn, migration, project_dir)
+
+
+def _apply_in_one_round_trip(
+    conn: psycopg.Connection, migration: Migration, reapply: bool, project_dir: Path | None
+) -> None:
+    """Pipeline the file's statements, then the session reset, with one sync (module docstring)."""
+    pgconn, encoding = conn.pgconn, conn.info.encoding
+    queries = [s.sql for s in migration.statements] + [RESET_SESSION]
+    pgconn.enter_pipeline_mode()
+    for sql in queries:
+        pgconn.send_query_params(sql.encode(encoding), None)
+        pgconn.send_flush_request()  # the server sends each statement's outcome as it completes
+    pgconn.pipeline_sync()
+    completed, error = 0, None  # statements the server reported done; the error of the next one
+    try:
+        conn.wait(generators.send(pgconn))
+        for _ in queries:
+            result = conn.wait(generators.fetch(pgconn))
+            if result is not None and result.status in _COPY:
+                raise _copy_refused(conn, migration, migration.statements[completed], project_dir, True)
+            if result is None or result.status not in _SUCCEEDED:
+                error = _result_error(result, encoding)
+                break
+            conn.wait(generators.fetch(pgconn))  # the end of this statement's results
+            completed += 1
+        while (result := conn.wait(generators.fetch(pgconn))) is None or (
+            result.status != pq.ExecStatus.PIPELINE_SYNC
+        ):
+            pass  # the statements the server skipped after the error, up to the sync
+    except psycopg.Error as exc:
+        # the results that arrived say how far the server got; an error it sent says why
+        statement = migration.statements[min(completed, len(migration.statements) - 1)]
+        raise _connection_lost(error or exc, migration, statement, project_dir) from None
+    pgconn.exit_pipeline_mode()
+    if error is None:
+        return
+    _end_failed_transaction(conn)
+    if completed == len(migration.statements):  # the file committed; the reset after it failed
+        raise BackendError(
+            f"{migration.display(project_dir)}: the end-of-file reset failed: {str(error).strip()}"
+        )
+    # whichever statement failed, COMMIT included, the file's one transaction left nothing
+    statement = migration.statements[completed]
+    raise _failure(error, migration, statement, reapply, project_dir, True)
+
+
+def _result_error(result: PGresult | None, encoding: str) -> psycopg.Error:
+    if result is None:
+        return psycopg.InterfaceError("the server sent no result for the statement")
+    return psycopg.errors.error_from_result(result, encoding=encoding)
+
+
+def _copy_refused(
+    conn: psycopg.Connection,
+    migration: Migration,
+    statement: Statement,
+    project_dir: Path | None,
+    in_transaction: bool,
+) -> MigrationError:
+    """COPY FROM STDIN / TO STDOUT: psql reads the data that follows in the file or prints the
+    rows; the runner has neither. The connection is left in COPY mode: close it, which ends
+    the file's open transaction too."""
+    conn.close()
+    state = (
+        "the file's transaction was rolled back and the files before it stay applied"
+        if in_transaction
+        else f"{migration.name} has no transaction of its own: its statements before this one stay applied"
+    )
+    return MigrationError(
+        f"{migration.display(project_dir)}:{statement.line}: COPY to or from the client (STDIN, STDOUT) "
+        f"is not supported in a migration:\n    {statement.sql}",
+        hint=f"load data with INSERT, or COPY from a file on the server; {state}",
+    )
 
 
 def _end_failed_transaction(conn: psycopg.Connection) -> bool:

@@ -123,3 +123,51 @@ def test_meta_command_is_refused_but_backslash_in_a_body_is_not():
 def test_syntax_error_names_file_and_line():
     with pytest.raises(MigrationError, match=r"f.sql:3: syntax error"):
         migrations.split_statements("SELECT 1;\n\nCREAT TABLE x ();\n", "f.sql")
+
+
+def test_statements_after_comments_and_in_bodies_keep_their_text_and_lines():
+    text = (
+        "/* a header\n   on two lines */ -- and one more\nBEGIN;\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; SELECT 2; END;\n"
+        "SELECT 'it''s; here', E'a\\'b;c';;\n;SELECT 2 /* tail */ ;\nCOMMIT"
+    )
+    statements = migrations.split_statements(text, "f.sql")
+    assert [(s.sql, s.line, s.end_line) for s in statements] == [
+        ("BEGIN", 3, 3),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; SELECT 2; END", 4, 5),
+        ("SELECT 'it''s; here', E'a\\'b;c'", 6, 6),
+        ("SELECT 2 /* tail */", 7, 7),
+        ("COMMIT", 8, 8),
+    ]
+    assert migrations.split_statements("-- only a comment\n", "f.sql") == ()
+
+
+ONE_TRANSACTION = [
+    pytest.param("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n", True, id="BEGIN ... COMMIT"),
+    pytest.param("-- c\nbegin work;\nSELECT 1;\nend;\n", True, id="lower case, END"),
+    pytest.param("START TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nSELECT 1;\nCOMMIT;", True, id="START"),
+    pytest.param(
+        "BEGIN;\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\nRELEASE s;\nCOMMIT;\n", True, id="savepoints"
+    ),
+    pytest.param("BEGIN;\nPREPARE p AS SELECT 1;\nCOMMIT;\n", True, id="PREPARE of a query"),
+    pytest.param("BEGIN;\nCOMMIT;\n", True, id="empty transaction"),
+    pytest.param("CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n", False, id="no BEGIN"),
+    pytest.param("BEGIN;\nCREATE TABLE a (id int);\n", False, id="no COMMIT"),
+    pytest.param("SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\n", False, id="a statement before BEGIN"),
+    pytest.param("BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;\n", False, id="a statement after COMMIT"),
+    pytest.param("BEGIN;\nSELECT 1;\nCOMMIT AND CHAIN;\n", False, id="COMMIT AND CHAIN"),
+    pytest.param("BEGIN;\nSELECT 1;\nCOMMIT/* x */;\nBEGIN;\nSELECT 2;\nCOMMIT;\n", False, id="two"),
+    pytest.param("BEGIN;\nSELECT 1;\nROLLBACK;\nCOMMIT;\n", False, id="ROLLBACK inside"),
+    pytest.param("BEGIN;\nSELECT 1;\nPREPARE TRANSACTION 'x';\n", False, id="PREPARE TRANSACTION"),
+    pytest.param("BEGIN;\nSELECT 1;\nROLLBACK;\n", False, id="ends with ROLLBACK"),
+    pytest.param("-- nothing\n", False, id="no statement"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ONE_TRANSACTION)
+def test_a_file_is_one_transaction_only_from_begin_to_commit_with_nothing_ending_it_between(text, expected):
+    assert migrations.Migration(Path("0001_x.sql"), 1, text).single_transaction is expected
+
+
+def test_every_repo_migration_is_one_transaction(project_dir):
+    assert all(m.single_transaction for m in migrations.load(project_dir))
