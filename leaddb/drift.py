@@ -4,15 +4,24 @@ The expected side is not parsed from the spec's text: the spec's migration block
 are applied to a scratch database on the same server and snapshotted, so
 PostgreSQL normalises both sides and whitespace, casts or default spelling never
 count as drift. The diff is key-set arithmetic plus equality.
+
+Building that snapshot (a database created, the spec applied, the catalog read, the
+database dropped) is most of a drift check, and its result depends only on the spec's SQL,
+the server and the catalog code: it is cached per user (``leaddb.cache``) under a key of
+all three, and rebuilt whenever any of them changes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from leaddb import catalog, janitor
+import psycopg
+
+from leaddb import cache, catalog, janitor
 from leaddb.catalog import CatalogObject, Snapshot
 from leaddb.errors import MigrationError, SpecError
 from leaddb.migrations import Migration
@@ -141,6 +150,100 @@ def expected_snapshot(spec: Spec, backend: Backend) -> Snapshot:
                 f"the spec's own SQL does not apply: {exc.detail}", hint="fix the spec block"
             ) from None
         return catalog.snapshot_of(backend.conninfo(scratch))
+
+
+# Bump when the layout of a cache entry or the meaning of its key changes.
+CACHE_FORMAT = 1
+CACHE_ENTRIES = "drift-expected-*.json"
+CACHE_KEEP = 16  # entries kept: one per spec version and server, the newest first
+
+# What the server puts into the expected snapshot besides the spec: its build (PostgreSQL's
+# own spelling of types, defaults and definitions can change with it), what a new database
+# inherits from template0, and the settings that place objects or spell constants.
+SERVER_KEY = """
+SELECT version() AS version,
+       current_setting('server_version_num') AS server_version_num,
+       (SELECT row(datcollate, datctype, pg_encoding_to_char(encoding))::text
+        FROM pg_database WHERE datname = 'template0') AS template0,
+       current_setting('search_path') AS search_path,
+       current_setting('TimeZone') AS timezone,
+       current_setting('DateStyle') AS datestyle,
+       current_setting('IntervalStyle') AS intervalstyle,
+       current_setting('extra_float_digits') AS extra_float_digits,
+       current_setting('lc_monetary') AS lc_monetary,
+       current_setting('lc_numeric') AS lc_numeric,
+       current_setting('standard_conforming_strings') AS standard_conforming_strings
+"""
+
+
+@dataclass(frozen=True)
+class Expected:
+    snapshot: Snapshot
+    source: str  # how it was obtained, for the task's output
+
+
+def spec_key(spec: Spec) -> str:
+    """The spec's migration SQL, block by block, as a digest: what the scratch database gets."""
+    digest = hashlib.sha256()
+    for block in spec.blocks_of("migration"):
+        digest.update(f"{block.name}\0{block.sql}\0".encode())
+    return digest.hexdigest()
+
+
+def server_key(maintenance_conninfo: str) -> dict[str, str]:
+    with janitor.maintenance(maintenance_conninfo) as conn:
+        cursor = conn.execute(SERVER_KEY)
+        names = [column.name for column in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def cache_key(spec: Spec, server: dict[str, str]) -> dict | None:
+    code = catalog.fingerprint()
+    if code is None:
+        return None
+    return {"format": CACHE_FORMAT, "spec": spec_key(spec), "catalog": code, "server": server}
+
+
+def _cached(text: str, key: dict) -> Snapshot | None:
+    """The snapshot of a cache entry written under ``key``; None for anything else."""
+    try:
+        data = json.loads(text)
+        if data["key"] != key:
+            return None
+        return Snapshot.from_data(data["snapshot"])
+    except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, or not an entry's shape
+        return None
+
+
+def cached_expected_snapshot(spec: Spec, backend: Backend) -> Expected:
+    """:func:`expected_snapshot`, from the per-user cache when the spec's SQL, the server and
+    the catalog code are what they were when it was built; built and cached otherwise."""
+    try:
+        directory = cache.directory()
+    except cache.Unavailable as exc:
+        return Expected(expected_snapshot(spec, backend), f"built; not cached: {exc}")
+    try:
+        server = server_key(backend.conninfo("postgres"))
+    except psycopg.Error:  # building reports why the server cannot be used
+        return Expected(expected_snapshot(spec, backend), "built")
+    key = cache_key(spec, server)
+    if key is None:
+        return Expected(expected_snapshot(spec, backend), "built; not cached: the catalog code is unreadable")
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    path = directory / CACHE_ENTRIES.replace("*", name)
+    text = cache.read(path)
+    snapshot = _cached(text, key) if text is not None else None
+    if snapshot is not None:
+        return Expected(snapshot, "from the cache")
+    snapshot = expected_snapshot(spec, backend)
+    text = json.dumps({"key": key, "snapshot": snapshot.to_data()}, indent=1, sort_keys=True, default=str)
+    if _cached(text, key) != snapshot:  # a value JSON cannot carry: never cache a different answer
+        return Expected(snapshot, "built; not cached: the snapshot does not survive JSON")
+    written = cache.write(path, text + "\n")
+    cache.prune(directory, CACHE_ENTRIES, CACHE_KEEP)
+    return Expected(
+        snapshot, "built and cached" if written else f"built; not cached: cannot write in {directory}"
+    )
 
 
 def coverage(live: Snapshot, spec: Snapshot) -> dict[str, tuple[int, int]]:

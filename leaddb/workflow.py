@@ -128,7 +128,7 @@ DESCRIBED_TABLES = ("leads", "sources", "offers")
 def _live_and_spec(backend: Backend, options: Options):
     spec = Spec.load(options.project_dir / SPEC_FILENAME)
     live = catalog.snapshot_of(backend.conninfo())
-    expected = drift.expected_snapshot(spec, backend)
+    expected = drift.cached_expected_snapshot(spec, backend)
     return spec, live, expected
 
 
@@ -145,7 +145,8 @@ def _check_drift(spec, live, expected, options: Options) -> None:
 
 def introspect(options: Options, json_path: Path | None = None):
     backend = _started(options)
-    spec, live, expected = _live_and_spec(backend, options)
+    spec, live, cached = _live_and_spec(backend, options)
+    expected = cached.snapshot
     console.print_relations(live, drift.owner_table)
     for name in DESCRIBED_TABLES:
         if live.get("table", name):
@@ -175,8 +176,9 @@ def drift_check(options: Options) -> None:
     started = time.perf_counter()
     backend = _started(options)
     spec, live, expected = _live_and_spec(backend, options)
-    _check_drift(spec, live, expected, options)
-    say(f"drift: none ({len(expected.objects)} objects compared in {seconds(time.perf_counter() - started)})")
+    _check_drift(spec, live, expected.snapshot, options)
+    took, compared = seconds(time.perf_counter() - started), len(expected.snapshot.objects)
+    say(f"drift: none ({compared} objects compared in {took}; the spec's schema {expected.source})")
     dump_path = options.project_dir / SCHEMA_DUMP
     hint = "run `invoke db.dump` and commit the file, so reviewers see the schema change in git diff"
     if not dump_path.is_file():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -33,7 +35,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    """Which server this run uses, decided once (the header says which)."""
+    """Which server this run uses, decided once (the header says which). The run's tasks keep
+    their per-user directory (drift's cached expected schema, the Docker backend's locks) in
+    a directory of the run's own, never in the user's: platformdirs reads XDG_CACHE_HOME (on
+    Linux; elsewhere the user's own directory is used)."""
+    config.leaddb_cache_home = tempfile.mkdtemp(prefix="leaddb-tests-cache-")
+    os.environ["XDG_CACHE_HOME"] = config.leaddb_cache_home
     bindir, missing = server_choice.find_pg_binaries(find_binary)
     config.stash[BINARIES_MISSING] = missing
     config.stash[CHOICE] = server_choice.choose(
@@ -44,6 +51,10 @@ def pytest_configure(config):
         docker_answers=_docker_answers,
         image=lambda: compose.load_service(PROJECT_DIR).image,
     )
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "leaddb_cache_home", ""), ignore_errors=True)
 
 
 def _docker_answers() -> tuple[bool, str]:

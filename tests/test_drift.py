@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaddb import catalog, drift, runner
+from leaddb import cache, catalog, drift, runner
 from leaddb.catalog import Snapshot
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -160,6 +163,195 @@ def test_coverage_is_complete_on_the_clean_schema(applied, expected):
     cover = drift.coverage(applied("0001_extensions.sql", "", ""), expected)
     assert cover["table"] == (13, 13) and cover["enum"] == (4, 4) and cover["extension"] == (1, 1)
     assert all(present == specified for present, specified in cover.values())
+
+
+# -- the cached expected schema --------------------------------------------------------------
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """A cache directory of the test's own."""
+    monkeypatch.setattr(cache, "location", lambda: tmp_path / "leaddb")
+    return tmp_path / "leaddb"
+
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Make building the expected schema fail: what is returned then came from the cache."""
+
+    def forbid():
+        monkeypatch.setattr(drift, "expected_snapshot", lambda *a: pytest.fail("built instead of read"))
+
+    return forbid
+
+
+def entries(directory: Path) -> list[Path]:
+    return sorted(directory.glob(drift.CACHE_ENTRIES))
+
+
+def test_the_expected_schema_is_cached_privately_and_read_back_equal(
+    server, spec, expected, cache_dir, no_build
+):
+    first = drift.cached_expected_snapshot(spec, server)
+    assert (first.source, first.snapshot) == ("built and cached", expected)
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    (entry,) = entries(cache_dir)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    no_build()
+    second = drift.cached_expected_snapshot(spec, server)
+    assert (second.source, second.snapshot) == ("from the cache", expected)
+
+
+SPEC_EDITS = [
+    pytest.param(
+        "    priority    integer     NOT NULL DEFAULT 100,",
+        "    priority    integer     NOT NULL DEFAULT 50,",
+        ("column", "buyer_offers.priority"),
+        id="a default",
+    ),
+    pytest.param(
+        "    first_name           text,",
+        "    first_name           text,\n    middle_name          text,",
+        ("column", "leads.middle_name"),
+        id="a column",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "changed"), SPEC_EDITS)
+def test_changing_the_specs_sql_rebuilds_the_expected_schema(
+    server, spec, expected, cache_dir, old, new, changed
+):
+    drift.cached_expected_snapshot(spec, server)
+    assert spec.text.count(old) == 1
+    edited = Spec(spec.path, spec.text.replace(old, new))
+    rebuilt = drift.cached_expected_snapshot(edited, server)
+    assert rebuilt.source == "built and cached"
+    assert rebuilt.snapshot.objects.get(changed) != expected.objects.get(changed)
+    assert [(d.kind, d.name) for d in drift.diff(expected, rebuilt.snapshot)] == [changed]
+    assert len(entries(cache_dir)) == 2  # the old spec keeps its own entry
+    assert drift.cached_expected_snapshot(spec, server).source == "from the cache"
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["server_version_num", "version", "timezone", "template0"],
+)
+def test_another_server_or_setting_rebuilds_the_expected_schema(
+    server, spec, expected, cache_dir, monkeypatch, what
+):
+    drift.cached_expected_snapshot(spec, server)
+    real = drift.server_key
+    monkeypatch.setattr(drift, "server_key", lambda conninfo: {**real(conninfo), what: "something else"})
+    again = drift.cached_expected_snapshot(spec, server)
+    assert (again.source, again.snapshot) == ("built and cached", expected)
+    assert len(entries(cache_dir)) == 2
+
+
+def test_changed_catalog_code_rebuilds_the_expected_schema(server, spec, cache_dir, monkeypatch):
+    drift.cached_expected_snapshot(spec, server)
+    monkeypatch.setattr(catalog, "fingerprint", lambda: "another version of the catalog queries")
+    assert drift.cached_expected_snapshot(spec, server).source == "built and cached"
+
+
+def test_the_server_key_is_read_from_the_server(server):
+    key = drift.server_key(server.conninfo("postgres"))
+    assert key["server_version_num"].startswith("15") and key["version"].startswith("PostgreSQL 15")
+    assert set(key) == {
+        "version", "server_version_num", "template0", "search_path", "timezone", "datestyle",
+        "intervalstyle", "extra_float_digits", "lc_monetary", "lc_numeric", "standard_conforming_strings",
+    }  # fmt: skip
+
+
+def _break_entry(path: Path, how: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text)
+    if how == "directory":
+        path.unlink()
+        path.mkdir()
+        return
+    if how == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+        return
+    broken = {
+        "garbage": b"\x00\xffnot json at all",
+        "not UTF-8": text.encode("utf-8").replace(b"{", b"\xff{", 1),
+        "truncated": text.encode("utf-8")[: len(text) // 2],
+        "a JSON list": b"[1, 2, 3]",
+        "no snapshot": json.dumps({"key": data["key"]}).encode(),
+        "a snapshot of the wrong shape": json.dumps(
+            {"key": data["key"], "snapshot": {"objects": 5}}
+        ).encode(),
+        "another key": json.dumps({**data, "key": {**data["key"], "spec": "0" * 64}}).encode(),
+        "empty": b"",
+    }[how]
+    path.write_bytes(broken)
+
+
+BROKEN = ["garbage", "not UTF-8", "truncated", "a JSON list", "no snapshot", "a snapshot of the wrong shape"]
+BROKEN += ["another key", "empty", "directory"] + (["fifo"] if hasattr(os, "mkfifo") else [])
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_broken_cache_entry_is_rebuilt_never_an_error(server, spec, expected, cache_dir, how):
+    drift.cached_expected_snapshot(spec, server)
+    (entry,) = entries(cache_dir)
+    _break_entry(entry, how)
+    again = drift.cached_expected_snapshot(spec, server)
+    assert again.snapshot == expected
+    if how == "directory":  # cannot be replaced by a file: used uncached
+        assert again.source.startswith("built; not cached: cannot write in")
+    else:
+        assert again.source == "built and cached"
+        assert drift.cached_expected_snapshot(spec, server).source == "from the cache"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="symbolic links: POSIX")
+def test_a_symbolic_link_in_place_of_an_entry_is_never_followed(server, spec, expected, cache_dir, tmp_path):
+    drift.cached_expected_snapshot(spec, server)
+    (entry,) = entries(cache_dir)
+    planted = tmp_path / "planted.json"
+    data = json.loads(entry.read_text(encoding="utf-8"))
+    data["snapshot"]["objects"] = {}  # a valid entry for this key that hides every object
+    planted.write_text(json.dumps(data), encoding="utf-8", newline="\n")
+    entry.unlink()
+    entry.symlink_to(planted)
+    again = drift.cached_expected_snapshot(spec, server)
+    assert (again.source, again.snapshot) == ("built and cached", expected)
+    assert (
+        not entry.is_symlink()
+        and json.loads(planted.read_text(encoding="utf-8"))["snapshot"]["objects"] == {}
+    )
+
+
+@pytest.mark.skipif(os.name != "posix", reason="owner and mode checks: POSIX")
+def test_a_cache_directory_that_is_not_private_is_not_used(server, spec, expected, cache_dir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cache_dir.symlink_to(elsewhere)
+    result = drift.cached_expected_snapshot(spec, server)
+    assert result.snapshot == expected
+    assert result.source == f"built; not cached: {cache_dir} is not a directory (a symbolic link or a file)"
+    assert list(elsewhere.iterdir()) == []
+    cache_dir.unlink()
+    cache_dir.mkdir(mode=0o777)
+    os.chmod(cache_dir, 0o777)  # yours but loose: made private and used
+    assert drift.cached_expected_snapshot(spec, server).source == "built and cached"
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    if os.geteuid() == 0:  # another user's directory
+        os.chown(cache_dir, 65534, 65534)
+        result = drift.cached_expected_snapshot(spec, server)
+        assert result.source == f"built; not cached: {cache_dir} belongs to uid 65534, not to you"
+
+
+def test_a_warm_cache_never_hides_drift(server, spec, applied, cache_dir, no_build):
+    drift.cached_expected_snapshot(spec, server)
+    no_build()
+    cached = drift.cached_expected_snapshot(spec, server)
+    assert cached.source == "from the cache"
+    live = applied("0005_buyer_relations.sql", "NOT NULL DEFAULT 100", "NOT NULL DEFAULT 50")
+    assert changes(live, cached.snapshot) == [("column", "buyer_offers.priority", "changed")]
 
 
 # -- the Markdown extraction ---------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_reset_reapply_introspect_drift_down(workspace):
     drift = workspace("db.drift")
     assert drift.returncode == 0, drift.stderr
     assert "drift: none" in drift.stdout
+    assert "the spec's schema from the cache" in drift.stdout  # introspect built it
     down = workspace("db.down")
     assert down.returncode == 0 and "removed" in down.stdout
 

@@ -8,6 +8,7 @@ arithmetic plus equality. The catalog queries live in ``queries/*.sql``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -41,6 +42,21 @@ _NOT_COMPARED = {"schema", "position"}
 @cache
 def query(name: str) -> str:
     return resources.files(__package__).joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
+
+
+@cache
+def fingerprint() -> str | None:
+    """Changes whenever what a snapshot holds or how it spells it can change: the catalog
+    queries and this module's code (it keys cached snapshots, ``leaddb.drift``); None when
+    the code cannot be read, so nothing is cached."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(Path(__file__).read_bytes())
+        for name, _ in sorted(KINDS.values()):
+            digest.update(b"\0" + name.encode() + b"\0" + query(name).encode())
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, order=True)
@@ -78,19 +94,25 @@ class Snapshot:
     def get(self, kind: str, name: str) -> CatalogObject | None:
         return self.objects.get((kind, name))
 
-    def to_json(self) -> str:
+    def to_data(self) -> dict:
         data = {kind: {o.name: dict(o.properties) for o in self.of_kind(kind)} for kind in KINDS}
-        return json.dumps({"schema": SCHEMA, "objects": data}, indent=2, sort_keys=True, default=str) + "\n"
+        return {"schema": SCHEMA, "objects": data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_data(), indent=2, sort_keys=True, default=str) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> Snapshot:
-        data = json.loads(text)["objects"]
+    def from_data(cls, data: dict) -> Snapshot:
         objects = {}
-        for kind, named in data.items():
+        for kind, named in data["objects"].items():
             for name, props in named.items():
                 frozen = tuple(sorted((k, _freeze(v)) for k, v in props.items()))
                 objects[(kind, name)] = CatalogObject(kind, name, frozen)
         return cls(objects)
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        return cls.from_data(json.loads(text))
 
     def save(self, path: Path) -> None:
         path.write_text(self.to_json(), encoding="utf-8", newline="\n")
