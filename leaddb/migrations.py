@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 
 from leaddb import compose, paths
@@ -130,9 +130,14 @@ def transaction_control(statement: Statement) -> str | None:
     word = _FIRST_WORD.match(statement.sql)  # COMMIT/* a comment */ is COMMIT too
     if not word or word[0].upper() not in _TRANSACTION_WORDS:
         return None
+    return _transaction_kind(statement.sql)
+
+
+@cache  # the same few spellings (BEGIN, COMMIT) in every file
+def _transaction_kind(sql: str) -> str | None:
     from pglast import ast, enums, parse_sql
 
-    node = parse_sql(statement.sql)[0].stmt
+    node = parse_sql(sql)[0].stmt
     if not isinstance(node, ast.TransactionStmt):
         return None  # PREPARE name AS ...
     kind = enums.TransactionStmtKind(node.kind).name.removeprefix("TRANS_STMT_").lower()
