@@ -147,7 +147,9 @@ ONE_TRANSACTION = [
     pytest.param("-- c\nbegin work;\nSELECT 1;\nend;\n", True, id="lower case, END"),
     pytest.param("START TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nSELECT 1;\nCOMMIT;", True, id="START"),
     pytest.param(
-        "BEGIN;\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\nRELEASE s;\nCOMMIT;\n", True, id="savepoints"
+        "BEGIN;\nSAVEPOINT s;\nSELECT 1;\nROLLBACK TO SAVEPOINT s;\nRELEASE s;\nCOMMIT;\n",
+        True,
+        id="savepoints",
     ),
     pytest.param("BEGIN;\nPREPARE p AS SELECT 1;\nCOMMIT;\n", True, id="PREPARE of a query"),
     pytest.param("BEGIN;\nCOMMIT;\n", True, id="empty transaction"),

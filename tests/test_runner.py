@@ -303,3 +303,19 @@ def test_copy_to_or_from_the_client_is_refused_naming_the_statement(fresh_db, se
     )
     assert state in message
     assert relations(db) == ({"kept", "c"} if "no transaction" in state else {"kept"})
+
+
+def test_a_large_transaction_with_large_results_does_not_stall_the_pipeline(fresh_db):
+    """The whole file is written before any result is read: with the socket buffers full both
+    ways (megabytes of statements out, megabytes of rows back) neither side may wait forever."""
+    db = fresh_db(None)
+    literal = "x" * 1_000_000
+    text = "BEGIN;\nSELECT repeat('y', 4000000);\n" + f"SELECT length('{literal}');\n" * 3 + "COMMIT;\n"
+    outcome: list = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(runner.apply(db, [migration(1, text)])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the pipeline stalled"
+    assert [f.statements for f in outcome[0].files] == [6]
