@@ -1,4 +1,4 @@
-"""nox sessions: `nox --list`. Bare `nox` runs lint, tests and verify.
+"""nox sessions: `nox --list`. Bare `nox` runs lint, tests and verify (not mutation).
 
 Each session installs what it needs into its own virtualenv; `nox -R -s tests`
 reuses it. Arguments after `--` go to the underlying command, e.g.
@@ -40,6 +40,15 @@ def peers(session: nox.Session) -> None:
     """Our whole commands side by side with psql, dbmate, migra and a bash floor (benchmarks/peers.py)."""
     _install(session)
     session.run("python", "benchmarks/peers.py", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the server-free modules against tests/unit: score and survivors."""
+    _install(session, "test", "mutation")
+    environ = {"LEADDB_MUTATION": "1"}  # tests/unit/conftest.py: a few deterministic examples per mutant
+    session.run("mutmut", "run", *(session.posargs or ["--max-children", "2"]), env=environ)
+    session.run("python", "tests/unit/mutation_report.py")
 
 
 @nox.session

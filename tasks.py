@@ -155,7 +155,7 @@ def verify(c, backend=None, dsn=None, bench_runs=5, report_dir=None):
 @task
 @_expected_failures
 def lint(c):
-    """Refuse destructive statements (DROP, RENAME, ALTER … TYPE, …) in the migrations."""
+    """Check every migration file against the spec's rules (naming, header, one transaction, no DROP, …)."""
     workflow.lint_migrations(_options(c, None, None))
 
 

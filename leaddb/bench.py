@@ -262,11 +262,13 @@ def run(
 
 
 def generated_migrations(directory: Path, count: int) -> list[Migration]:
-    """``count`` files, each one transaction creating a table and an index, idempotent."""
+    """``count`` files, each one transaction creating a table and an index, idempotent; they
+    follow the spec's file rules as if they sat in the declared directory."""
     files = []
     for n in range(1, count + 1):
         path = directory / f"{n:04d}_generated_{n}.sql"
         text = (
+            f"-- migration: api/db/migrations/{path.name}\n"
             f"BEGIN;\nCREATE TABLE IF NOT EXISTS generated_{n} (\n"
             "    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
             "    label text NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\n"

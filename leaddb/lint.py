@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pglast
 from pglast import ast
 from pglast.enums import AlterTableType
 
-from leaddb.migrations import Migration
 from leaddb.spec import Spec
+
+if TYPE_CHECKING:  # migrations checks every file with leaddb.rules, which uses this module
+    from leaddb.migrations import Migration
 
 _ALLOWED = re.compile(r"Destructive change allowed:\s*`([^`]+)`")
 
@@ -50,18 +53,21 @@ def allowed_objects(spec: Spec) -> set[str]:
 def _names(node) -> str:
     if isinstance(node, ast.RangeVar):
         return node.relname
+    if isinstance(node, ast.TypeName):  # DROP TYPE, DROP DOMAIN
+        return _names(node.names)
+    if isinstance(node, ast.ObjectWithArgs):  # DROP FUNCTION, DROP AGGREGATE
+        return _names(node.objname)
     if isinstance(node, (list, tuple)):
         return ".".join(_names(n) for n in node)
-    if isinstance(node, ast.String):
-        return node.sval
-    return str(getattr(node, "sval", node))
+    return node.sval  # an ast.String: every other name the parser gives
 
 
 def _findings_of(stmt) -> list[tuple[str, str]]:
     if isinstance(stmt, ast.DropStmt):
         return [("DROP", ", ".join(_names(o) for o in stmt.objects or ()))]
     if isinstance(stmt, ast.RenameStmt):
-        target = _names(stmt.relation) if stmt.relation else _names(stmt.object)
+        # a relation (ALTER TABLE/INDEX/VIEW), an object (ALTER TYPE/FUNCTION), or a bare name (ALTER SCHEMA)
+        target = _names(stmt.relation or stmt.object) if stmt.relation or stmt.object else stmt.subname
         return [("RENAME", target)]
     if isinstance(stmt, ast.TruncateStmt):
         return [("TRUNCATE", ", ".join(_names(r) for r in stmt.relations))]
@@ -71,13 +77,21 @@ def _findings_of(stmt) -> list[tuple[str, str]]:
         found = []
         for cmd in stmt.cmds or ():
             what = _DESTRUCTIVE_SUBCOMMANDS.get(cmd.subtype)
-            if what:
-                column = f".{cmd.name}" if cmd.name else ""
-                found.append((what, _names(stmt.relation) + column))
+            if what:  # each names its column or constraint
+                found.append((what, f"{_names(stmt.relation)}.{cmd.name}"))
         return found
     if isinstance(stmt, ast.AlterEnumStmt) and stmt.oldVal:
         return [("RENAME VALUE", _names(stmt.typeName))]
     return []
+
+
+def destructive(stmt, allowed: set[str]) -> list[tuple[str, str]]:
+    """(what, target) for each destructive part of one parsed statement the spec does not allow."""
+    return [
+        (what, target)
+        for what, target in _findings_of(stmt)
+        if target not in allowed and target.split(".")[-1] not in allowed
+    ]
 
 
 def check(migrations: Sequence[Migration], spec: Spec) -> list[Finding]:
@@ -86,9 +100,6 @@ def check(migrations: Sequence[Migration], spec: Spec) -> list[Finding]:
     for migration in migrations:
         for statement in migration.statements:
             for raw in pglast.parse_sql(statement.sql):
-                for what, target in _findings_of(raw.stmt):
-                    if target not in allowed and target.split(".")[-1] not in allowed:
-                        findings.append(
-                            Finding(migration.display(), statement.line, what, target, statement.sql)
-                        )
+                for what, target in destructive(raw.stmt, allowed):
+                    findings.append(Finding(migration.display(), statement.line, what, target, statement.sql))
     return findings

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 
 from leaddb import compose, paths
-from leaddb.errors import MigrationError, MigrationPathUnspecified
+from leaddb.errors import MigrationPathUnspecified
 from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME, Spec
 
-FILENAME = re.compile(r"^(?P<number>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+# the file rules (naming, text, header, one transaction, ...) are leaddb.rules, imported where they
+# are used: it needs pglast, which this module keeps off the import path of tasks that never parse
 
 
 def _cite(spec: Spec) -> str:
@@ -84,13 +85,14 @@ class Migration:
     path: Path
     number: int
     text: str
+    root: Path | None = field(default=None, compare=False, repr=False)  # the project: names it relative
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def display(self, project_dir: Path | None = None) -> str:
-        return paths.shown(self.path, project_dir)
+        return paths.shown(self.path, project_dir or self.root)
 
     @cached_property
     def statements(self) -> tuple[Statement, ...]:
@@ -145,23 +147,37 @@ def _transaction_kind(sql: str) -> str | None:
 
 
 def split_statements(text: str, filename: str) -> tuple[Statement, ...]:
-    """Statements with their lines; psql meta-commands are refused up front."""
+    """Statements with their lines; psql meta-commands are refused up front (every one of them),
+    then a syntax error (the parser stops at the first), as violations of rule "plain SQL"."""
     from pglast.parser import ParseError, split  # pglast costs ~0.1 s to import: only where it is used
 
+    from leaddb import rules
+
+    meta, before = [], []
     for number, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("\\"):
-            _refuse_meta_command(text, filename, number, line)
+        if line.lstrip().startswith("\\") and _outside_statements("\n".join(before)):
+            meta.append(_meta_command(filename, number, line))
+            line = ""  # psql consumes it: the SQL after it reads on without it
+        before.append(line)
+    rules.refuse(meta)
     try:
         slices = split(text, with_parser=True, only_slices=True)
     except ParseError as exc:
-        message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        message, offset = exc.args  # pglast: the parser's message and the offset it points at
         lines = text.splitlines()
         line = min(_line_of(text, offset), len(lines))  # at end of input the parser points past the end
-        source_line = lines[line - 1] if lines else ""
-        raise MigrationError(
-            f"{filename}:{line}: syntax error: {message}\n    {source_line.strip()}",
-            hint="fix the statement; the file was not applied",
-        ) from None
+        source_line = lines[line - 1].strip()
+        rules.refuse(
+            [
+                rules.Violation(
+                    filename,
+                    line,
+                    rules.PLAIN_SQL,
+                    f"syntax error: {message}: `{source_line}`",
+                    "fix the statement",
+                )
+            ]
+        )
     statements = []
     for where in slices:
         start, sql = where.start, text[where]
@@ -184,75 +200,49 @@ def _skip_comments(sql: str) -> str:
             return sql
 
 
-def _refuse_meta_command(text: str, filename: str, number: int, line: str) -> None:
-    """A line starting with a backslash is a psql meta-command unless it sits inside a
-    string or a dollar-quoted body; ask the parser which by parsing the text before it."""
+def _outside_statements(before: str) -> bool:
+    """A line starting with a backslash is a psql meta-command unless it sits inside a string
+    or a dollar-quoted body; ask the parser which by parsing the text before it."""
     from pglast.parser import ParseError, split
 
-    before = "\n".join(text.splitlines()[: number - 1])
     try:
         split(before, with_parser=True, only_slices=True)
     except ParseError:
-        return  # inside an unfinished statement (a string or a body): not a meta-command
-    raise MigrationError(
-        f"{filename}:{number}: psql meta-command {line.strip()!r} is not plain SQL",
-        hint="migrations are plain SQL, applied the same way by psql and by the runner; "
-        "replace the meta-command with SQL",
+        return False  # inside an unfinished statement (a string or a body): not a meta-command
+    return True
+
+
+def _meta_command(filename: str, number: int, line: str):
+    from leaddb import rules
+
+    return rules.Violation(
+        filename,
+        number,
+        rules.PLAIN_SQL,
+        f"psql meta-command {line.strip()!r} is not plain SQL",
+        "replace the meta-command with SQL: migrations are plain SQL, applied the same way by psql "
+        "and by the runner",
     )
 
 
+def _scan(directory: Path, root: Path | None) -> tuple[list[Migration], list]:
+    from leaddb import rules
+
+    def display(path: Path) -> str:
+        return paths.shown(path, root)
+
+    files, violations = rules.scan(directory, display)
+    return [Migration(path, number, text, root) for path, number, text in files], violations
+
+
 def discover(directory: Path) -> list[Migration]:
-    """Every migration file, ordered by number; anything else in the directory is refused."""
-    migrations: list[Migration] = []
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith("."):
-            continue
-        match = FILENAME.match(path.name)
-        if not match or not path.is_file():
-            raise MigrationError(
-                f"{path.as_posix()}: not a migration file name (expected NNNN_snake_name.sql)",
-                hint="rename it, or move it out of the migrations directory: the container "
-                "executes every file there",
-            )
-        migrations.append(Migration(path, int(match["number"]), _read(path)))
-    if not migrations:
-        raise MigrationError(f"{directory.as_posix()}: no migration files")
-    for expected, migration in enumerate(migrations, 1):
-        if migration.number != expected:
-            others = [m.name for m in migrations if m.number == migration.number]
-            problem = (
-                f"duplicate number {migration.number:04d}: {', '.join(others)}"
-                if len(others) > 1
-                else f"expected number {expected:04d}, found {migration.number:04d}"
-            )
-            raise MigrationError(
-                f"{migration.path.as_posix()}: {problem}",
-                hint="number migrations contiguously from 0001 in apply order",
-            )
-    return migrations
+    """Every migration file, ordered by number, held to the naming and text rules (all of them
+    reported at once); anything else in the directory is refused."""
+    from leaddb import rules
 
-
-def _read(path: Path) -> str:
-    data = path.read_bytes()
-    where = path.as_posix()
-    if data.startswith(b"\xef\xbb\xbf"):
-        raise MigrationError(
-            f"{where}:1: starts with a UTF-8 byte-order mark", hint="save it as UTF-8 without BOM"
-        )
-    if b"\r" in data:
-        line = data[: data.index(b"\r")].count(b"\n") + 1
-        raise MigrationError(
-            f"{where}:{line}: CRLF line ending",
-            hint="save it with LF endings (.gitattributes enforces eol=lf)",
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise MigrationError(f"{where}:{line}: not valid UTF-8", hint="save it as UTF-8") from None
-    if not text.strip():
-        raise MigrationError(f"{where}: empty migration", hint="write its SQL or remove the file")
-    return text
+    found, violations = _scan(directory, None)
+    rules.refuse(violations)
+    return found
 
 
 def checksum(migrations: list[Migration]) -> str:
@@ -263,7 +253,14 @@ def checksum(migrations: list[Migration]) -> str:
 
 
 def load(project_dir: Path) -> list[Migration]:
-    migrations = discover(resolve_directory(project_dir))
-    for migration in migrations:
-        migration.statements  # noqa: B018 - parse all up front: nothing runs if any file is unreadable
-    return migrations
+    """The declared directory's migrations, every file held to every rule of the spec's
+    "Migrations: directory and tooling" first: nothing runs unless all of them pass."""
+    from leaddb import lint, rules
+
+    spec = Spec.load(project_dir / SPEC_FILENAME)
+    directory = resolve_directory(project_dir, spec)  # MIGRATION_PATH_UNSPECIFIED before any rule
+    found, violations = _scan(directory, project_dir.resolve())
+    declared = spec.declarations[0].path.as_posix()
+    violations += rules.check_files(found, declared, lint.allowed_objects(spec))
+    rules.refuse(violations)
+    return found

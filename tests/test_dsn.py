@@ -152,10 +152,11 @@ class Gate:
     def __init__(self, scene: Scene, name: str) -> None:
         self.scene, self.name = scene, name
 
-    def migration(self, table: str) -> str:
+    def migration(self, table: str, file: str = "0008_gate.sql") -> str:
         """Creates ``table``, then holds its transaction open until the gate is released (at most
-        60 s, inside the server)."""
+        60 s, inside the server); ``file``: its name, which the header names (the spec's file rules)."""
         return (
+            f"-- migration: {MIGRATIONS.as_posix()}/{file}\n"
             f"BEGIN;\nCREATE TABLE {table} (id int);\n"
             "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
             f"        EXIT WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = '{self.name}');\n"
@@ -331,11 +332,15 @@ def test_an_interrupted_build_drops_the_new_database_and_keeps_the_old(scene, mi
 def test_a_failed_build_leaves_the_old_database_untouched_and_drops_the_new_one(scene, workspace):
     dsn = scene.dsn()
     scene.create()
-    workspace.write("0008_broken.sql", "BEGIN;\nCREATE TABLE probe (x no_such_type);\nCOMMIT;\n")
+    workspace.write(
+        "0008_broken.sql",
+        "-- migration: api/db/migrations/0008_broken.sql\n"
+        "BEGIN;\nCREATE TABLE probe (x no_such_type);\nCOMMIT;\n",
+    )
     result = workspace("db.reset", "--dsn", dsn)
     assert result.returncode == 1, result.stdout
     message = clean(result, scene.password)
-    assert message.startswith('api/db/migrations/0008_broken.sql:2: type "no_such_type" does not exist')
+    assert message.startswith('api/db/migrations/0008_broken.sql:3: type "no_such_type" does not exist')
     assert (
         f"next step: fix 0008_broken.sql; '{scene.dbname}{NEW_SUFFIX}' (the database being built) was "
         f"dropped; '{scene.dbname}' on user={scene.admin} password=*** dbname={scene.dbname} " in message

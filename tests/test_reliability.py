@@ -90,14 +90,19 @@ class Workspace:
 
     def gated_migration(self, name: str, table: str) -> Path:
         """A migration that creates ``table``, says it has started (gate/entered), then holds its
-        transaction open until gate/release exists (at most 60 s, inside the server)."""
+        transaction open until gate/release exists (at most 60 s, inside the server). It follows
+        the spec's rules: the signal is dynamic SQL inside the DO block, not a COPY of its own."""
         return self.write(
             name,
-            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
-            f"COPY (SELECT 1) TO '{self.gate}/entered';\n"
-            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
-            f"        EXIT WHEN (pg_stat_file('{self.gate}/release', true)).size IS NOT NULL;\n"
-            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n",
+            compliant(
+                name,
+                f"CREATE TABLE {table} (id int);\n"
+                "DO $$\nBEGIN\n"
+                f"    EXECUTE format('COPY (SELECT 1) TO %L', '{self.gate}/entered');\n"
+                "    FOR i IN 1..1200 LOOP\n"
+                f"        EXIT WHEN (pg_stat_file('{self.gate}/release', true)).size IS NOT NULL;\n"
+                "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\n",
+            ),
         )
 
     def wait_entered(self, process: subprocess.Popen) -> None:
@@ -115,6 +120,11 @@ class Workspace:
     def remove(self) -> None:
         self("db.down")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def compliant(name: str, body: str) -> str:
+    """A migration following the spec's file rules: the header naming it, then one transaction."""
+    return f"-- migration: {MIGRATIONS.as_posix()}/{name}\nBEGIN;\n{body}COMMIT;\n"
 
 
 def clean(result: subprocess.CompletedProcess) -> str:
@@ -163,44 +173,124 @@ def scratch(applied):
 
 # -- 1. bad migrations -----------------------------------------------------------------------
 
-KEPT = "BEGIN;\nCREATE TABLE IF NOT EXISTS probe_kept (id int);\nCOMMIT;\n"
+KEPT = compliant("0008_kept.sql", "CREATE TABLE IF NOT EXISTS probe_kept (id int);\n")
+PROBE = "CREATE TABLE probe_bad (id int);\n"
 
+
+def probe(body: str = PROBE, name: str = "0008_probe.sql") -> dict[str, str]:
+    return {name: compliant(name, body)}
+
+
+# one case per rule of the spec's "Migrations: directory and tooling" (and the parser's own refusals);
+# every file creates probe_bad, so "nothing applied" is a catalog without it
 REFUSED_BEFORE_ANYTHING_RUNS = {
     "syntax error": (
-        {"0008_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCREAT TABLE probe_x ();\nCOMMIT;\n"},
-        ["0008_probe.sql:3: syntax error", "CREAT TABLE probe_x", "next step: fix the statement"],
+        probe(PROBE + "CREAT TABLE probe_x ();\n"),
+        [
+            '0008_probe.sql:4: rule "plain SQL": syntax error',
+            "CREAT TABLE probe_x",
+            "next step: fix the statement",
+        ],
     ),
     "psql meta-command": (
-        {"0008_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\n\\i other.sql\nCOMMIT;\n"},
-        ["0008_probe.sql:3: psql meta-command", "i other.sql", "next step: migrations are plain SQL"],
-    ),
-    "CRLF": (
-        {"0008_probe.sql": b"BEGIN;\r\nCREATE TABLE probe_bad (id int);\r\nCOMMIT;\r\n"},
-        ["0008_probe.sql:1: CRLF line ending", "next step: save it with LF endings"],
-    ),
-    "byte-order mark": (
-        {"0008_probe.sql": b"\xef\xbb\xbfBEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
-        ["0008_probe.sql:1: starts with a UTF-8 byte-order mark", "without BOM"],
+        probe(PROBE + "\\i other.sql\n"),
+        [
+            '0008_probe.sql:4: rule "plain SQL": psql meta-command',
+            "i other.sql",
+            "next step: replace the meta",
+        ],
     ),
     "empty file": (
         {"0008_probe.sql": "\n\n"},
-        ["0008_probe.sql: empty migration", "next step: write its SQL or remove the file"],
+        ['0008_probe.sql: rule "plain SQL": empty migration', "next step: write its SQL or remove the file"],
+    ),
+    "CRLF": (
+        {"0008_probe.sql": compliant("0008_probe.sql", PROBE).replace("\n", "\r\n").encode()},
+        ['0008_probe.sql:1: rule "text": CRLF line ending', "next step: save it with LF endings"],
+    ),
+    "byte-order mark": (
+        {"0008_probe.sql": b"\xef\xbb\xbf" + compliant("0008_probe.sql", PROBE).encode()},
+        ['0008_probe.sql:1: rule "text": starts with a UTF-8 byte-order mark', "without BOM"],
+    ),
+    "tab": (
+        probe("CREATE TABLE probe_bad (\n\tid int\n);\n"),
+        ['0008_probe.sql:4: rule "text": a tab character', "next step: indent with spaces"],
+    ),
+    "no newline at the end": (
+        {"0008_probe.sql": compliant("0008_probe.sql", PROBE)[:-1]},
+        ['0008_probe.sql:4: rule "text": no newline at the end of the file', "one newline"],
     ),
     "gap in the numbers": (
-        {"0009_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
-        ["0009_probe.sql: expected number 0008, found 0009", "number migrations contiguously"],
+        probe(name="0009_probe.sql"),
+        ['0009_probe.sql: rule "naming": expected number 0008, found 0009', "number migrations contiguously"],
     ),
     "duplicate number": (
-        {"0007_probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
-        ["duplicate number 0007: 0007_invoices.sql, 0007_probe.sql", "number migrations contiguously"],
+        probe(name="0007_probe.sql"),
+        [
+            '0007_probe.sql: rule "naming": duplicate number 0007: 0007_invoices.sql, 0007_probe.sql',
+            "number migrations contiguously",
+        ],
     ),
     "outside the naming pattern": (
-        {"0008-Probe.sql": "BEGIN;\nCREATE TABLE probe_bad (id int);\nCOMMIT;\n"},
-        ["0008-Probe.sql: not a migration file name (expected NNNN_snake_name.sql)", "rename it"],
+        {"0008-Probe.sql": compliant("0008-Probe.sql", PROBE)},
+        [
+            '0008-Probe.sql: rule "naming": not a migration file name (expected NNNN_snake_name.sql',
+            "rename it",
+        ],
+    ),
+    "five digits": (
+        probe(name="00008_probe.sql"),
+        ['00008_probe.sql: rule "naming": not a migration file name', "rename it"],
     ),
     "not SQL at all": (
         {"README.txt": "notes\n"},
-        ["README.txt: not a migration file name", "move it out of the migrations directory"],
+        ['README.txt: rule "naming": not a migration file name', "move it out of the migrations directory"],
+    ),
+    "no header": (
+        {"0008_probe.sql": compliant("0008_probe.sql", PROBE).split("\n", 1)[1]},
+        [
+            '0008_probe.sql:1: rule "header": the first line is `BEGIN;`, not the header '
+            "`-- migration: api/db/migrations/0008_probe.sql`",
+            "next step: make the first line `-- migration: api/db/migrations/0008_probe.sql`",
+        ],
+    ),
+    "a header naming another file": (
+        {"0008_probe.sql": compliant("0007_invoices.sql", PROBE)},
+        [
+            '0008_probe.sql:1: rule "header": the header is '
+            "`-- migration: api/db/migrations/0007_invoices.sql`; "
+            "this file's is `-- migration: api/db/migrations/0008_probe.sql`"
+        ],
+    ),
+    "no BEGIN": (
+        {"0008_probe.sql": compliant("0008_probe.sql", PROBE).replace("BEGIN;\n", "")},
+        [
+            '0008_probe.sql:2: rule "one transaction": the first statement is '
+            "`CREATE TABLE probe_bad (id int)`, not BEGIN"
+        ],
+    ),
+    "no COMMIT": (
+        {"0008_probe.sql": compliant("0008_probe.sql", PROBE).replace("COMMIT;\n", "")},
+        ['0008_probe.sql:3: rule "one transaction": the last statement is `CREATE TABLE probe_bad (id int)`'],
+    ),
+    "a commit inside": (
+        probe(PROBE + "COMMIT;\nCREATE TABLE probe_x (id int);\n"),
+        ['0008_probe.sql:4: rule "one transaction": COMMIT inside the file\'s transaction'],
+    ),
+    "destructive": (
+        probe(PROBE + "ALTER TABLE leads ALTER COLUMN phone DROP NOT NULL;\n"),
+        [
+            '0008_probe.sql:4: rule "not destructive": DROP NOT NULL on leads.phone',
+            "Destructive change allowed",
+        ],
+    ),
+    "a function": (
+        probe(PROBE + "CREATE FUNCTION probe_f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"),
+        ['0008_probe.sql:4: rule "no logic": CREATE FUNCTION is logic, not schema'],
+    ),
+    "data": (
+        probe("CREATE TABLE probe_bad (id int);\nINSERT INTO probe_bad VALUES (1);\n"),
+        ['0008_probe.sql:4: rule "no logic": INSERT writes data'],
     ),
 }
 
@@ -225,28 +315,25 @@ def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
 
 FAILING_ON_THE_SERVER = {
     "unknown type": (
-        "BEGIN;\nCREATE TABLE probe_bad (id int);\nCREATE TABLE probe_bad2 (x no_such_type);\nCOMMIT;\n",
-        3,
+        "CREATE TABLE probe_bad (id int);\nCREATE TABLE probe_bad2 (x no_such_type);\n",
+        4,
         "42704",
         'type "no_such_type" does not exist',
         "CREATE TABLE probe_bad2 (x no_such_type)",
     ),
-    "CHECK added over existing rows": (
-        "BEGIN;\nCREATE TABLE probe_bad (v int);\nINSERT INTO probe_bad VALUES (-1);\n"
-        "ALTER TABLE probe_bad\n    ADD CONSTRAINT probe_bad_v_check CHECK (v > 0);\nCOMMIT;\n",
+    "a name already taken": (
+        "CREATE TABLE probe_bad (id int);\nCREATE TABLE markets (\n    id int\n);\n",
         4,
-        "23514",
-        'check constraint "probe_bad_v_check" of relation "probe_bad" is violated by some row',
-        "ALTER TABLE probe_bad\n        ADD CONSTRAINT probe_bad_v_check CHECK (v > 0)",
+        "42P07",
+        'relation "markets" already exists',
+        "CREATE TABLE markets (\n        id int\n    )",
     ),
-    "INSERT violating a schema constraint": (
-        "BEGIN;\nCREATE TABLE probe_bad (id int);\n"
-        "INSERT INTO markets (code, name, country_code, timezone)\n"
-        "    VALUES ('Not A Slug', 'x', 'US', 'America/Chicago');\nCOMMIT;\n",
-        3,
-        "23514",
-        'violates check constraint "markets_code_format_check"',
-        "INSERT INTO markets (code, name, country_code, timezone)",
+    "an index over a missing column": (
+        "CREATE TABLE probe_bad (id int);\nCREATE INDEX probe_bad_idx\n    ON probe_bad (nope);\n",
+        4,  # the server gives no position for this error: the statement's first line
+        "42703",
+        'column "nope" does not exist',
+        "CREATE INDEX probe_bad_idx\n        ON probe_bad (nope)",
     ),
 }
 
@@ -256,7 +343,7 @@ FAILING_ON_THE_SERVER = {
 def test_failing_file_leaves_nothing_and_files_before_it_stay(scratch, case):
     text, line, sqlstate, reason, statement = FAILING_ON_THE_SERVER[case]
     scratch.write("0008_kept.sql", KEPT)
-    scratch.write("0009_probe.sql", text)
+    scratch.write("0009_probe.sql", compliant("0009_probe.sql", text))
     result = scratch("db.apply")
     assert result.returncode == 1, result.stdout
     message = clean(result)
@@ -270,8 +357,34 @@ def test_failing_file_leaves_nothing_and_files_before_it_stay(scratch, case):
     with psycopg.connect(scratch.conninfo()) as conn:
         assert conn.execute("SELECT count(*) FROM markets").fetchone()[0] == 0
     # fixing the file is all it takes: the next apply completes
-    scratch.write("0009_probe.sql", "BEGIN;\nCREATE TABLE IF NOT EXISTS probe_kept (id int);\nCOMMIT;\n")
+    scratch.write(
+        "0009_probe.sql", compliant("0009_probe.sql", "CREATE TABLE IF NOT EXISTS probe_kept (id int);\n")
+    )
     assert scratch("db.apply").returncode == 0
+
+
+def test_a_file_without_header_or_transaction_is_refused_by_every_task_before_it_runs(scratch):
+    """Issue 10's case: no header, no BEGIN/COMMIT, and the second statement fails. Applied the way
+    psql -f applies it, the first statement would stay; every task refuses the file up front."""
+    scratch.write("0008_half.sql", "CREATE TABLE probe_half (id int);\nCREATE TABLE probe_half (id int);\n")
+    before = catalog.snapshot_of(scratch.conninfo())
+    for task in ("db.apply", "db.reapply", "db.reset", "db.lint"):
+        result = scratch(task)
+        assert result.returncode == 1, (task, result.stdout, result.stderr)
+        message = clean(result)
+        assert message.startswith("3 violations of the migration rules; nothing was applied:\n"), message
+        assert '\n  - api/db/migrations/0008_half.sql:1: rule "header": the first line is ' in message
+        assert (
+            '\n  - api/db/migrations/0008_half.sql:1: rule "one transaction": the first statement is '
+            "`CREATE TABLE probe_half (id int)`, not BEGIN"
+        ) in message
+        assert (
+            '\n  - api/db/migrations/0008_half.sql:2: rule "one transaction": the last statement is '
+            "`CREATE TABLE probe_half (id int)`, not COMMIT"
+        ) in message
+        assert catalog.snapshot_of(scratch.conninfo()) == before, task
+    assert scratch.backend.cluster.is_running()  # the refused reset removed nothing
+    assert "probe_half" not in relations(scratch.conninfo())
 
 
 # -- 2. bad spec -------------------------------------------------------------------------------
@@ -790,7 +903,7 @@ def test_dsn_password_never_appears_in_output_or_files(workspace, password_login
     outputs.append(run("db.apply", wrong_db, 1))
     outputs.append(run("db.drift", wrong_password, 1))
     outputs.append(run("db.apply", f"host={host} password={password} junk", 1))
-    workspace.write("0008_probe.sql", "BEGIN;\nCREATE TABLE probe (x no_such_type);\nCOMMIT;\n")
+    workspace.write("0008_probe.sql", compliant("0008_probe.sql", "CREATE TABLE probe (x no_such_type);\n"))
     outputs.append(run("db.apply", dsn, 1))
     text = "\n".join(outputs)
     assert 'database "no_such_db" does not exist' in text  # the failures did say what went wrong

@@ -144,7 +144,7 @@ def test_a_failure_in_a_file_without_begin_says_earlier_statements_stay(fresh_db
 def test_unfinished_last_statement_is_a_clear_syntax_error():
     from leaddb.migrations import split_statements
 
-    with pytest.raises(MigrationError, match=r"f.sql:2: syntax error"):
+    with pytest.raises(MigrationError, match=r'f.sql:2: rule "plain SQL": syntax error'):
         split_statements("SELECT 1;\nCREATE TABLE b (y int", "f.sql")
 
 

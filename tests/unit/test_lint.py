@@ -38,8 +38,21 @@ def findings(sql: str, spec: Spec = EMPTY_SPEC) -> list[tuple[str, str, int]]:
             "ALTER TABLE leads DROP CONSTRAINT leads_phone_format_check;",
             ("DROP CONSTRAINT", "leads.leads_phone_format_check"),
         ),
+        (
+            "ALTER TABLE leads ALTER COLUMN phone DROP NOT NULL;",
+            ("DROP NOT NULL", "leads.phone"),
+        ),
         ("TRUNCATE leads;", ("TRUNCATE", "leads")),
+        ("TRUNCATE leads, sources;", ("TRUNCATE", "leads, sources")),
         ("DELETE FROM leads;", ("DELETE", "leads")),
+        ("UPDATE leads SET phone = NULL;", ("UPDATE", "leads")),
+        ("DROP TABLE a, b;", ("DROP", "a, b")),
+        ("DROP TYPE public.lead_status;", ("DROP", "public.lead_status")),
+        ("DROP DOMAIN d;", ("DROP", "d")),
+        ("DROP FUNCTION f(int), g();", ("DROP", "f, g")),
+        ("ALTER TYPE lead_status RENAME TO status;", ("RENAME", "lead_status")),
+        ("ALTER SCHEMA s RENAME TO t;", ("RENAME", "s")),
+        ("ALTER FUNCTION f(int) RENAME TO g;", ("RENAME", "f")),
         ("ALTER TYPE lead_status RENAME VALUE 'returned' TO 'refunded';", ("RENAME VALUE", "lead_status")),
     ],
 )
@@ -65,3 +78,32 @@ def test_the_spec_can_allow_an_object():
 def test_repo_migrations_are_additive(project_dir, migration_files):
     spec = Spec.load(project_dir / "Technical-Architecture-Specification.md")
     assert lint.check(migration_files, spec) == []
+
+
+def test_every_destructive_part_of_one_alter_table_is_found():
+    sql = "ALTER TABLE leads DROP COLUMN a, ALTER COLUMN b DROP DEFAULT, ALTER COLUMN c DROP NOT NULL;\n"
+    assert findings(sql) == [("DROP COLUMN", "leads.a", 1), ("DROP NOT NULL", "leads.c", 1)]
+
+
+def test_an_allowed_object_matches_by_its_last_name_part():
+    spec = Spec(Path("spec.md"), "Destructive change allowed: `phone`\nDestructive change allowed: `s.t`\n")
+    assert lint.allowed_objects(spec) == {"phone", "s.t"}
+    assert findings("ALTER TABLE leads DROP COLUMN phone;\nDROP TABLE s.t;\nDROP TABLE s.u;\n", spec) == [
+        ("DROP", "s.u", 3)
+    ]
+
+
+def test_a_finding_describes_file_line_what_target_and_the_statements_first_line():
+    (finding,) = lint.check(
+        [Migration(Path("0001_change.sql"), 1, "BEGIN;\nDROP TABLE\n    leads;\nCOMMIT;\n")], EMPTY_SPEC
+    )
+    assert finding.describe() == "0001_change.sql:2: DROP on leads: DROP TABLE"
+    assert finding.statement == "DROP TABLE\n    leads"
+
+
+def test_destructive_takes_one_parsed_statement():
+    import pglast
+
+    (raw,) = pglast.parse_sql("DROP TABLE a")
+    assert lint.destructive(raw.stmt, set()) == [("DROP", "a")]
+    assert lint.destructive(raw.stmt, {"a"}) == []

@@ -1,0 +1,56 @@
+"""Every expected failure's exit code and one-message rendering (README "Exit codes")."""
+
+from __future__ import annotations
+
+import pytest
+
+from leaddb import errors
+from leaddb.rules import RulesBroken, Violation
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "exit_code"),
+    [
+        (errors.LeadDbError, None, 1),
+        (errors.MigrationPathUnspecified, "MIGRATION_PATH_UNSPECIFIED", 2),
+        (errors.SchemaDrift, "SCHEMA_DRIFT", 3),
+        (errors.NonIdempotentMigration, "NON_IDEMPOTENT_MIGRATION", 4),
+        (errors.BenchmarkTargetMissed, "BENCHMARK_TARGET_MISSED", 5),
+        (errors.SpecError, None, 1),
+        (errors.MigrationError, None, 1),
+        (errors.BackendError, None, 1),
+    ],
+)
+def test_codes_and_exit_codes(error, code, exit_code):
+    assert (error.code, error.exit_code) == (code, exit_code)
+    assert issubclass(error, errors.LeadDbError)
+
+
+def test_the_documented_exit_codes():
+    assert (
+        errors.EXIT_OK,
+        errors.EXIT_FAILURE,
+        errors.EXIT_MIGRATION_PATH_UNSPECIFIED,
+        errors.EXIT_SCHEMA_DRIFT,
+        errors.EXIT_NON_IDEMPOTENT_MIGRATION,
+        errors.EXIT_BENCHMARK_TARGET_MISSED,
+    ) == (0, 1, 2, 3, 4, 5)
+
+
+def test_a_coded_message_starts_with_its_code_then_the_next_step():
+    error = errors.SchemaDrift("1 difference(s)", hint="run db.dump")
+    assert str(error) == "SCHEMA_DRIFT: 1 difference(s)\n  next step: run db.dump"
+    assert (error.detail, error.hint) == ("1 difference(s)", "run db.dump")
+    assert error.render() == str(error)
+
+
+def test_an_uncoded_message_without_a_next_step_is_the_message_alone():
+    error = errors.BackendError("the server did not start")
+    assert str(error) == "the server did not start"
+    assert error.hint is None
+
+
+def test_a_rules_violation_is_a_migration_error_exiting_1():
+    error = RulesBroken([Violation("f.sql", 1, "header", "x")])
+    assert isinstance(error, errors.MigrationError) and error.exit_code == errors.EXIT_FAILURE
+    assert error.code is None
