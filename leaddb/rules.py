@@ -332,9 +332,9 @@ def check_statements(file: str, text: str, statements: Sequence, allowed: set[st
                 "end it with COMMIT;",
             )
         )
-    for index, (statement, node) in enumerate(zip(statements, nodes, strict=True)):
+    for index, statement in enumerate(statements):
         inner = 0 < index < len(statements) - 1
-        for line, rule, what in _node_violations(node, statement.line, (text, 1), allowed, inner):
+        for line, rule, what in _node_violations(nodes[index], statement.line, (text, 1), allowed, inner):
             violations.append(Violation(file, line, rule, what))
     return violations
 

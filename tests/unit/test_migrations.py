@@ -215,3 +215,11 @@ def test_files_are_read_as_utf8(make_project, monkeypatch):
         Spec(spec.path, "```sql\n-- migration: api/db/migrations/0001_first.sql\n```\n"), project
     )
     assert seen and all(str(e).lower().replace("-", "") == "utf8" for e in seen), seen
+
+
+def test_a_backslash_line_inside_an_unfinished_statement_is_the_parsers_to_judge():
+    """Only text that parses whole before the line makes it a meta-command; the scanner alone
+    would call this one a meta-command."""
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements("CREATE TABLE t (\n\\i x\n);\n", "f.sql")
+    assert str(err.value).startswith('f.sql:2: rule "plain SQL": syntax error: ')
