@@ -44,6 +44,39 @@ EXTRA_METRICS = (
 )
 
 
+# The floor: the same fresh boot done by hand, without this tool (where the backend has one,
+# ``capabilities.floor_boot``), in the same runs; the tool's own overhead is the reset's median
+# minus the floor's, as a share of the reset's median.
+FLOOR_WITH_REMOVAL = "{label}: rm + run + answers"
+FLOOR_BOOT_ONLY = "{label}: run + answers"
+OVERHEAD_LIKE_FOR_LIKE = "tool's own overhead, (reset - floor) / reset, medians, floor with rm"
+OVERHEAD_STRICT = "tool's own overhead, (reset - floor) / reset, medians, floor without rm"
+OVERHEAD_GOAL = 0.10  # issue 13: the tool's own overhead <= 10% of the fresh-boot total
+
+
+def floor_metrics(record: dict) -> dict[str, float]:
+    """A run's floor figures under their metric names (none when the backend has no floor)."""
+    floor = record.get("floor")
+    if not floor:
+        return {}
+    return {
+        FLOOR_WITH_REMOVAL.format(label=floor["label"]): floor["remove"] + floor["boot"],
+        FLOOR_BOOT_ONLY.format(label=floor["label"]): floor["boot"],
+    }
+
+
+def overhead_shares(totals: Sequence[float], records: Sequence[dict]) -> dict[str, float]:
+    """(median reset - median floor) / median reset, with and without the floor's removal."""
+    if not records or not floor_metrics(records[0]):
+        return {}
+    reset = statistics.median(totals)
+    with_removal, boot_only = zip(*(floor_metrics(r).values() for r in records), strict=True)
+    return {
+        OVERHEAD_LIKE_FOR_LIKE: (reset - statistics.median(with_removal)) / reset,
+        OVERHEAD_STRICT: (reset - statistics.median(boot_only)) / reset,
+    }
+
+
 # The team's goals on the 2-core CI machine (issue: benchmarks). Reported, never exit-coded:
 # only the spec's targets decide the exit code. The fresh boot's goal depends on what a boot
 # is (a local cluster, a container).
@@ -108,6 +141,7 @@ class BenchResult:
     verdict: dict[str, bool]
     machine: dict
     ratios: dict[str, float] = field(default_factory=dict)
+    overhead: dict[str, float] = field(default_factory=dict)
     scale: list[dict] = field(default_factory=list)
     method: str = PERCENTILE_METHOD
 
@@ -189,6 +223,7 @@ def run(
     fast_resets = backend.capabilities.owns_server
     records: list[dict] = []
     for i in range(runs):
+        floor = backend.floor_boot() if backend.capabilities.floor_boot else None
         cold: BootReport | None = None
         if backend.capabilities.cached_init:
             # what the first reset pays (after a reboot, a PostgreSQL upgrade): timed in every run,
@@ -213,6 +248,8 @@ def run(
             record["cold phases"] = {p.name: p.seconds for p in cold.phases}
         if bare_seconds is not None:
             record["bare boot (no migrations)"] = bare_seconds
+        if floor is not None:
+            record["floor"] = {"label": floor.label, "boot": floor.boot, "remove": floor.remove}
         record.update(measure_applies(backend, migrations, baseline=baseline))
         if fast_resets:
             # the first fast reset after a full one builds the template; the dev loop pays that once
@@ -232,6 +269,8 @@ def run(
     for name in EXTRA_METRICS:
         if name in records[0]:
             metrics[name] = [r[name] for r in records]
+    for name in floor_metrics(records[0]):
+        metrics[name] = [floor_metrics(r)[name] for r in records]
     summaries = [Summary.of(metric, values) for metric, values in metrics.items()]
     total = summaries[0]
     ratios = {}
@@ -255,6 +294,7 @@ def run(
         verdict={p: getattr(total, p) <= limit for p, limit in sorted(targets.items())},
         machine=machine_info(backend),
         ratios=ratios,
+        overhead=overhead_shares(metrics["fresh boot + apply (total)"], records),
     )
 
 
@@ -315,6 +355,8 @@ def plot(result: BenchResult, path: Path) -> None:
     for name in EXTRA_METRICS:
         if name in result.runs[0]:
             metrics[name] = [r[name] for r in result.runs]
+    for name in floor_metrics(result.runs[0]):
+        metrics[name] = [floor_metrics(r)[name] for r in result.runs]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     ax.boxplot([[v * 1000 for v in vs] for vs in metrics.values()], showfliers=True)
     ax.set_xticks(range(1, len(metrics) + 1), list(metrics), rotation=30, ha="right")

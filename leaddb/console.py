@@ -156,7 +156,15 @@ def print_targets(result: BenchResult) -> None:
     )
 
 
-def print_bench(result: BenchResult, goals: list[tuple[str, str, float]], method: str) -> None:
+def print_bench(
+    result: BenchResult,
+    goals: list[tuple[str, str, float]],
+    method: str,
+    overhead_goal: float | None = None,
+) -> None:
+    storage = result.machine.get("storage")
+    if storage:  # a boot's time means little without what the server's data sits on
+        say(f"bench ({result.backend}) storage: {storage}")
     rows = [
         [
             s.metric,
@@ -178,6 +186,8 @@ def print_bench(result: BenchResult, goals: list[tuple[str, str, float]], method
     )
     for name, ratio in result.ratios.items():
         say(f"ratio {name}: {ratio:.1f}x")
+    for name, share in result.overhead.items():
+        say(f"{name}: {100 * share:.1f}%")
     print_targets(result)
     goal_rows = []
     for metric, p, limit in goals:
@@ -192,6 +202,17 @@ def print_bench(result: BenchResult, goals: list[tuple[str, str, float]], method
                     "met" if value <= limit else f"missed by {seconds(value - limit)}",
                 ]
             )
+    if overhead_goal is not None and result.overhead:
+        # the first share is the like-for-like one (the floor removes its previous boot too)
+        name, share = next(iter(result.overhead.items()))
+        goal_rows.append(
+            [
+                "tool's own overhead share of a reset (medians)",
+                f"{100 * overhead_goal:.0f}%",
+                f"{100 * share:.1f}%",
+                "met" if share <= overhead_goal else f"missed by {100 * (share - overhead_goal):.1f} points",
+            ]
+        )
     table(
         "team goals on this machine (reported, not exit-coded)",
         ["goal", "limit", "measured", "status"],

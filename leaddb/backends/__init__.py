@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaddb.backends.base import Backend, BootReport, Capabilities, Phase
+from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
 from leaddb.errors import BackendError
 
 NAMES = ("auto", "docker", "local", "dsn")
@@ -41,4 +41,4 @@ def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend
     return DockerBackend(project_dir)
 
 
-__all__ = ["Backend", "BootReport", "Capabilities", "Phase", "select", "NAMES"]
+__all__ = ["Backend", "BootReport", "Capabilities", "FloorBoot", "Phase", "select", "NAMES"]

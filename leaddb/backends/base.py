@@ -51,6 +51,19 @@ class BootReport:
 
 
 @dataclass(frozen=True)
+class FloorBoot:
+    """The same fresh boot done with the plain tools and no help from this project (the
+    bench's floor): what the tool's own overhead is measured against."""
+
+    label: str
+    """What was run, for people (e.g. "bare docker run (same image, mount, volume)")."""
+    boot: float
+    """Seconds from creating the server until it answers on its port."""
+    remove: float
+    """Seconds to remove what the boot created: what a reset pays first for the previous one."""
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend can do, for callers that must choose without knowing which it is."""
 
@@ -64,6 +77,10 @@ class Capabilities:
     cached_init: bool = False
     """A reset reuses something a first reset builds (local: the pristine ``initdb`` output);
     ``drop_init_cache`` forgets it, so that the bench can time a first reset too."""
+
+    floor_boot: bool = False
+    """It can time the same fresh boot done by hand without this tool (``floor_boot``), so the
+    bench can report the tool's own overhead as a share of a reset."""
 
 
 class Backend(ABC):
@@ -130,8 +147,15 @@ class Backend(ABC):
         """Boot the same server without the migrations (only where ``capabilities.bare_boot``)."""
         raise BackendError(f"the {self.name} backend cannot boot a bare server")
 
+    def floor_boot(self) -> FloorBoot:
+        """Time the same fresh boot done by hand (only where ``capabilities.floor_boot``); leaves
+        nothing behind."""
+        raise BackendError(f"the {self.name} backend has no floor boot to compare with")
+
     def server_info(self) -> dict:
-        """What the bench records about the server (and the engine, where there is one)."""
+        """What the bench records about the server (and the engine, where there is one); a
+        ``storage`` entry, where there is one, says in words what the data sits on and is
+        printed with the bench's table."""
         try:
             with runner.connect(self.conninfo("postgres")) as conn:
                 return {"postgresql": conn.execute("SELECT version()").fetchone()[0]}

@@ -24,8 +24,8 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from leaddb import compose, locks, platforms, runner, statedir
-from leaddb.backends.base import Backend, BootReport, Capabilities, Phase
-from leaddb.backends.docker import bootlog, engine, psql
+from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
+from leaddb.backends.docker import bootlog, engine, floor, psql
 from leaddb.backends.docker.resources import Resources
 from leaddb.backends.docker.service import ServiceSpec
 from leaddb.errors import BackendError
@@ -37,7 +37,7 @@ DEFAULT_BOOT_TIMEOUT = 180.0
 
 class DockerBackend(Backend):
     name = "docker"
-    capabilities = Capabilities(owns_server=True, bare_boot=True)
+    capabilities = Capabilities(owns_server=True, bare_boot=True, floor_boot=True)
 
     def __init__(
         self,
@@ -141,6 +141,14 @@ class DockerBackend(Backend):
         bare = copy.copy(self)
         bare._init_files = False
         return bare.reset([])
+
+    def floor_boot(self) -> FloorBoot:
+        """The same container booted by a bare ``docker run`` on the same engine (``floor``)."""
+        self.resources.check_image(self.service.image, self.service.compose_file.name)
+        self.resources.ensure_network()  # the same network setup: a reset finds it there too
+        return floor.run(
+            self.client, self.spec, host=self.host_address, user=self.user, timeout=self.boot_timeout
+        )
 
     def _check_port_free(self, grace: float = 0.0) -> None:
         deadline = time.monotonic() + grace

@@ -74,7 +74,7 @@ def info(client) -> dict:
         "docker_cpus": details.get("NCPU"),
         "docker_memory_bytes": details.get("MemTotal"),
         "docker_storage": where.to_dict(),
-        "docker_storage_described": where.describe(),
+        "storage": where.describe(),  # printed with the bench's table
     }
 
 

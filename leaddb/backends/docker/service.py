@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from leaddb import compose, platforms
@@ -22,6 +23,19 @@ LABEL = "com.docker.compose."
 # anything else ("x-" extensions aside) is refused rather than silently left out. (`restart`
 # too: a restarted container skips initialisation, hiding the init file that failed.)
 SERVICE_KEYS = ("image", "environment", "volumes", "ports", "healthcheck", "command", "shm_size")
+
+
+@dataclass(frozen=True)
+class Twin:
+    """Other names for the same container: the bench's bare ``docker run`` beside ours."""
+
+    name: str
+    volume_prefix: str
+    host_port: int
+    labels: dict[str, str]
+
+    def volume(self, key: str) -> str:
+        return f"{self.volume_prefix}{key}"
 
 
 def duration(value) -> int:
@@ -107,37 +121,58 @@ class ServiceSpec:
             )
         return platforms.docker_mount_source(path)
 
-    def create_kwargs(self, client, *, init_files: bool = True) -> dict:
+    def create_kwargs(
+        self,
+        client,
+        *,
+        init_files: bool = True,
+        twin: Twin | None = None,
+    ) -> dict:
         """``client.containers.create`` arguments. Named volumes go as mounts; bind mounts in
         the ``volumes``/binds form, which Docker Desktop takes with a Windows path (the
-        mount form fails there: docker-py issue 2661)."""
+        mount form fails there: docker-py issue 2661). ``twin``: the same container under
+        other names (the bench's bare ``docker run``)."""
         from docker.types import Healthcheck, Mount
 
+        name = twin.name if twin else self.container_name
         mounts, binds = [], {}
         for mount in self.service.mounts:
             if mount.target == compose.INITDB_DIR and not init_files:
                 continue
             if mount.is_volume:
-                name = self.service.volume_names[mount.source]
-                mounts.append(Mount(str(mount.target), name, type="volume", read_only=mount.read_only))
+                if twin:  # created by the engine on first use, as `docker run -v name:/path` does
+                    mounts.append(
+                        Mount(
+                            str(mount.target),
+                            twin.volume(mount.source),
+                            type="volume",
+                            read_only=mount.read_only,
+                            labels=twin.labels,
+                        )
+                    )
+                    continue
+                volume = self.service.volume_names[mount.source]
+                mounts.append(Mount(str(mount.target), volume, type="volume", read_only=mount.read_only))
             else:
                 binds[self.bind_source(mount.source)] = {
                     "bind": str(mount.target),
                     "mode": "ro" if mount.read_only else "rw",
                 }
         port = self.service.ports[0]
+        host_port = twin.host_port if twin else port.host_port
         kwargs: dict = {
-            "name": self.container_name,
-            "labels": self.container_labels(),
+            "name": name,
+            "labels": dict(twin.labels) if twin else self.container_labels(),
             "environment": dict(self.service.environment),
             "command": list(self.service.command) if self.service.command else None,
             "mounts": mounts,
             "volumes": binds,
-            "ports": {f"{port.container_port}/tcp": (port.host_ip or "0.0.0.0", port.host_port)},
+            "ports": {f"{port.container_port}/tcp": (port.host_ip or "0.0.0.0", host_port)},
             "network": self.network_name,
             "networking_config": {
                 self.network_name: client.api.create_endpoint_config(
-                    aliases=[self.container_name, compose.SERVICE]
+                    # the twin does not answer to the service's name: only the real one does
+                    aliases=[name] if twin else [name, compose.SERVICE]
                 )
             },
             "detach": True,
