@@ -430,3 +430,75 @@ def test_password_file_with_a_crlf_ending_is_refused_by_the_tool(make_backend, p
     assert message.startswith("POSTGRES_PASSWORD_FILE /run/secrets/pg_password (container ")
     assert "ends in a carriage return (a CRLF line ending)" in message
     assert "Set-Content -NoNewline" in message and "s3cret" not in message
+
+
+# -- the bench's floor: a bare `docker run` of the same container --------------------------
+
+
+def test_the_floor_boots_the_same_container_with_nothing_of_ours_beside_it_and_leaves_nothing(
+    make_backend, project, project_name, docker_client, monkeypatch
+):
+    from docker.models.containers import ContainerCollection
+
+    from leaddb.backends.docker import floor
+
+    backend = make_backend()
+    backend.reset(migrations_of(project))
+    ours = docker_client.containers.get(backend.container_name).attrs
+    seen = {}
+    run = ContainerCollection.run
+
+    def spy(self, image, **kwargs):
+        container = run(self, image, **kwargs)
+        container.reload()
+        seen["attrs"] = container.attrs
+        seen["beside it"] = [
+            c.name for c in docker_client.containers.list(filters={"label": f"{LABEL}project={project_name}"})
+        ]
+        return container
+
+    monkeypatch.setattr(ContainerCollection, "run", spy)
+    result = backend.floor_boot()
+    assert result.label == floor.TEXT and result.boot > 0 and result.remove > 0
+    assert seen["beside it"] == []  # ours removed first, as a reset removes it
+    bare = seen["attrs"]
+    assert bare["Name"] == f"/{project_name}-bare-run-1"
+    for key in ("Image", "Env", "Cmd", "Healthcheck"):
+        assert bare["Config"][key] == ours["Config"][key], key
+    mounts = {m["Destination"]: m for m in bare["Mounts"]}
+    assert mounts["/var/lib/postgresql/data"]["Name"] == f"{project_name}_bare-run_pgdata"
+    initdb = {m["Destination"]: m for m in ours["Mounts"]}["/docker-entrypoint-initdb.d"]
+    assert mounts["/docker-entrypoint-initdb.d"]["Source"] == initdb["Source"]
+    assert mounts["/docker-entrypoint-initdb.d"]["RW"] is False
+    assert list(bare["NetworkSettings"]["Networks"]) == [f"{project_name}_default"]
+    (binding,) = bare["HostConfig"]["PortBindings"]["5432/tcp"]
+    assert binding["HostIp"] == "127.0.0.1" and binding["HostPort"] != str(backend.port.host_port)
+
+    assert not docker_client.containers.list(all=True, filters={"label": floor.LABEL})
+    assert not docker_client.volumes.list(filters={"label": floor.LABEL})
+
+
+def test_the_floor_leaves_a_container_of_its_name_without_its_label_alone(
+    make_backend, project_name, labelled, image
+):
+    impostor = labelled.run(
+        image, command=["sleep", "300"], entrypoint=[], network_mode="none", name=f"{project_name}-bare-run-1"
+    )
+    with pytest.raises(BackendError, match="without the label org.leaddb.bench-floor: not the bench's"):
+        make_backend().floor_boot()
+    impostor.reload()
+    assert impostor.status == "running"
+
+
+def test_the_bench_times_the_floor_in_each_run_and_names_the_engines_storage(make_backend, project):
+    from leaddb import bench
+    from leaddb.backends.docker import floor
+
+    result = bench.run(make_backend(), migrations_of(project), 1, {})
+    (record,) = result.runs
+    assert record["floor"]["label"] == floor.TEXT
+    assert record["floor"]["boot"] > 0 and record["floor"]["remove"] > 0
+    assert set(bench.floor_metrics(record)) <= {s.metric for s in result.summaries}
+    assert len(result.overhead) == 4 and all(-1 < share < 1 for share in result.overhead.values())
+    assert result.machine["storage"].startswith("data root ")
+    assert "driver " in result.machine["storage"]

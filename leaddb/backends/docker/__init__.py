@@ -143,8 +143,13 @@ class DockerBackend(Backend):
         return bare.reset([])
 
     def floor_boot(self) -> FloorBoot:
-        """The same container booted by a bare ``docker run`` on the same engine (``floor``)."""
+        """The same container booted by a bare ``docker run`` on the same engine (``floor``).
+
+        Our own container and volume are removed first, as a reset removes them: the floor
+        boots with nothing of ours running beside it, as a reset's container does (an idle
+        server beside it still runs its healthcheck, an exec every second, on the same cores)."""
         self.resources.check_image(self.service.image, self.service.compose_file.name)
+        self.resources.remove(force=False)
         self.resources.ensure_network()  # the same network setup: a reset finds it there too
         return floor.run(
             self.client, self.spec, host=self.host_address, user=self.user, timeout=self.boot_timeout

@@ -30,7 +30,7 @@ from leaddb.errors import BackendError
 LABEL = "org.leaddb.bench-floor"
 TEXT = "bare docker run (same image, mount, volume)"
 POLL = 0.05  # seconds between two pings: `until pg_isready; do sleep 0.05; done`
-STATE_EVERY = 1.0  # seconds between two looks at whether the container still runs
+STATE_EVERY = 5.0  # seconds between two looks at whether the container still runs (an inspect)
 
 
 def twin_of(spec: ServiceSpec, host: str) -> Twin:
