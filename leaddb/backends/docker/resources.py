@@ -30,10 +30,13 @@ class Resources:
     def container(self):
         return self._get(self.client.containers, self.spec.container_name)
 
-    def our_containers(self) -> list:
+    def our_containers(self) -> list[tuple[str, str]]:
+        """(id, name) of every container of the project's service: one list call, no inspect
+        per container."""
         labels = [f"{k}={v}" for k, v in self.spec.project_labels().items()]
         filters = {"label": [*labels, f"{LABEL}service={compose.SERVICE}"]}
-        return self.client.containers.list(all=True, filters=filters)
+        found = self.client.api.containers(all=True, filters=filters)
+        return [(c["Id"], (c.get("Names") or [c["Id"][:12]])[0].lstrip("/")) for c in found]
 
     def running_container(self):
         container = self.container()
@@ -91,9 +94,10 @@ class Resources:
                 hint="leaving it alone: remove or rename it yourself, or choose another project name "
                 "(COMPOSE_PROJECT_NAME)",
             )
-        for container in self.our_containers():
-            container.remove(force=True, v=True)  # anonymous volumes only; named ones below
-            done.append(f"container {container.name}")
+        for container_id, name in self.our_containers():
+            # anonymous volumes only; named ones below
+            self.client.api.remove_container(container_id, force=True, v=True)
+            done.append(f"container {name}")
         for key, name in self.spec.service.volume_names.items():
             volume = self._get(self.client.volumes, name)
             if volume is None:
