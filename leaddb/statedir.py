@@ -104,9 +104,9 @@ def _describe_owner(uid: int) -> str:
 
 
 def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> None:
-    """Refuse ``path`` unless ``lstat`` shows a real directory owned by the current user whose
-    group and other bits are exactly ``mode``'s or tighter (and ``group`` when ``mode`` grants
-    the group anything). A tighter directory of ours is brought to ``mode``/``group``."""
+    """Refuse ``path`` unless ``lstat`` shows a real directory owned by the current user that
+    neither the group nor other users can write to; then bring its mode (and ``group``, when
+    ``mode`` grants the group anything) to what this module creates."""
     if not _POSIX:
         if not path.is_dir():
             raise _refuse(path, "is not a directory", hint)
@@ -126,18 +126,13 @@ def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str
             hint,
         )
     actual = stat.S_IMODE(st.st_mode)
-    extra = actual & 0o077 & ~mode
-    wrong_group = bool(actual & 0o070) and group is not None and st.st_gid != group
-    if extra or wrong_group:
-        if extra & 0o022:
-            what = "writable by the group or other users"
-        elif extra:
-            what = f"open to the group or other users (wanted {mode:04o})"
-        else:
-            what = f"open to group {st.st_gid}, which is not the server's"
-        raise _refuse(path, f"has mode {actual:04o}: {what}", hint)
+    if actual & 0o022:
+        # someone else could have put anything in it: nothing in it can be trusted
+        raise _refuse(path, f"has mode {actual:04o}: writable by the group or other users", hint)
     if actual & 0o077 != mode & 0o077 or (group is not None and st.st_gid != group):
-        _set_mode(path, mode, group)  # ours and tighter than wanted (e.g. mkdtemp's 0700)
+        # ours and writable by nobody else: only its read/search bits differ from what this
+        # module creates (mkdtemp's 0700, or a 0755 made by `mkdir -p`), so set them
+        _set_mode(path, mode, group)
 
 
 def _set_mode(path: Path, mode: int, group: int | None) -> None:
