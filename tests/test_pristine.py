@@ -26,6 +26,8 @@ from leaddb import bench, statedir
 from leaddb.backends import local
 from leaddb.backends.local import LocalBackend, Pristine
 
+pytestmark = pytest.mark.needs_pg_binaries  # every test here runs the local backend's own cluster
+
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
 

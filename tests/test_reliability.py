@@ -363,6 +363,7 @@ def test_failing_file_leaves_nothing_and_files_before_it_stay(scratch, case):
     assert scratch("db.apply").returncode == 0
 
 
+@pytest.mark.needs_pg_binaries
 def test_a_file_without_header_or_transaction_is_refused_by_every_task_before_it_runs(scratch):
     """Issue 10's case: no header, no BEGIN/COMMIT, and the second statement fails. Applied the way
     psql -f applies it, the first statement would stay; every task refuses the file up front."""

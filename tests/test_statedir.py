@@ -418,6 +418,7 @@ def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_nam
 
 
 @needs_root
+@pytest.mark.needs_pg_binaries
 def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("root's file\n", encoding="utf-8", newline="\n")

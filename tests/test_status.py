@@ -205,15 +205,20 @@ def test_drift_outranks_pending_in_the_exit_code(fresh_db, status_of):
 
 @pytest.fixture
 def read_only_role(server):
-    """A role that can only connect and read: CONNECT plus pg_read_all_data, read-only by default."""
+    """A role that can only connect and read: CONNECT plus pg_read_all_data, read-only by default.
+
+    It has a password: a Docker test server (or one named by LEADDB_TEST_DSN) asks for one over TCP."""
     name = f"ro_{secrets.token_hex(4)}"
+    password = secrets.token_hex(8)
     with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+        )
         conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(name)))
         conn.execute(
             sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(name))
         )
-    yield name
+    yield name, password
     with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
@@ -222,6 +227,7 @@ def read_only_role(server):
 def test_a_read_only_role_gets_the_same_answer_and_changes_nothing(
     fresh_db, status_of, read_only_role, project_dir, tmp_path
 ):
+    role, password = read_only_role
     db = fresh_db()
     execute(
         db,
@@ -234,10 +240,10 @@ def test_a_read_only_role_gets_the_same_answer_and_changes_nothing(
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                sql.Identifier(dbname), sql.Identifier(read_only_role)
+                sql.Identifier(dbname), sql.Identifier(role)
             )
         )
-    read_only = psycopg.conninfo.make_conninfo(db, user=read_only_role)
+    read_only = psycopg.conninfo.make_conninfo(db, user=role, password=password)
     with psycopg.connect(read_only) as conn:  # the role really is read-only
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
