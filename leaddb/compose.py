@@ -1,78 +1,250 @@
 """Read the ``postgres`` service of ``docker-compose.yml`` as Compose would.
 
 One source of truth: image, environment, volumes, ports, health check and command
-come from the compose file, with ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
-``${VAR:?err}`` and ``$$`` interpolated from the process environment and ``.env``
-(the environment wins, as in Compose).
+come from the compose file. ``.env`` is read with python-dotenv (quotes, ``export``,
+inline ``# comments`` and escapes, as Compose documents them); values in ``.env`` and in
+the compose file are interpolated by Compose's documented rules: ``$VAR``, ``${VAR}``,
+``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``,
+``${VAR:+replacement}``, ``${VAR+replacement}``, nested forms and ``$$``. The process
+environment wins over ``.env``, as in Compose.
+
+Whatever the file holds, reading it ends in a ``PostgresService`` or in one
+``ComposeError`` naming the file and line: never a traceback.
 """
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import os
 import re
+import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import yaml
+from dotenv.parser import parse_stream
 
 from leaddb.errors import LeadDbError
 
 COMPOSE_FILENAME = "docker-compose.yml"
+DOTENV_FILENAME = ".env"
 SERVICE = "postgres"
 INITDB_DIR = PurePosixPath("/docker-entrypoint-initdb.d")
 
-_VAR = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class ComposeError(LeadDbError):
     pass
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines; quotes stripped; comments and blank lines ignored."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
+# -- interpolation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable an interpolation read, and where its value came from (for messages)."""
+
+    name: str
+    value: str | None
+    source: str  # "the environment", ".env:3" or "" when unset
+
+    def describe(self) -> str:
+        if self.value is None:
+            return f"{self.name} (unset)"
+        return f"{self.name}={self.value!r} from {self.source}"
+
+
+class InterpolationError(ComposeError):
+    """A ``${…}`` Compose cannot read, or a required variable without a value."""
+
+    def __init__(
+        self, problem: str, *, fragment: str = "", hint: str | None = None, variable: str | None = None
+    ) -> None:
+        self.problem = problem  # never quotes a value: .env values may be secrets
+        self.variable = variable
+        super().__init__(f"{problem}: `{fragment}`" if fragment else problem, hint=hint)
+
+
+Lookup = Callable[[str], Variable]
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """The index of the ``}`` closing a ``${`` whose body starts at ``start`` (nesting counts)."""
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
             continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _expand(text: str, lookup: Lookup, used: list[Variable]) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        following = text[i + 1 : i + 2]
+        if following == "$":
+            out.append("$")
+            i += 2
+        elif following == "{":
+            end = _closing_brace(text, i + 2)
+            if end is None:
+                raise InterpolationError(
+                    "invalid interpolation format: `${` is never closed",
+                    hint="close it with `}`, or write `$$` for a literal dollar sign",
+                )
+            out.append(_braced(text[i + 2 : end], lookup, used))
+            i = end + 1
+        else:
+            name = _NAME.match(text, i + 1)
+            if name:
+                variable = lookup(name.group())
+                used.append(variable)
+                out.append(variable.value or "")
+                i = name.end()
+            else:  # Compose keeps a `$` that starts no variable as it is
+                out.append("$")
+                i += 1
+    return "".join(out)
+
+
+def _braced(body: str, lookup: Lookup, used: list[Variable]) -> str:
+    name = _NAME.match(body)
+    rest = body[name.end() :] if name else body
+    operator = next((op for op in _OPERATORS if rest.startswith(op)), None) if rest else ""
+    if name is None or operator is None:
+        raise InterpolationError(
+            "invalid interpolation format",
+            fragment="${" + body + "}",
+            hint="Compose reads ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, "
+            "${VAR:+replacement} and ${VAR+replacement}; write `$$` for a literal dollar sign",
+        )
+    variable = lookup(name.group())
+    used.append(variable)
+    value = variable.value
+    argument = rest[len(operator) :]
+    if operator == "":
+        return value or ""
+    missing = not value if operator.startswith(":") else value is None
+    kind = operator[-1]
+    if kind == "-":
+        return _expand(argument, lookup, used) if missing else value or ""
+    if kind == "+":
+        return "" if missing else _expand(argument, lookup, used)
+    if missing:  # `?`: required
+        reason = _expand(argument, lookup, used)
+        state = "is not set" if value is None else "is empty"
+        raise InterpolationError(
+            f"required variable {variable.name} {state}" + (f": {reason}" if reason else ""),
+            hint=f"set {variable.name} in the environment or in {DOTENV_FILENAME} (see .env.example)",
+            variable=variable.name,
+        )
+    return value or ""
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """``value`` with Compose's interpolation applied over ``env``."""
+
+    def lookup(name: str) -> Variable:
+        found = env.get(name)
+        return Variable(name, found, "the environment" if found is not None else "")
+
+    return _expand(value, lookup, [])
+
+
+# -- .env ----------------------------------------------------------------------------------
+
+# what precedes the value on a binding's line: export, the key, `=`; then the opening quote if any
+_BINDING_HEAD = re.compile(
+    r"\s*(?:export[^\S\r\n]+)?(?:'[^']+'|[^=#\s]+)[^\S\r\n]*=[^\S\r\n]*(?P<quote>['\"]?)"
+)
+_NEWLINE = re.compile(r"\r\n|\n|\r")
+
+
+def _read_text(path: Path, what: str, hint: str) -> str | None:
+    """A file's text as UTF-8; None when it does not exist; ComposeError when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise ComposeError(f"{what} is a directory, not a file", hint=hint) from None
+    except OSError as exc:
+        raise ComposeError(f"{what} cannot be read: {exc.strerror or exc}", hint=hint) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ComposeError(
+            f"{what}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})", hint="save it as UTF-8"
+        ) from None
+
+
+def read_dotenv_bindings(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Variable]:
+    """``.env`` as Compose reads it: python-dotenv parses each line; unquoted and
+    double-quoted values are interpolated (the environment, then earlier lines), single-quoted
+    ones are literal. A line python-dotenv cannot parse is an error naming its line."""
+    environ = os.environ if environ is None else environ
+    text = _read_text(
+        path, DOTENV_FILENAME, hint=f"{DOTENV_FILENAME} holds KEY=VALUE lines (see .env.example)"
+    )
+    values: dict[str, Variable] = {}
+    if text is None:
+        return values
+
+    def lookup(name: str) -> Variable:
+        if name in environ:
+            return Variable(name, environ[name], "the environment")
+        return values.get(name) or Variable(name, None, "")
+
+    for binding in parse_stream(io.StringIO(text)):
+        raw = binding.original.string
+        leading = raw[: len(raw) - len(raw.lstrip())]
+        line = binding.original.line + len(_NEWLINE.findall(leading))
+        where = f"{DOTENV_FILENAME}:{line}"
+        if binding.error:
+            raise ComposeError(
+                f"{where}: not a KEY=VALUE line (an unclosed quote, a space in the name, …)",
+                hint='write KEY=VALUE; quote a value with spaces or a `#` in it: KEY="a # b"',
+            )
+        if binding.key is None or binding.value is None:  # a comment, or a bare KEY: nothing to set
+            continue
+        head = _BINDING_HEAD.match(raw)
+        value = binding.value
+        if not (head and head.group("quote") == "'"):
+            try:
+                value = _expand(value, lookup, [])
+            except InterpolationError as exc:
+                raise ComposeError(f"{where}: {binding.key}: {exc.problem}", hint=exc.hint) from None
+        values[binding.key] = Variable(binding.key, value, where)
     return values
 
 
-def interpolate(value: str, env: dict[str, str]) -> str:
-    def replace(m: re.Match) -> str:
-        if m.group("escaped"):
-            return "$"
-        name = m.group("braced") or m.group("named")
-        op, arg = m.group("op"), m.group("arg") or ""
-        current = env.get(name)
-        unset_or_empty = current is None or (op is not None and op.startswith(":") and current == "")
-        if op in (":-", "-") and unset_or_empty:
-            return interpolate(arg, env)
-        if op in (":?", "?") and unset_or_empty:
-            raise ComposeError(f"{COMPOSE_FILENAME}: variable {name} is required: {arg}")
-        return current or ""
-
-    return _VAR.sub(replace, value)
+def read_dotenv(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``.env``'s values (see ``read_dotenv_bindings``)."""
+    return {k: v.value or "" for k, v in read_dotenv_bindings(path, environ).items()}
 
 
-def _interpolate_tree(node, env):
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, list):
-        return [_interpolate_tree(v, env) for v in node]
-    if isinstance(node, dict):
-        return {k: _interpolate_tree(v, env) for k, v in node.items()}
-    return node
+# -- the service ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -98,7 +270,7 @@ class PostgresService:
     image: str
     environment: dict[str, str]
     mounts: tuple[Mount, ...]
-    ports: tuple[PortBinding, ...]
+    ports: tuple[PortBinding, ...]  # the entries that publish one fixed TCP host port
     healthcheck: dict = field(default_factory=dict)
     command: tuple[str, ...] | None = None
     volume_names: dict[str, str] = field(default_factory=dict)  # compose key -> engine name
@@ -115,78 +287,396 @@ def normalise_project_name(name: str) -> str:
     return name.lstrip("_-")
 
 
-def _parse_mount(entry) -> Mount:
-    if isinstance(entry, dict):
-        source = str(entry.get("source", ""))
-        return Mount(
-            source,
-            PurePosixPath(entry["target"]),
-            bool(entry.get("read_only", False)),
-            entry.get("type") == "volume",
+class _Document:
+    """The parsed compose file with its YAML nodes, so every error names the line, and
+    the variables each value was interpolated from, so it names them too."""
+
+    def __init__(self, root: yaml.Node, data, used: dict[int, list[Variable]]) -> None:
+        self.root = root
+        self.data = data
+        self.used = used
+
+    def _node(self, path: tuple) -> yaml.Node:
+        node = self.root
+        for step in path:
+            if isinstance(node, yaml.MappingNode):
+                child = next((v for k, v in node.value if getattr(k, "value", None) == step), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+                child = node.value[step]
+            else:
+                child = None
+            if child is None:
+                break
+            node = child
+        return node
+
+    def value(self, path: tuple):
+        """The parsed value at ``path`` (keys and list indexes), None when absent."""
+        value = self.data
+        for step in path:
+            if isinstance(value, dict):
+                value = value.get(step)
+            elif isinstance(value, list) and isinstance(step, int) and step < len(value):
+                value = value[step]
+            else:
+                return None
+        return value
+
+    def error(self, path: tuple, message: str, *, hint: str | None = None) -> ComposeError:
+        node = self._node(path)
+        variables = self.used.get(id(node), [])
+        origin = ""
+        if variables:
+            origin = " (after interpolating " + ", ".join(v.describe() for v in variables) + ")"
+        return ComposeError(
+            f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: {message}{origin}",
+            hint=hint or f"fix {COMPOSE_FILENAME}; `docker compose config` shows how Compose reads it",
         )
-    parts = str(entry).split(":")
-    source, target = parts[0], parts[1] if len(parts) > 1 else parts[0]
-    options = parts[2].split(",") if len(parts) > 2 else []
-    is_volume = not (source.startswith((".", "/", "~")) or "\\" in source)
-    return Mount(source, PurePosixPath(target), "ro" in options, is_volume)
 
 
-def _parse_port(entry) -> PortBinding:
-    if isinstance(entry, dict):
-        return PortBinding(str(entry.get("host_ip", "")), int(entry["published"]), int(entry["target"]))
-    parts = str(entry).split(":")
+def _load_document(text: str, lookup: Lookup) -> _Document:
+    hint = f"fix the YAML there; `docker compose config` checks {COMPOSE_FILENAME} the same way"
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        if root is None:
+            raise ComposeError(
+                f"{COMPOSE_FILENAME} is empty",
+                hint=f"restore it (git checkout -- {COMPOSE_FILENAME}); it defines `services: postgres:`",
+            )
+        used = _interpolate_nodes(root, lookup)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{COMPOSE_FILENAME}:{mark.line + 1}:{mark.column + 1}" if mark else COMPOSE_FILENAME
+        problem = "; ".join(p for p in (exc.context, exc.problem) if p)
+        raise ComposeError(f"{where}: not valid YAML: {problem}", hint=hint) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; no mark, a position
+        line = text[: exc.position].count("\n") + 1
+        raise ComposeError(
+            f"{COMPOSE_FILENAME}:{line}: not valid YAML: character {exc.character:#06x} is not allowed",
+            hint=hint,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ComposeError(f"{COMPOSE_FILENAME}: not valid YAML: {exc}", hint=hint) from None
+    except RecursionError:
+        raise ComposeError(f"{COMPOSE_FILENAME}: nested too deeply to read", hint=hint) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return _Document(root, data, used)
+
+
+def _interpolate_nodes(root: yaml.Node, lookup: Lookup) -> dict[int, list[Variable]]:
+    """Interpolate every string value (not mapping keys) in place; which variables each read."""
+    used: dict[int, list[Variable]] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(value for _, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif node.tag == _STR_TAG and "$" in node.value:
+            variables: list[Variable] = []
+            try:
+                node.value = _expand(node.value, lookup, variables)
+            except InterpolationError as exc:
+                raise ComposeError(
+                    f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: {exc.detail}", hint=exc.hint
+                ) from None
+            used[id(node)] = variables
+    return used
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_BYTES = re.compile(r"\d+(?:\.\d+)?\s*(?:[bkmg]b?)?", re.IGNORECASE)
+# docker's reference grammar: [registry[:port]/]path[:tag][@digest]
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?))*"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:{_DOMAIN}(?::\d+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
+)
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_PORT_HINT = 'publish the server on loopback, e.g. ports: ["127.0.0.1:${POSTGRES_PORT:-5432}:5432"]'
+_AT = ("services", SERVICE)
+
+
+def _port_number(doc: _Document, path: tuple, entry, text: str, what: str) -> int | None:
+    """A port, or None for a range (valid for Compose, but not one fixed port)."""
+    low, _, high = text.partition("-")
+    numbers = [low, high] if high else [low]
+    if not all(n.isdigit() and 1 <= int(n) <= 65535 for n in numbers) or (high and int(low) > int(high)):
+        raise doc.error(
+            path, f"port entry {entry!r}: the {what} {text!r} is not a port number (1-65535)", hint=_PORT_HINT
+        )
+    return None if high else int(low)
+
+
+def _split_port(doc: _Document, path: tuple, entry: str) -> tuple[str, str, str, str]:
+    """``[[IP:]HOST:]CONTAINER[/PROTOCOL]`` (IPv6 in brackets) as (ip, host, container, protocol)."""
+    spec, _, protocol = entry.strip().partition("/")
+    host_ip = ""
+    if spec.startswith("["):
+        host_ip, bracket, spec = spec[1:].partition("]")
+        if not bracket or not spec.startswith(":") or spec.count(":") != 2:
+            raise doc.error(
+                path, f"port entry {entry!r} is not [IPv6]:HOST_PORT:CONTAINER_PORT", hint=_PORT_HINT
+            )
+        spec = spec[1:]
+    parts = spec.split(":")
+    if len(parts) > 3 or (host_ip and len(parts) != 2):
+        raise doc.error(path, f"port entry {entry!r} is not [[IP:]HOST_PORT:]CONTAINER_PORT", hint=_PORT_HINT)
     if len(parts) == 3:
-        return PortBinding(parts[0], int(parts[1]), int(parts[2].split("/")[0]))
-    if len(parts) == 2:
-        return PortBinding("", int(parts[0]), int(parts[1].split("/")[0]))
-    raise ComposeError(f"{COMPOSE_FILENAME}: port {entry!r} publishes no host port")
+        host_ip = parts.pop(0)
+    host = parts[0] if len(parts) == 2 else ""
+    return host_ip, host, parts[-1], protocol or "tcp"
+
+
+def _parse_port(doc: _Document, path: tuple, entry) -> PortBinding | None:
+    """One ``ports`` entry; None when it publishes no fixed TCP host port (a container port
+    only, a range, UDP): valid Compose that the docker backend cannot connect through."""
+    if isinstance(entry, dict):
+        target, published = entry.get("target"), entry.get("published")
+        if target is None or not _scalar(target) or not _scalar(published):
+            raise doc.error(path, "a port mapping needs `target:` (the container port) and `published:`")
+        host_ip, host, container = _as_text(entry.get("host_ip")), _as_text(published), _as_text(target)
+        protocol = _as_text(entry.get("protocol") or "tcp")
+    elif _whole_number(entry) or isinstance(entry, str):
+        host_ip, host, container, protocol = _split_port(doc, path, str(entry))
+    else:
+        raise doc.error(path, f"port entry {entry!r} is neither a string nor a mapping", hint=_PORT_HINT)
+    container_port = _port_number(doc, path, entry, container, "container port")
+    host_port = _port_number(doc, path, entry, host, "host port") if host else None
+    if protocol not in ("tcp", "udp", "sctp"):
+        raise doc.error(path, f"port entry {entry!r}: unknown protocol {protocol!r} (tcp, udp or sctp)")
+    if host_ip and host_ip != "localhost":
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise doc.error(path, f"port entry {entry!r}: {host_ip!r} is not an IP address") from None
+    if host_port is None or container_port is None or protocol != "tcp":
+        return None
+    return PortBinding(host_ip, host_port, container_port)
+
+
+def _parse_mount(doc: _Document, path: tuple, entry) -> Mount:
+    if isinstance(entry, dict):
+        kind = _as_text(entry.get("type") or "volume")
+        source, target, read_only = entry.get("source"), entry.get("target"), entry.get("read_only", False)
+        if kind not in ("volume", "bind"):
+            raise doc.error(path, f"volume entry of type {kind!r}: only `volume` and `bind` are supported")
+        if not isinstance(target, str) or not _scalar(source) or not _as_text(source):
+            raise doc.error(path, "a volume mapping needs `source:` and `target:`")
+        if not isinstance(read_only, bool):
+            raise doc.error(path, f"read_only is {read_only!r}, not true or false")
+        mount = Mount(_as_text(source), PurePosixPath(target), read_only, kind == "volume")
+    elif isinstance(entry, str) and entry.strip():
+        drive = entry[:2] if _WINDOWS_DRIVE.match(entry) else ""
+        parts = entry[len(drive) :].split(":")
+        parts[0] = drive + parts[0]
+        if len(parts) == 1:
+            raise doc.error(
+                path,
+                f"volume entry {entry!r} is an anonymous volume, which the tooling does not manage",
+                hint="name it, e.g. pgdata:/var/lib/postgresql/data, and declare it under top-level volumes:",
+            )
+        if len(parts) > 3 or not parts[0] or not parts[1]:
+            raise doc.error(path, f"volume entry {entry!r} is not SOURCE:TARGET[:MODE]")
+        source, target = parts[0], parts[1]
+        options = parts[2].split(",") if len(parts) > 2 else []
+        is_volume = not (source.startswith((".", "/", "~")) or "\\" in source or drive)
+        mount = Mount(source, PurePosixPath(target), "ro" in options, is_volume)
+    else:
+        raise doc.error(path, f"volume entry {entry!r} is neither SOURCE:TARGET[:MODE] nor a mapping")
+    if not mount.target.is_absolute():
+        raise doc.error(
+            path, f"volume entry {entry!r}: the container path {str(mount.target)!r} is not absolute"
+        )
+    return mount
+
+
+def _entries(doc: _Document, key: str) -> list:
+    entries = doc.value((*_AT, key)) or []
+    if not isinstance(entries, list):
+        raise doc.error((*_AT, key), f"`{key}:` is not a list")
+    return entries
+
+
+def _service(doc: _Document, restore: str) -> dict:
+    document = doc.data
+    if not isinstance(document, dict):
+        kind = {list: "a list", str: "a string", bool: "a boolean"}.get(type(document), "a single value")
+        raise doc.error((), f"the top level is {kind}, not a mapping with `services:`", hint=restore)
+    services = document.get("services")
+    if not isinstance(services, dict):
+        problem = "defines no `services:`" if services is None else "`services:` is not a mapping"
+        raise doc.error(("services",), problem, hint=restore)
+    service = services.get(SERVICE)
+    if not isinstance(service, dict):
+        problem = (
+            f"service {SERVICE!r} is not a mapping"
+            if service is not None
+            else f"no service named {SERVICE!r}"
+        )
+        raise doc.error(_AT, problem, hint=restore)
+    return service
+
+
+def _project_name(doc: _Document, given: str | None, project_dir: Path) -> str:
+    source = given or doc.value(("name",)) or project_dir.resolve().name
+    name = normalise_project_name(_as_text(source)) if _scalar(source) else ""
+    if not name:
+        raise doc.error(
+            ("name",),
+            f"the project name {source!r} has no letter or digit",
+            hint="set `name:` in the compose file, or COMPOSE_PROJECT_NAME, to letters, digits, - and _",
+        )
+    return name
+
+
+def _image(doc: _Document) -> str:
+    image = doc.value((*_AT, "image"))
+    if not _scalar(image) or (image not in (None, "") and not _IMAGE.fullmatch(_as_text(image))):
+        raise doc.error(
+            (*_AT, "image"),
+            f"image {image!r} is not an image reference such as postgres:15",
+            hint="set POSTGRES_IMAGE (environment or .env) to an image, e.g. postgres:15",
+        )
+    return _as_text(image)
+
+
+def _environment(doc: _Document, lookup: Lookup) -> dict[str, str]:
+    environment = doc.value((*_AT, "environment")) or {}
+    if isinstance(environment, list):
+        pairs = {}
+        for i, item in enumerate(environment):
+            if not _scalar(item):
+                raise doc.error((*_AT, "environment", i), f"environment entry {item!r} is not KEY=VALUE")
+            key, sep, value = _as_text(item).partition("=")
+            pairs[key] = value if sep else (lookup(key).value or "")
+        environment = pairs
+    if not isinstance(environment, dict):
+        raise doc.error((*_AT, "environment"), "`environment:` is neither a mapping nor a list of KEY=VALUE")
+    for key, value in environment.items():
+        if not _scalar(value):
+            raise doc.error((*_AT, "environment", key), f"the environment value of {key} is not a string")
+    return {str(k): _as_text(v) for k, v in environment.items()}
+
+
+def _volume_names(doc: _Document, mounts: tuple[Mount, ...], project_name: str) -> dict[str, str]:
+    declared = doc.value(("volumes",)) or {}
+    if not isinstance(declared, dict):
+        raise doc.error(("volumes",), "top-level `volumes:` is not a mapping")
+    names = {}
+    for mount in (m for m in mounts if m.is_volume):
+        if mount.source not in declared:
+            raise doc.error(
+                (*_AT, "volumes"),
+                f"volume {mount.source!r} is not declared under top-level `volumes:`",
+                hint=f"declare it (volumes: {{{mount.source}: }}), or mount a path starting with ./",
+            )
+        options = declared[mount.source] or {}
+        if not isinstance(options, dict) or not _scalar(options.get("name")):
+            raise doc.error(("volumes", mount.source), f"volume {mount.source!r} is not a mapping of options")
+        names[mount.source] = _as_text(options.get("name")) or f"{project_name}_{mount.source}"
+    return names
+
+
+def _healthcheck(doc: _Document) -> dict:
+    at = (*_AT, "healthcheck")
+    check = doc.value(at) or {}
+    if not isinstance(check, dict):
+        raise doc.error(at, "`healthcheck:` is not a mapping")
+    test = check.get("test")
+    if test is not None and not (
+        isinstance(test, str) or (isinstance(test, list) and all(map(_scalar, test)))
+    ):
+        raise doc.error((*at, "test"), "the healthcheck test is neither a string nor a list")
+    for key in ("interval", "timeout", "start_period", "start_interval"):
+        value = check.get(key)
+        if value is not None and not (
+            (isinstance(value, int | float) and not isinstance(value, bool))
+            or _DURATION.fullmatch(_as_text(value).strip())
+        ):
+            raise doc.error((*at, key), f"healthcheck {key} {value!r} is not a duration such as 1s or 1m30s")
+    retries = check.get("retries")
+    if retries is not None and not (_whole_number(retries) and retries >= 0):
+        raise doc.error((*at, "retries"), f"healthcheck retries {retries!r} is not a whole number")
+    return check
+
+
+def _command(doc: _Document) -> tuple[str, ...] | None:
+    command = doc.value((*_AT, "command"))
+    if isinstance(command, str):
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise doc.error((*_AT, "command"), f"command {command!r}: {exc}") from None
+    if command is not None and not (isinstance(command, list) and all(map(_scalar, command))):
+        raise doc.error((*_AT, "command"), "`command:` is neither a string nor a list of arguments")
+    return tuple(map(_as_text, command)) if command else None
+
+
+def _check_shm_size(doc: _Document) -> None:
+    size = doc.value((*_AT, "shm_size"))
+    if size is not None and not (_whole_number(size) or (isinstance(size, str) and _BYTES.fullmatch(size))):
+        raise doc.error((*_AT, "shm_size"), f"shm_size {size!r} is not a size such as 256m or 1gb")
 
 
 def load_service(
-    project_dir: Path, *, project_name: str | None = None, environ: dict[str, str] | None = None
+    project_dir: Path, *, project_name: str | None = None, environ: Mapping[str, str] | None = None
 ) -> PostgresService:
     compose_file = project_dir / COMPOSE_FILENAME
-    try:
-        document = yaml.safe_load(compose_file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ComposeError(
-            f"{compose_file}: missing",
-            hint=f"restore {COMPOSE_FILENAME} (git checkout -- {COMPOSE_FILENAME})",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ComposeError(f"{compose_file}: not valid YAML: {exc}") from None
-    env = {**read_dotenv(project_dir / ".env"), **(os.environ if environ is None else environ)}
-    document = _interpolate_tree(document, env)
-    service = (document.get("services") or {}).get(SERVICE)
-    if not isinstance(service, dict):
-        raise ComposeError(f"{compose_file}: no service named {SERVICE!r}")
-    name = normalise_project_name(
-        project_name or env.get("COMPOSE_PROJECT_NAME") or document.get("name") or project_dir.resolve().name
-    )
-    environment = service.get("environment") or {}
-    if isinstance(environment, list):
-        environment = dict(
-            item.split("=", 1) if "=" in item else (item, env.get(item, "")) for item in environment
-        )
-    mounts = tuple(_parse_mount(v) for v in service.get("volumes") or [])
-    volumes = document.get("volumes") or {}
-    volume_names = {}
-    for key in (m.source for m in mounts if m.is_volume):
-        declared = volumes.get(key) or {}
-        volume_names[key] = declared.get("name") or f"{name}_{key}"
-    command = service.get("command")
-    if isinstance(command, str):
-        command = tuple(command.split())
+    restore = f"restore {COMPOSE_FILENAME} (git checkout -- {COMPOSE_FILENAME})"
+    text = _read_text(compose_file, COMPOSE_FILENAME, hint=restore)
+    if text is None:
+        raise ComposeError(f"{compose_file}: missing", hint=restore)
+    environ = os.environ if environ is None else environ
+    dotenv = read_dotenv_bindings(project_dir / DOTENV_FILENAME, environ)
+
+    def lookup(name: str) -> Variable:
+        if name in environ:
+            return Variable(name, environ[name], "the environment")
+        return dotenv.get(name) or Variable(name, None, "")
+
+    doc = _load_document(text.removeprefix("\ufeff"), lookup)
+    service = _service(doc, restore)
+    name = _project_name(doc, project_name or lookup("COMPOSE_PROJECT_NAME").value, project_dir)
+    mounts = tuple(_parse_mount(doc, (*_AT, "volumes", i), v) for i, v in enumerate(_entries(doc, "volumes")))
+    ports = [_parse_port(doc, (*_AT, "ports", i), p) for i, p in enumerate(_entries(doc, "ports"))]
+    _check_shm_size(doc)
     return PostgresService(
         project_dir=project_dir,
         project_name=name,
         compose_file=compose_file,
-        image=str(service.get("image", "")),
-        environment={str(k): "" if v is None else str(v) for k, v in environment.items()},
+        image=_image(doc),
+        environment=_environment(doc, lookup),
         mounts=mounts,
-        ports=tuple(_parse_port(p) for p in service.get("ports") or []),
-        healthcheck=service.get("healthcheck") or {},
-        command=tuple(command) if command else None,
-        volume_names=volume_names,
+        ports=tuple(p for p in ports if p is not None),
+        healthcheck=_healthcheck(doc),
+        command=_command(doc),
+        volume_names=_volume_names(doc, mounts, name),
         raw=service,
     )

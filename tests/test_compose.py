@@ -1,0 +1,322 @@
+"""docker-compose.yml and .env read as Compose reads them: python-dotenv for .env, Compose's
+documented interpolation, YAML errors with their line and column, and one message naming the
+file (never a traceback) for anything the file cannot mean."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from leaddb import compose
+from leaddb.compose import ComposeError
+
+REPO = Path(__file__).resolve().parent.parent
+ORIGINAL = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+PORT = '"127.0.0.1:${POSTGRES_PORT:-5432}:5432"'
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    return tmp_path
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def load(project: Path, environ: dict[str, str] | None = None) -> compose.PostgresService:
+    return compose.load_service(project, environ=environ or {})
+
+
+def failure(project: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ComposeError) as err:
+        load(project, environ)
+    return str(err.value)
+
+
+# -- interpolation: every form Compose documents -------------------------------------------
+
+ENV = {"SET": "value", "EMPTY": "", "OTHER": "other"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$SET", "value"),
+        ("${SET}", "value"),
+        ("pre-${SET}-post", "pre-value-post"),
+        ("$SET$OTHER", "valueother"),
+        ("${UNSET}", ""),
+        ("${UNSET:-d}", "d"),
+        ("${EMPTY:-d}", "d"),
+        ("${SET:-d}", "value"),
+        ("${UNSET-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${SET:+r}", "r"),
+        ("${EMPTY:+r}", ""),
+        ("${UNSET:+r}", ""),
+        ("${EMPTY+r}", "r"),
+        ("${UNSET+r}", ""),
+        ("${SET:?m}", "value"),
+        ("${EMPTY?m}", ""),
+        ("${UNSET:-${OTHER}}", "other"),
+        ("${UNSET:-${ALSO_UNSET:-deep}}", "deep"),
+        ("${UNSET:-$OTHER}", "other"),
+        ("${SET:+${OTHER}!}", "other!"),
+        ("${SET:-${UNSET:?never evaluated}}", "value"),
+        ("$$SET", "$SET"),
+        ("$${SET}", "${SET}"),
+        ("a $ b", "a $ b"),
+        ("$1 and $-", "$1 and $-"),
+        ("${UNSET:-a:b}", "a:b"),
+    ],
+)
+def test_interpolation_follows_composes_documented_forms(text, expected):
+    assert compose.interpolate(text, ENV) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${UNSET:?set it}", "required variable UNSET is not set: set it"),
+        ("${EMPTY:?set it}", "required variable EMPTY is empty: set it"),
+        ("${UNSET?}", "required variable UNSET is not set"),
+        ("${UNSET?need $OTHER}", "required variable UNSET is not set: need other"),
+        ("${SET/x/y}", "invalid interpolation format: `${SET/x/y}`"),
+        ("${}", "invalid interpolation format: `${}`"),
+        ("${1A}", "invalid interpolation format"),
+        ("${SET", "`${` is never closed"),
+        ("${UNSET:-${SET}", "`${` is never closed"),
+    ],
+)
+def test_interpolation_errors_name_the_variable_or_the_form(text, message):
+    with pytest.raises(ComposeError, match=re.escape(message)):
+        compose.interpolate(text, ENV)
+
+
+def test_a_substituted_value_is_not_interpolated_again(project):
+    write(project / ".env", "POSTGRES_DB='${SET}'\n")
+    assert load(project, {"SET": "no"}).environment["POSTGRES_DB"] == "${SET}"
+
+
+def test_required_variable_names_the_variable_the_file_and_the_line(project):
+    write(
+        project / "docker-compose.yml",
+        ORIGINAL.replace("${POSTGRES_PASSWORD:-leadgen-dev-only}", "${POSTGRES_PASSWORD:?set a password}"),
+    )
+    line = ORIGINAL.splitlines().index("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-leadgen-dev-only}") + 1
+    message = failure(project)
+    assert message.startswith(
+        f"docker-compose.yml:{line}: required variable POSTGRES_PASSWORD is not set: set a password"
+    )
+    assert "set POSTGRES_PASSWORD in the environment or in .env" in message
+    assert load(project, {"POSTGRES_PASSWORD": "x"}).environment["POSTGRES_PASSWORD"] == "x"
+
+
+def test_mapping_keys_are_not_interpolated(project):
+    write(project / "docker-compose.yml", ORIGINAL.replace("      POSTGRES_DB:", "      ${KEY}:"))
+    assert "${KEY}" in load(project, {"KEY": "X"}).environment
+
+
+# -- .env through python-dotenv ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "port"),
+    [
+        ("POSTGRES_PORT=5433 # my override", 5433),  # the issue's line: Compose allows the comment
+        ("POSTGRES_PORT=5433", 5433),
+        ("export POSTGRES_PORT=5434", 5434),
+        ('POSTGRES_PORT="5435" # quoted, then a comment', 5435),
+        ("POSTGRES_PORT='5436'", 5436),
+        ("  POSTGRES_PORT = 5437  ", 5437),
+        ("# POSTGRES_PORT=1", 5432),
+        ("BASE=54\nPOSTGRES_PORT=${BASE}38", 5438),
+        ('BASE=54\nPOSTGRES_PORT="${BASE}39"', 5439),
+        ("POSTGRES_PORT=${NOT_SET:-5440}", 5440),
+        ("POSTGRES_PORT", 5432),  # a bare key sets nothing
+    ],
+)
+def test_dotenv_lines_read_as_compose_reads_them(project, line, port):
+    write(project / ".env", line + "\n")
+    assert load(project).ports[0].host_port == port
+
+
+def test_dotenv_quotes_escapes_and_literal_single_quotes(project):
+    write(
+        project / ".env",
+        'POSTGRES_USER="a # not a comment"\n'
+        "POSTGRES_DB=db#not-a-comment\n"
+        "POSTGRES_PASSWORD='$literal ${NOPE:?not evaluated}'\n",
+    )
+    env = load(project).environment
+    assert env["POSTGRES_USER"] == "a # not a comment"
+    assert env["POSTGRES_DB"] == "db#not-a-comment"
+    assert env["POSTGRES_PASSWORD"] == "$literal ${NOPE:?not evaluated}"
+
+
+def test_process_environment_wins_over_dotenv(project):
+    write(project / ".env", "POSTGRES_PORT=5433\nPOSTGRES_DB=from_dotenv\n")
+    service = load(project, {"POSTGRES_PORT": "6000"})
+    assert service.ports[0].host_port == 6000
+    assert service.environment["POSTGRES_DB"] == "from_dotenv"
+
+
+def test_dotenv_interpolation_prefers_the_environment_too(project):
+    write(project / ".env", "BASE=1\nPOSTGRES_DB=db_${BASE}\n")
+    assert load(project, {"BASE": "2"}).environment["POSTGRES_DB"] == "db_2"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("OK=1\nA B=1\n", ".env:2: not a KEY=VALUE line"),
+        ('\n\nPOSTGRES_PASSWORD="never closed\n', ".env:3: not a KEY=VALUE line"),
+        ("POSTGRES_PORT=${REQUIRED:?needed here}\n", ".env:1: POSTGRES_PORT: required variable REQUIRED"),
+        ("POSTGRES_PASSWORD=s3kr1t${XYZ\n", ".env:1: POSTGRES_PASSWORD: invalid interpolation format"),
+    ],
+)
+def test_dotenv_errors_name_the_line_and_never_the_value(project, text, message):
+    write(project / ".env", text)
+    found = failure(project)
+    assert found.startswith(message)
+    assert "s3kr1t" not in found  # .env values may be secrets
+
+
+def test_dotenv_not_utf8_or_a_directory(project):
+    (project / ".env").write_bytes(b"POSTGRES_DB=caf\xe9\n")
+    assert failure(project).startswith(".env:1: not valid UTF-8")
+    (project / ".env").unlink()
+    (project / ".env").mkdir()
+    assert failure(project).startswith(".env is a directory")
+
+
+# -- the file itself ------------------------------------------------------------------------------
+
+
+def test_yaml_error_keeps_line_and_column(project):
+    lines = ORIGINAL.splitlines()
+    at = lines.index("    ports:")
+    lines[at] = "   ports:"
+    write(project / "docker-compose.yml", "\n".join(lines) + "\n")
+    message = failure(project)
+    assert message.startswith(f"docker-compose.yml:{at + 1}:4: not valid YAML: ")
+    assert "MIGRATION_PATH_UNSPECIFIED" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "docker-compose.yml is empty"),
+        ("# only a comment\n", "docker-compose.yml is empty"),
+        ("- postgres\n- other\n", "docker-compose.yml:1: the top level is a list, not a mapping"),
+        ("just text\n", "docker-compose.yml:1: the top level is a string"),
+        ("42\n", "docker-compose.yml:1: the top level is a single value"),
+        ("name: x\n", "docker-compose.yml:1: defines no `services:`"),
+        ("services:\n  - postgres\n", "docker-compose.yml:2: `services:` is not a mapping"),
+        ("services:\n  other: {}\n", "docker-compose.yml:2: no service named 'postgres'"),
+        ("services:\n  postgres: [a]\n", "docker-compose.yml:2: service 'postgres' is not a mapping"),
+        (
+            "services:\n  postgres:\n    image: a\n\x07\n",
+            "docker-compose.yml:4: not valid YAML: character 0x0007",
+        ),
+        ("a: 1\n---\nb: 2\n", "docker-compose.yml:2:1: not valid YAML"),
+        ("!!python/object/apply:os.system [ls]\n", "docker-compose.yml:1:1: not valid YAML"),
+        ("services: {postgres: {image: 'Not An Image'}}\n", "docker-compose.yml:1: image 'Not An Image'"),
+    ],
+)
+def test_unusable_file_is_one_message_naming_it(project, text, message):
+    write(project / "docker-compose.yml", text)
+    assert failure(project).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (PORT, '"127.0.0.1:abc:5432"', "port entry '127.0.0.1:abc:5432': the host port 'abc' is not a port"),
+        (PORT, '"127.0.0.1:70000:5432"', "the host port '70000' is not a port number"),
+        (PORT, '"1:2:3:4"', "port entry '1:2:3:4' is not [[IP:]HOST_PORT:]CONTAINER_PORT"),
+        (PORT, '"999.1.1.1:5432:5432"', "'999.1.1.1' is not an IP address"),
+        (PORT, '"127.0.0.1:5432:5432/xyz"', "unknown protocol 'xyz'"),
+        (PORT, "{published: 5432}", "a port mapping needs `target:`"),
+        (PORT, "[1, 2]", "port entry [1, 2] is neither a string nor a mapping"),
+        ("ports:\n      - " + PORT, "ports: 5432", "`ports:` is not a list"),
+        (
+            "- pgdata:/var/lib/postgresql/data",
+            "- pgdata:relative",
+            "the container path 'relative' is not absolute",
+        ),
+        ("- pgdata:/var/lib/postgresql/data", "- /var/lib/postgresql/data", "is an anonymous volume"),
+        ("- pgdata:/var/lib/postgresql/data", "- other:/data", "volume 'other' is not declared"),
+        ("- pgdata:/var/lib/postgresql/data", "- {type: tmpfs, target: /x}", "only `volume` and `bind`"),
+        ("- pgdata:/var/lib/postgresql/data", "- {type: bind, source: ./x}", "needs `source:` and `target:`"),
+        ("POSTGRES_DB: ${POSTGRES_DB:-leadgen}", "POSTGRES_DB: [a]", "the environment value of POSTGRES_DB"),
+        ("interval: 1s", "interval: soon", "healthcheck interval 'soon' is not a duration"),
+        ("retries: 60", "retries: many", "healthcheck retries 'many' is not a whole number"),
+        (
+            "    healthcheck:",
+            '    command: "postgres -c \'unclosed"\n    healthcheck:',
+            "No closing quotation",
+        ),
+        ("    healthcheck:", "    command: {a: 1}\n    healthcheck:", "`command:` is neither"),
+        ("    healthcheck:", "    shm_size: lots\n    healthcheck:", "shm_size 'lots' is not a size"),
+        ("pgdata:\n", "pgdata: [1]\n", "volume 'pgdata' is not a mapping of options"),
+        ("name: leadgen", "name: '!!!'", "the project name '!!!' has no letter or digit"),
+    ],
+)
+def test_unusable_service_settings_are_one_message_with_the_line(project, old, new, message):
+    assert old in ORIGINAL
+    text = ORIGINAL.replace(old, new, 1)
+    write(project / "docker-compose.yml", text)
+    found = failure(project)
+    assert message in found
+    line = int(found.split(":")[1])
+    assert 1 <= line <= len(text.splitlines())
+
+
+def test_an_environment_value_in_a_bad_setting_is_named_with_its_source(project):
+    found = failure(project, {"POSTGRES_PORT": "5433 # my override"})
+    assert "(after interpolating POSTGRES_PORT='5433 # my override' from the environment)" in found
+    write(project / ".env", "\n\nPOSTGRES_IMAGE=Bad:Image!\n")
+    assert "POSTGRES_IMAGE='Bad:Image!' from .env:3" in failure(project)
+
+
+def test_not_utf8_directory_and_missing(project):
+    compose_file = project / "docker-compose.yml"
+    compose_file.write_bytes(ORIGINAL.encode().replace(b"leadgen-dev-only", b"caf\xe9"))
+    assert failure(project).startswith("docker-compose.yml:14: not valid UTF-8")
+    compose_file.unlink()
+    assert "missing" in failure(project)
+    compose_file.mkdir()
+    assert failure(project).startswith("docker-compose.yml is a directory")
+
+
+def test_ports_that_publish_no_fixed_tcp_host_port_are_left_out(project):
+    entries = '["5432", "127.0.0.1::5432", "127.0.0.1:6000-6001:5432", "127.0.0.1:5433:5432/udp",'
+    entries += ' {target: 5432, published: "5434", host_ip: "127.0.0.1"}, "[::1]:5435:5432"]'
+    write(project / "docker-compose.yml", ORIGINAL.replace("ports:\n      - " + PORT, "ports: " + entries))
+    ports = load(project).ports
+    assert [(p.host_ip, p.host_port, p.container_port) for p in ports] == [
+        ("127.0.0.1", 5434, 5432),
+        ("::1", 5435, 5432),
+    ]
+
+
+def test_the_repositorys_file_reads_as_before(project):
+    service = load(project)
+    assert service.image == "postgres:15"
+    assert service.project_name == "leadgen"
+    assert service.environment == {
+        "POSTGRES_USER": "leadgen",
+        "POSTGRES_PASSWORD": "leadgen-dev-only",
+        "POSTGRES_DB": "leadgen",
+    }
+    assert [(p.host_ip, p.host_port, p.container_port) for p in service.ports] == [("127.0.0.1", 5432, 5432)]
+    assert service.initdb_mount == compose.Mount("./api/db/migrations", compose.INITDB_DIR, True, False)
+    assert service.volume_names == {"pgdata": "leadgen_pgdata"}
+    assert service.healthcheck["test"][1].endswith('-U "${POSTGRES_USER}" -d "${POSTGRES_DB}"')
+    assert load(project, {"COMPOSE_PROJECT_NAME": "Other.Name"}).project_name == "othername"
