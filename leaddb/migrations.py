@@ -11,6 +11,7 @@ costs fifty times more (about 1 ms a file) and nothing on the way to the server 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -34,10 +35,9 @@ def resolve_directory(project_dir: Path, spec: Spec | None = None) -> Path:
     """The migrations directory both the spec and the compose mount declare."""
     spec = spec or Spec.load(project_dir / SPEC_FILENAME)
     declared = spec.declarations
-    try:
-        mount = compose.load_service(project_dir).initdb_mount
-    except compose.ComposeError:
-        mount = None
+    # a missing compose file mounts nothing; an unreadable one is its own error, with its line
+    compose_file = project_dir / compose.COMPOSE_FILENAME
+    mount = compose.load_service(project_dir).initdb_mount if os.path.lexists(compose_file) else None
     cite = _cite(spec)
     hint = (
         f'declare it once in the spec ("- Migrations directory: `api/db/migrations`" under '
@@ -66,8 +66,12 @@ def resolve_directory(project_dir: Path, spec: Spec | None = None) -> Path:
             hint=hint,
         )
     if not spec_dir.is_dir():
+        try:
+            problem = "is not a directory" if spec_dir.exists() else "does not exist"
+        except OSError as exc:  # a name too long, a loop of links
+            problem = f"cannot be read ({exc.strerror})"
         raise MigrationPathUnspecified(
-            f"the declared migrations directory `{declared[0].path}` does not exist ({cite})",
+            f"the declared migrations directory `{declared[0].path}` {problem} ({cite})",
             hint=hint,
         )
     return spec_dir

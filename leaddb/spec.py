@@ -9,6 +9,7 @@ performance targets (a ``percentile | target (seconds)`` table).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +25,7 @@ DECLARATION_LABEL = "Migrations directory:"
 
 _BLOCK_MARKER = re.compile(r"^--\s*(migration|query|optional):\s*(\S.*?)\s*$")
 _PERCENTILE = re.compile(r"^p(\d{1,2})$")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,34 @@ class Spec:
 
     @classmethod
     def load(cls, path: Path) -> Spec:
+        """Read and check the spec: a malformed spec fails every task that reads it, here,
+        rather than some tasks later and others never."""
+        restore = f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
+            raise SpecError(f"{path}: the spec is missing", hint=restore) from None
+        except IsADirectoryError:
+            raise SpecError(f"{SPEC_FILENAME} is a directory, not the spec", hint=restore) from None
+        except OSError as exc:
+            raise SpecError(f"{SPEC_FILENAME} cannot be read: {exc.strerror or exc}", hint=restore) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
             raise SpecError(
-                f"{path}: the spec is missing",
-                hint=f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})",
+                f"{SPEC_FILENAME}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                hint="save the spec as UTF-8",
             ) from None
-        return cls(path, text)
+        spec = cls(path, text.removeprefix("\ufeff"))
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Everything the tasks read from the spec parses: every fence is closed, every
+        target is a number. Raises SpecError naming the line otherwise."""
+        self.blocks  # noqa: B018 - reading them checks them
+        self.targets  # noqa: B018
 
     @cached_property
     def sections(self) -> list[Section]:
@@ -91,20 +113,25 @@ class Spec:
 
     @cached_property
     def blocks(self) -> list[SqlBlock]:
-        lines = self.text.splitlines()
+        # the line numbers markdown-it counts: it splits on \n, \r\n and \r only
+        lines = _NEWLINES.split(self.text)
         blocks = []
         for tok in self._tokens:
-            if tok.type != "fence" or tok.info.split()[:1] != ["sql"]:
+            if tok.type != "fence":
                 continue
             start, end = tok.map
-            closing = lines[end - 1].strip() if end - 1 < len(lines) else ""
+            closing = lines[end - 1].lstrip(" \t>") if end - 1 < len(lines) else ""
             if end - start < 2 or not closing.startswith(tok.markup):
+                # an unclosed fence swallows the rest of the document, blocks and declarations included
                 section = self.section_at(start + 1)
                 heading = f' (section "{section.heading}")' if section else ""
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{start + 1}{heading}: the ```sql fence opened here is never closed",
-                    hint="close the code block with ``` on a line of its own",
+                    f"{SPEC_FILENAME}:{start + 1}{heading}: the {tok.markup}{tok.info.strip()} fence "
+                    "opened here is never closed",
+                    hint=f"close the code block with {tok.markup} on a line of its own",
                 )
+            if tok.info.split()[:1] != ["sql"]:
+                continue
             first = tok.content.split("\n", 1)[0]
             marker = _BLOCK_MARKER.match(first)
             kind, name = (marker.group(1), marker.group(2)) if marker else (None, None)
@@ -131,25 +158,30 @@ class Spec:
     def targets(self) -> dict[str, float]:
         """The performance targets, ``{"p50": 3.0, ...}``, from the targets table."""
         targets: dict[str, float] = {}
-        for row in self._table_rows():
+        for line, row in self._table_rows():
             if len(row) < 2 or not _PERCENTILE.match(row[0]):
                 continue
             try:
-                targets[row[0]] = float(row[1].split()[0])
+                value = float(row[1].split()[0])
             except (ValueError, IndexError):
+                value = math.nan
+            if not (math.isfinite(value) and value > 0):
                 raise SpecError(
-                    f"{SPEC_FILENAME}: target {row[0]} is {row[1]!r}, not a number of seconds",
+                    f"{SPEC_FILENAME}:{line}: target {row[0]} is {row[1]!r}, not a number of seconds",
                     hint="write the target as a plain number of seconds, e.g. | p50 | 3 |",
-                ) from None
+                )
+            targets[row[0]] = value
         return targets
 
     def _table_rows(self):
+        """(line, cells) of every table row."""
         row: list[str] | None = None
+        line = 0
         for tok in self._tokens:
             if tok.type == "tr_open":
-                row = []
+                row, line = [], (tok.map[0] + 1 if tok.map else 0)
             elif tok.type == "tr_close" and row is not None:
-                yield row
+                yield line, row
                 row = None
             elif tok.type == "inline" and row is not None:
                 row.append(tok.content.strip())

@@ -10,6 +10,7 @@ import pytest
 from unit_support import COMPOSE, DECLARATION, SPEC_HEAD
 
 from leaddb import migrations, rules
+from leaddb.compose import ComposeError
 from leaddb.errors import MigrationError, MigrationPathUnspecified
 
 
@@ -32,6 +33,25 @@ def test_missing_declaration_and_mount_cite_the_spec_section(make_project):
 def test_missing_mount_alone_is_unspecified(make_project):
     project = make_project(compose="services:\n  postgres:\n    image: postgres:15\n")
     with pytest.raises(MigrationPathUnspecified, match="mounts nothing"):
+        migrations.resolve_directory(project)
+
+
+def test_invalid_compose_yaml_is_reported_with_its_line_not_as_a_missing_mount(make_project):
+    project = make_project(compose=COMPOSE.replace("    volumes:", "   volumes:"))
+    with pytest.raises(ComposeError) as err:
+        migrations.resolve_directory(project)
+    assert str(err.value).startswith("docker-compose.yml:4:4: not valid YAML")
+    assert not isinstance(err.value, MigrationPathUnspecified)
+
+
+def test_declared_directory_that_is_a_file_is_not_a_directory(make_project):
+    project = make_project()
+    shutil.rmtree(project / "api/db/migrations")
+    (project / "api/db/migrations").write_text("not a directory\n", encoding="utf-8", newline="\n")
+    with pytest.raises(MigrationPathUnspecified, match="`api/db/migrations` is not a directory"):
+        migrations.resolve_directory(project)
+    (project / "api/db/migrations").unlink()
+    with pytest.raises(MigrationPathUnspecified, match="`api/db/migrations` does not exist"):
         migrations.resolve_directory(project)
 
 

@@ -132,20 +132,21 @@ def test_a_fence_tagged_sql_plus_more_info_is_sql_and_sqlite_is_not():
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "where"),
+    ("text", "line", "where", "fence"),
     [
-        ("# Spec\n\n## Data\n\n```sql\nSELECT 1;\n", 5, ' (section "Data")'),
-        ("```sql\nSELECT 1;\n", 1, ""),
-        ("# Spec\n\n```sql\n", 3, ' (section "Spec")'),
-        ("# Spec\n\n````sql\nSELECT 1;\n```\n", 3, ' (section "Spec")'),
+        ("# Spec\n\n## Data\n\n```sql\nSELECT 1;\n", 5, ' (section "Data")', "```"),
+        ("```sql\nSELECT 1;\n", 1, "", "```"),
+        ("# Spec\n\n```sql\n", 3, ' (section "Spec")', "```"),
+        # a fence of four backticks is closed by four or more, which the message says
+        ("# Spec\n\n````sql\nSELECT 1;\n```\n", 3, ' (section "Spec")', "````"),
     ],
 )
-def test_an_unclosed_fence_names_its_line_and_section(text, line, where):
+def test_an_unclosed_fence_names_its_line_and_section(text, line, where, fence):
     with pytest.raises(SpecError) as err:
         _ = Spec(Path("s.md"), text).blocks
     assert str(err.value) == (
-        f"{SPEC_FILENAME}:{line}{where}: the ```sql fence opened here is never closed\n"
-        "  next step: close the code block with ``` on a line of its own"
+        f"{SPEC_FILENAME}:{line}{where}: the {fence}sql fence opened here is never closed\n"
+        f"  next step: close the code block with {fence} on a line of its own"
     )
 
 
@@ -201,7 +202,7 @@ def test_a_target_that_is_not_a_number_is_a_spec_error():
     with pytest.raises(SpecError) as err:
         _ = spec.targets
     assert str(err.value) == (
-        f"{SPEC_FILENAME}: target p99 is 'fast', not a number of seconds\n"
+        f"{SPEC_FILENAME}:3: target p99 is 'fast', not a number of seconds\n"
         "  next step: write the target as a plain number of seconds, e.g. | p50 | 3 |"
     )
     empty = Spec(Path("s.md"), "| percentile | target |\n|---|---|\n| p99 |  |\n")
@@ -311,3 +312,77 @@ def test_a_mount_that_disagrees_with_the_declaration_says_how_to_fix_it(make_pro
     assert err.value.hint.startswith(
         'declare it once in the spec ("- Migrations directory: `api/db/migrations`"'
     )
+
+
+# -- loading: one message for an unreadable or malformed spec, at load -------------------------
+
+GOOD = "# Spec\n\n## Migrations\n\n```sql\n-- migration: api/db/migrations/0001_a.sql\nSELECT 1;\n```\n"
+
+
+def _load(tmp_path: Path, content: str | bytes) -> Spec:
+    path = tmp_path / SPEC_FILENAME
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(content)
+    return Spec.load(path)
+
+
+def _failure(tmp_path: Path, content: str | bytes) -> str:
+    with pytest.raises(SpecError) as err:
+        _load(tmp_path, content)
+    return str(err.value)
+
+
+def test_the_repositorys_spec_loads():
+    spec = Spec.load(Path(__file__).resolve().parents[2] / SPEC_FILENAME)
+    assert spec.blocks_of("migration") and spec.targets and spec.declarations
+
+
+def test_not_utf8_names_the_line(tmp_path):
+    assert _failure(tmp_path, b"# Spec\n\ncaf\xe9\n").startswith(f"{SPEC_FILENAME}:3: not valid UTF-8")
+
+
+def test_a_directory_or_missing_spec_is_one_message(tmp_path):
+    with pytest.raises(SpecError, match="the spec is missing"):
+        Spec.load(tmp_path / SPEC_FILENAME)
+    (tmp_path / SPEC_FILENAME).mkdir()
+    with pytest.raises(SpecError, match=f"^{SPEC_FILENAME} is a directory"):
+        Spec.load(tmp_path / SPEC_FILENAME)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_heading(tmp_path):
+    spec = _load(tmp_path, "\ufeff" + GOOD)
+    assert spec.sections[0].heading == "Spec"
+    assert spec.blocks[0].line == 6
+
+
+def test_unclosed_fence_fails_at_load_not_when_blocks_are_first_read(tmp_path):
+    message = _failure(tmp_path, GOOD.removesuffix("```\n"))
+    assert message.startswith(f'{SPEC_FILENAME}:5 (section "Migrations"): the ```sql fence opened here')
+
+
+def test_any_unclosed_fence_fails_because_it_swallows_what_follows(tmp_path):
+    # an unclosed ```text fence would hide the declaration (and any sql block) after it
+    text = GOOD + "\n```text\nnotes\n\n## Migrations: directory and tooling\n\n- Migrations directory: `x`\n"
+    assert _failure(tmp_path, text).startswith(
+        f'{SPEC_FILENAME}:10 (section "Migrations"): the ```text fence'
+    )
+    assert "the ~~~~ fence" in _failure(tmp_path, "# Spec\n\n~~~~\nx\n~~~\n")
+
+
+def test_closed_fences_in_quotes_and_lists_are_closed(tmp_path):
+    text = "# Spec\n\n> ```sql\n> SELECT 1;\n> ```\n\n- item\n\n  ```sql\n  SELECT 2;\n  ```\n"
+    assert [b.sql for b in _load(tmp_path, text).blocks] == ["SELECT 1;\n", "SELECT 2;\n"]
+
+
+def test_line_separators_markdown_does_not_count_do_not_shift_lines(tmp_path):
+    # str.splitlines() splits on \u2028 and \x0c; markdown-it does not: lines must agree
+    text = "# Spec\u2028still line 1\x0c\n\n```sql\nSELECT 1;\n```\n"
+    assert _load(tmp_path, text).blocks[0].line == 4
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-1", "0", "inf", ""])
+def test_a_target_that_is_not_a_positive_number_names_its_line(tmp_path, value):
+    text = f"# Spec\n\n| percentile | target (seconds) |\n|---|---|\n| p50 | 3 |\n| p95 | {value} |\n"
+    message = _failure(tmp_path, text)
+    assert message.startswith(f"{SPEC_FILENAME}:6: target p95 is")
