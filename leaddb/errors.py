@@ -2,7 +2,8 @@
 
 A coded failure's message starts with its code and a colon, so scripts can match
 on the first word and people read the rest. Tasks turn these into ``Exit`` without
-a traceback; anything else is a bug and keeps its traceback.
+a traceback (``leaddb.cli.boundary``); anything else is a bug, reported as one, with its
+traceback written to a file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ EXIT_SCHEMA_DRIFT = 3
 EXIT_NON_IDEMPOTENT_MIGRATION = 4
 EXIT_BENCHMARK_TARGET_MISSED = 5
 EXIT_MIGRATIONS_PENDING = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class LeadDbError(Exception):
@@ -69,3 +71,14 @@ class MigrationError(LeadDbError):
 
 class BackendError(LeadDbError):
     """A server could not be created, booted, reached or removed."""
+
+
+class OptionError(LeadDbError):
+    """A flag, or the configuration or environment variable standing in for it, is unusable;
+    found before the task does anything."""
+
+
+class Interrupted(LeadDbError):
+    """Ctrl-C (KeyboardInterrupt): what state the task left, and the next step."""
+
+    exit_code = EXIT_INTERRUPTED

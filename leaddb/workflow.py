@@ -8,6 +8,7 @@ a server or its databases holds the backend's lock (``Backend.lock``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,16 +270,10 @@ def run_bench(
     *,
     runs: int = 10,
     json_path: Path | None = None,
-    scale: str = "",
+    scale: Sequence[int] = (),
 ):
-    if runs < 1:
-        raise LeadDbError("--runs must be at least 1")
-    try:
-        counts = [int(c) for c in scale.split(",") if c.strip()] if scale else []
-    except ValueError:
-        raise LeadDbError(
-            f"--scale takes comma-separated numbers of files, e.g. 10,100,1000; got {scale!r}"
-        ) from None
+    """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
+    counts = list(scale)
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
     backend, files = _prepare(options)
     say(f"bench: {runs} fresh resets of {backend.describe()}")

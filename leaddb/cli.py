@@ -1,0 +1,271 @@
+"""The command line's edge: every flag checked before any work, and the one boundary every
+task passes through.
+
+``boundary`` turns what a task raises into what the user sees: an expected failure
+(``LeadDbError``) is one message and its exit code; Ctrl-C is "interrupted" with what the
+task left behind, exit 130; anything else is a bug in this tool, said so, with the full
+traceback written to a file rather than thrown at the user.
+
+This module imports nothing heavy, so ``tasks.py`` can import it first and catch a Ctrl-C
+while the rest loads (``starting``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from invoke import Exit
+
+from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError
+
+DEFAULT_RUNS = 10
+DEFAULT_BENCH_RUNS = 5
+MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should not fill the disk
+BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"
+
+# What each task leaves when Ctrl-C stops it, and the next step.
+_RESET_LEFT = (
+    "what was being built (local cluster, container and volume, or database) may be half-created",
+    "`invoke db.reset` recreates it",
+)
+LEFT_BEHIND: dict[str, tuple[str, str]] = {
+    "reset": _RESET_LEFT,
+    "apply": (
+        "the file being applied was rolled back if it is one transaction (BEGIN; … COMMIT;); "
+        "the files before it stay applied",
+        "`invoke db.apply` applies the rest; `invoke db.reset` starts from empty",
+    ),
+    "reapply": (
+        "the file being re-applied was rolled back if it is one transaction; the schema is otherwise "
+        "as the last apply left it",
+        "`invoke db.reapply` runs the check again",
+    ),
+    "introspect": ("the schema was not changed (a --json file may be incomplete)", "run the task again"),
+    "drift": ("the schema was not changed", "`invoke db.drift` runs the comparison again"),
+    "dump": ("api/db/schema.snapshot.json may be incomplete", "`invoke db.dump` writes it again"),
+    "bench": (
+        "no results were saved, and the server may be half-reset",
+        "`invoke db.reset` recreates it; run the bench again",
+    ),
+    "verify": (
+        "the reports were not written, and the server may be half-reset",
+        "`invoke db.verify` starts the pipeline again from a fresh reset",
+    ),
+    "lint": ("nothing was changed", "run `invoke db.lint` again"),
+    "status": ("nothing was changed (a --json file may be incomplete)", "run `invoke db.status` again"),
+    "erd": ("the diagram files may be incomplete", "`invoke db.erd` writes them again"),
+    "down": ("the removal may be partial", "`invoke db.down` again finishes it"),
+}
+
+
+def interrupted(task: str) -> Interrupted:
+    state, step = LEFT_BEHIND.get(task, ("the task stopped part-way", "run it again"))
+    return Interrupted(f"interrupted: db.{task} stopped; {state}", hint=step)
+
+
+def _bug_report(task: str, exc: BaseException) -> Exit:
+    """An exception no check anticipated: a bug here, not a mistake of the user's. The
+    traceback goes to a file (the user may have typed a password into the command line)."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        fd, name = tempfile.mkstemp(prefix="leaddb-bug-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(f"invoke db.{task}\n\n{text}")
+        where = f"the full traceback is in {name}"
+    except OSError:
+        where = "the traceback could not be written to the temporary directory"
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return Exit(
+        f"internal error in db.{task}: {summary}\n"
+        f"  this is a bug in leaddb, not in your input; {where}\n"
+        "  next step: report it with that file and the command you ran",
+        EXIT_FAILURE,
+    )
+
+
+def boundary(body):
+    """Wrap a task: expected failures, Ctrl-C and bugs all end in one message and a
+    documented exit code, never a traceback."""
+    task = body.__name__
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except LeadDbError as exc:
+            raise Exit(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            failure = interrupted(task)
+            raise Exit(str(failure), failure.exit_code) from None
+        except Exit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as a bug, with the traceback in a file
+            raise _bug_report(task, exc) from None
+
+    return run
+
+
+@contextmanager
+def starting() -> Iterator[None]:
+    """Around ``tasks.py``'s imports: Ctrl-C while the tooling loads changes nothing."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Exit("interrupted while starting; nothing was changed", Interrupted.exit_code) from None
+
+
+# -- flags -----------------------------------------------------------------------------------
+
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def count(flag: str, value, *, default: int) -> int:
+    """A whole number >= 1 (``--runs``, ``--bench-runs``)."""
+    if value is None:
+        return default
+    text = str(value)
+    if isinstance(value, bool) or not _WHOLE.fullmatch(text):
+        raise OptionError(
+            f"{flag} {text!r} is not a whole number", hint=f"pass a number of runs, e.g. {flag} {default}"
+        )
+    number = int(text)
+    if number < 1:
+        raise OptionError(f"{flag} {text!r}: at least 1 run is needed", hint=f"e.g. {flag} {default}")
+    return number
+
+
+def sizes(flag: str, value) -> tuple[int, ...]:
+    """``--scale``: comma-separated numbers of files, each 1..MAX_SCALE."""
+    if value is None:
+        return ()
+    text = str(value)
+    hint = f"comma-separated numbers of migration files, each 1 to {MAX_SCALE}, e.g. {flag}=10,100,1000"
+    entries = text.split(",")
+    if not text.strip():
+        raise OptionError(f"{flag} is empty", hint=hint)
+    counts = []
+    for entry in entries:
+        if not _WHOLE.fullmatch(entry):
+            what = "an empty entry" if not entry.strip() else f"{entry.strip()!r} is not a whole number"
+            raise OptionError(f"{flag}={text}: {what}", hint=hint)
+        number = int(entry)
+        if not 1 <= number <= MAX_SCALE:
+            raise OptionError(f"{flag}={text}: {number} is outside 1..{MAX_SCALE}", hint=hint)
+        counts.append(number)
+    return tuple(counts)
+
+
+def _source(flag: str, given, variable: str, setting: str) -> str:
+    return flag if given is not None else f"{variable} (or {setting} in invoke.yaml)"
+
+
+def connection(backend, dsn, configured_backend, configured_dsn) -> tuple[str, str]:
+    """The backend name and DSN from the flags, else from invoke config / ``INVOKE_DB_*``;
+    a DSN is checked only when it will be used, and never shown with its password."""
+    from leaddb.backends import NAMES  # here, not at import: see the module's docstring
+
+    chosen = backend if backend is not None else configured_backend
+    name = str("" if chosen is None else chosen).strip().lower() or "auto"
+    if name not in NAMES:
+        where = _source("--backend", backend, "INVOKE_DB_BACKEND", "db.backend")
+        raise OptionError(f"{where}: unknown backend {chosen!r}", hint=f"choose one of {', '.join(NAMES)}")
+    given = dsn if dsn is not None else configured_dsn
+    text = "" if given is None else str(given)
+    if text and name in ("auto", "dsn"):
+        _check_dsn(text, _source("--dsn", dsn, "INVOKE_DB_DSN", "db.dsn"))
+    if name in ("auto", "docker"):
+        _check_boot_timeout()
+    return name, text
+
+
+def _check_dsn(text: str, where: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(text)
+    except psycopg.Error as exc:
+        reason = _without_secrets(str(exc).strip(), text)
+        raise OptionError(
+            f"{where}: not a connection string libpq can read ({reason})",
+            hint="e.g. postgresql://user@host:5432/dbname or 'host=… port=… dbname=… user=…'",
+        ) from None
+
+
+def _without_secrets(reason: str, dsn: str) -> str:
+    """libpq quotes the part of a DSN it cannot read, which may be the password."""
+    for secret in re.findall(r"(?:password\s*=\s*|://[^:/@\s]*:)([^\s@'\"]+)", dsn):
+        reason = reason.replace(secret, "***")
+    return reason
+
+
+def _check_boot_timeout() -> None:
+    raw = os.environ.get(BOOT_TIMEOUT_ENV)
+    if not raw:
+        return
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise OptionError(
+            f"{BOOT_TIMEOUT_ENV}={raw!r} is not a number of seconds",
+            hint=f"unset it, or e.g. {BOOT_TIMEOUT_ENV}=120",
+        )
+
+
+def output_file(flag: str, value, *, create_parents: bool = False) -> Path | None:
+    """A file the task will write (``--json``): not a directory; its directory must exist, or
+    (``create_parents``, where the task makes it) be creatable."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip() or "\0" in text:
+        raise OptionError(f"{flag} needs a file name", hint=f"e.g. {flag} results.json")
+    path = Path(text)
+    try:
+        if path.is_dir():
+            raise OptionError(
+                f"{flag} {text}: is a directory", hint=f"name a file, e.g. {flag} {path / 'out.json'}"
+            )
+        _check_directory(flag, path.parent, create=create_parents)
+    except OSError as exc:
+        raise OptionError(f"{flag} {text}: {exc.strerror or exc}") from None
+    return path
+
+
+def output_directory(flag: str, value, *, default: Path) -> Path:
+    """A directory the task will create if needed (``--report-dir``)."""
+    if value is not None and (not str(value).strip() or "\0" in str(value)):
+        raise OptionError(f"{flag} needs a directory name")
+    path = Path(str(value)) if value is not None else default
+    try:
+        _check_directory(flag, path, create=True)
+    except OSError as exc:
+        raise OptionError(f"{flag} {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _check_directory(flag: str, path: Path, *, create: bool) -> None:
+    """``path`` is a writable directory, or (``create``) can be made one."""
+    existing = path
+    while not existing.exists() and create and existing != existing.parent:
+        existing = existing.parent
+    if not existing.exists():
+        raise OptionError(
+            f"{flag}: the directory {path} does not exist", hint=f"create it first: mkdir {path}"
+        )
+    if not existing.is_dir():
+        what = path if existing == path else f"{existing} (in {path})"
+        raise OptionError(f"{flag}: {what} is a file, not a directory", hint="name a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(
+            f"{flag}: the directory {existing} is not writable", hint="choose a writable directory"
+        )
