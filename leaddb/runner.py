@@ -96,7 +96,7 @@ def apply(
     started = time.perf_counter()
     try:
         conn = connect(conninfo)
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:
         # psycopg's message names host, port and database, never the password
         raise BackendError(
             f"cannot connect to the database: {str(exc).strip()}",
@@ -312,6 +312,12 @@ def migration_failure(
         if rolled_back
         else f"{migration.name} has no transaction of its own: its statements before this one stay applied"
     )
+    if sqlstate == "42501":  # insufficient_privilege: the role, not the file, is at fault
+        return MigrationError(
+            f"{where}: {text}",
+            hint="the role in the connection lacks this privilege: connect as the schema's owner, "
+            f"or grant it; {state}",
+        )
     if reapply:
         return NonIdempotentMigration(
             f"{where}: applying the file a second time fails: {text}",

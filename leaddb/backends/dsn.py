@@ -102,6 +102,21 @@ def _reason(exc: psycopg.Error) -> str:
     return " ".join(str(exc).split())
 
 
+def connection_hint(reason: str, dbname: str) -> str:
+    """The next step for a failed connection, from libpq's (English) message."""
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return "check the user and password in the DSN (or PGPASSWORD / ~/.pgpass)"
+    if "does not exist" in reason and "database" in reason:
+        return f"`invoke db.reset --backend dsn` creates database {dbname!r} (the role needs CREATEDB)"
+    if "permission denied" in reason:
+        return f"the role may not connect to {dbname!r}: GRANT CONNECT, or connect as another role"
+    if "resolve host" in reason or "could not translate host name" in reason:
+        return "check the host name in the DSN"
+    if "Connection refused" in reason or "timeout expired" in reason or "No such file" in reason:
+        return "check that the server runs and listens on that host and port"
+    return "check that the server runs and the DSN is right"
+
+
 # (server, lock key) -> [session, depth]: the lock is per process, re-entrant
 _held: dict[tuple, list] = {}
 _guard = threading.Lock()
@@ -141,22 +156,27 @@ class DsnBackend(Backend):
 
     # -- connections -----------------------------------------------------------------
 
+    def _timeout(self) -> dict:
+        """The DSN's own connect_timeout when it has one, so that a bad one fails in the first
+        connection, here, and not as a traceback in a later one that does not override it."""
+        return {} if "connect_timeout" in self.params else {"connect_timeout": 10}
+
     def _connect(self, dbname: str, **kwargs) -> psycopg.Connection:
         conninfo = self.conninfo(dbname)
         try:
-            return psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **kwargs)
-        except psycopg.OperationalError as exc:
+            return psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
+        except psycopg.Error as exc:  # also a parameter psycopg itself rejects (ProgrammingError)
             raise BackendError(
                 f"cannot connect to {mask(conninfo)}: {_reason(exc)}",
-                hint="check that the server runs and the DSN is right",
+                hint=connection_hint(_reason(exc), dbname),
             ) from None
 
     def _maintenance(self, **kwargs) -> psycopg.Connection:
         """A session on ``postgres`` that no idle timeout of the server ends mid-task."""
         conninfo = self.conninfo(MAINTENANCE_DB)
         try:
-            conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **kwargs)
-        except psycopg.OperationalError as exc:
+            conn = psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
+        except psycopg.Error as exc:
             raise BackendError(
                 f"cannot connect to {mask(conninfo)}: {_reason(exc)}",
                 hint="check that the server runs and the DSN is right; tasks that change the database "
