@@ -235,6 +235,10 @@ def read_dotenv_bindings(path: Path, environ: Mapping[str, str] | None = None) -
                 value = _expand(value, lookup, [])
             except InterpolationError as exc:
                 raise ComposeError(f"{where}: {binding.key}: {exc.problem}", hint=exc.hint) from None
+        if "\0" in value:
+            raise ComposeError(
+                f"{where}: {binding.key}: the value contains a NUL character", hint="remove it"
+            )
         values[binding.key] = Variable(binding.key, value, where)
     return values
 
@@ -379,7 +383,9 @@ def _interpolate_nodes(root: yaml.Node, lookup: Lookup) -> dict[int, list[Variab
             continue
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            stack.extend(value for _, value in node.value)
+            for key, value in node.value:
+                _refuse_nul(key)
+                stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif node.tag == _STR_TAG and "$" in node.value:
@@ -391,7 +397,17 @@ def _interpolate_nodes(root: yaml.Node, lookup: Lookup) -> dict[int, list[Variab
                     f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: {exc.detail}", hint=exc.hint
                 ) from None
             used[id(node)] = variables
+        _refuse_nul(node)
     return used
+
+
+def _refuse_nul(node: yaml.Node) -> None:
+    """A NUL character (YAML's "\\0", or one from .env) cannot reach a process or a server."""
+    if isinstance(node, yaml.ScalarNode) and "\0" in node.value:
+        raise ComposeError(
+            f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: a value contains a NUL character",
+            hint="remove it (a \\0 escape in the file, or a NUL byte in .env)",
+        )
 
 
 def _scalar(value) -> bool:

@@ -17,6 +17,7 @@ from leaddb import (
     backends,
     bench,
     catalog,
+    cli,
     console,
     drift,
     erd,
@@ -274,6 +275,10 @@ def run_bench(
 ):
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
     counts = list(scale)
+    # where the results go is checked before the runs, so a bad one loses no results
+    results = cli.output_directory(
+        "benchmarks/results", None, default=options.project_dir / "benchmarks" / "results"
+    )
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
     backend, files = _prepare(options)
     say(f"bench: {runs} fresh resets of {backend.describe()}")
@@ -303,7 +308,7 @@ def run_bench(
         result, bench.goals_for(result.backend), bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    stem = options.project_dir / "benchmarks" / "results" / f"{stamp}-{backend.name}"
+    stem = results / f"{stamp}-{backend.name}"
     bench.save(result, stem.with_suffix(".json"))
     bench.plot(result, stem.with_suffix(".png"))
     if result.scale:

@@ -285,6 +285,14 @@ def test_an_environment_value_in_a_bad_setting_is_named_with_its_source(project)
     assert "POSTGRES_IMAGE='Bad:Image!' from .env:3" in failure(project)
 
 
+def test_a_nul_character_never_reaches_a_value(project):
+    write(project / "docker-compose.yml", ORIGINAL.replace("${POSTGRES_DB:-leadgen}", '"lead\\0gen"'))
+    assert failure(project).startswith("docker-compose.yml:15: a value contains a NUL character")
+    write(project / "docker-compose.yml", ORIGINAL)
+    (project / ".env").write_bytes(b"POSTGRES_DB=lead\0gen\n")
+    assert failure(project).startswith(".env:1: POSTGRES_DB: the value contains a NUL character")
+
+
 def test_not_utf8_directory_and_missing(project):
     compose_file = project / "docker-compose.yml"
     compose_file.write_bytes(ORIGINAL.encode().replace(b"leadgen-dev-only", b"caf\xe9"))

@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from leaddb.errors import LeadDbError
+
 SCHEMA = "public"
 
 # kind -> (query file, the columns that name the object, the columns that are its identity
@@ -115,11 +117,24 @@ class Snapshot:
         return cls.from_data(json.loads(text))
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json(), encoding="utf-8", newline="\n")
+        try:
+            path.write_text(self.to_json(), encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise LeadDbError(f"{path}: cannot be written: {exc.strerror or exc}") from None
 
     @classmethod
     def load(cls, path: Path) -> Snapshot:
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        """A snapshot ``save`` wrote; anything else (a merge conflict, a hand edit) is one message."""
+        hint = "`invoke db.dump` writes it again from the live database; commit it"
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise LeadDbError(f"{path}: cannot be read: {exc.strerror or exc}", hint=hint) from None
+        except json.JSONDecodeError as exc:
+            raise LeadDbError(f"{path}:{exc.lineno}: not a schema snapshot: {exc.msg}", hint=hint) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # valid JSON, another shape
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise LeadDbError(f"{path}: not a schema snapshot ({reason})", hint=hint) from None
 
 
 def snapshot(conn: psycopg.Connection, schema: str = SCHEMA) -> Snapshot:
