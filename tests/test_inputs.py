@@ -1,0 +1,962 @@
+"""Never a traceback: every input a user controls — flags, environment, .env, the compose file,
+the spec, the migration files, DSNs, Ctrl-C — ends in one message and a documented exit code.
+
+The tasks run in-process, as `invoke` runs them (``invoke.Program`` over the workspace's own
+``tasks.py``), on a throwaway copy of the project; anything that needs a server uses the dsn
+backend on a database of this module's own on the suite's cluster (no Docker). One real
+Ctrl-C (SIGINT to the process group) runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import invoke
+import psycopg
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from leaddb import catalog, compose, janitor, migrations, runner
+from leaddb.backends import NAMES
+from leaddb.backends.local import LocalBackend, scratch_root
+from leaddb.spec import Spec
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATE = "leaddb_template"  # conftest's migrated template database
+DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5, 130}
+PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
+SPEC = "Technical-Architecture-Specification.md"
+MIGRATIONS = "api/db/migrations"
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+@contextlib.contextmanager
+def environment(changes: dict[str, str | None]) -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        for key, value in changes.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if ".git" not in p.parts and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class Arena:
+    """A copy of the project, its tasks run in-process, and a database of its own."""
+
+    def __init__(self, root: Path, pristine: Path, state: Path, dsn: str, weak_dsn: str, maintenance: str):
+        self.root, self.pristine, self.state = root, pristine, state
+        self.dsn, self.weak_dsn, self.maintenance = dsn, weak_dsn, maintenance
+        spec = importlib.util.spec_from_file_location(
+            f"leaddb_arena_tasks_{secrets.token_hex(4)}", root / "tasks.py"
+        )
+        self.tasks = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.tasks)
+        self.repo_digest = self.repo_state()
+        self.pristine_digest = tree_digest(pristine)
+        self.server_digest = self.server_state()
+        self.bug_reports = self.reports()
+        self.base_env = {
+            "INVOKE_DB_BACKEND": "dsn",
+            "INVOKE_DB_DSN": dsn,
+            "LEADDB_STATE_DIR": str(state),
+            **{k: None for k in os.environ if k.startswith(("POSTGRES_", "COMPOSE_", "LEADDB_DOCKER"))},
+        }
+
+    @staticmethod
+    def repo_state() -> str:
+        digest = hashlib.sha256()
+        for name in (*PROJECT_FILES, ".env"):
+            path = PROJECT_DIR / name
+            digest.update(path.read_bytes() if path.is_file() else b"-")
+        digest.update(tree_digest(PROJECT_DIR / "api").encode())
+        return digest.hexdigest()
+
+    def server_state(self) -> tuple:
+        with psycopg.connect(self.maintenance, autocommit=True) as conn:
+            databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+            roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
+        return databases, roles
+
+    @staticmethod
+    def reports() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("leaddb-bug-*")}
+
+    def restore(self) -> None:
+        shutil.rmtree(self.root / "api")
+        shutil.copytree(self.pristine / "api", self.root / "api")
+        for path in self.root.iterdir():
+            if path.name not in ("api", "tasks.py", "__pycache__"):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for name in PROJECT_FILES[1:]:
+            shutil.copy(self.pristine / name, self.root / name)
+
+    def write(self, relative: str, content: bytes | None) -> None:
+        path = self.root / relative
+        if content is None:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            return
+        if path.is_dir():
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+    def __call__(self, *argv: str, env: dict[str, str | None] | None = None) -> Outcome:
+        program = invoke.Program(namespace=self.tasks.ns, name="invoke", binary="invoke")
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            environment({**self.base_env, **(env or {})}),
+            contextlib.chdir(self.root),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            try:
+                program.run(["invoke", *argv], exit=True)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return Outcome(code, out.getvalue(), err.getvalue())
+
+    def check_nothing_else_changed(self) -> None:
+        assert self.repo_state() == self.repo_digest, "the repository's own files changed"
+        assert tree_digest(self.pristine) == self.pristine_digest, "the pristine copy changed"
+        assert self.server_state() == self.server_digest, "databases or roles outside ours changed"
+        started = any(self.state.iterdir())
+        if started:  # report it once, not again in every later test
+            LocalBackend(self.root, state_dir=self.state).down()
+            for path in self.state.iterdir():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        assert not started, "a local cluster was created"
+        reports = [Path(tempfile.gettempdir()) / name for name in self.reports() - self.bug_reports]
+        texts = [path.read_text(encoding="utf-8", errors="replace") for path in reports]
+        for path in reports:
+            path.unlink()
+        assert not texts, "bug reports written:\n" + "\n".join(texts)
+
+
+@pytest.fixture(scope="module")
+def arena(server):
+    """The workspace copy, a migrated database and a role without rights, on the suite's cluster."""
+    base = Path(tempfile.mkdtemp(prefix="leaddb-inputs-"))
+    root, pristine = base / "ws", base / "pristine"
+    for target in (root, pristine):
+        target.mkdir()
+        for name in PROJECT_FILES:
+            shutil.copy(PROJECT_DIR / name, target / name)
+        shutil.copytree(PROJECT_DIR / "api", target / "api")
+    state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-state-", dir=scratch_root()))
+    name, weak = f"inputs_{secrets.token_hex(4)}", f"inputs_weak_{secrets.token_hex(4)}"
+    cluster = server.cluster.state()
+    tcp = {"host": "127.0.0.1", "port": cluster.port, "user": "postgres", "password": cluster.password}
+    with janitor.maintenance(server.conninfo("postgres")) as conn:
+        janitor.create_database(conn, name, template=TEMPLATE)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'weak-password'").format(sql.Identifier(weak)))
+    try:
+        yield Arena(
+            root,
+            pristine,
+            state,
+            dsn=make_conninfo(dbname=name, **tcp),
+            weak_dsn=make_conninfo(dbname=name, **{**tcp, "user": weak, "password": "weak-password"}),
+            maintenance=server.conninfo("postgres"),
+        )
+    finally:
+        with janitor.maintenance(server.conninfo("postgres")) as conn:
+            janitor.drop_database(conn, name)
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(weak)))
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def ws(arena):
+    arena.restore()
+    yield arena
+    arena.check_nothing_else_changed()
+
+
+def assert_one_message(outcome: Outcome, code: int, start: str) -> None:
+    assert outcome.code == code, str(outcome)
+    assert outcome.err.startswith(start), str(outcome)
+    assert "Traceback" not in outcome.text and "internal error" not in outcome.text, str(outcome)
+
+
+# -- the issue's cases, one by one ---------------------------------------------------------
+
+
+def test_dotenv_inline_comment_is_read_as_compose_reads_it(ws):
+    ws.write(".env", b"POSTGRES_PORT=5433 # my override\n")
+    outcome = ws("db.lint")
+    assert outcome.code == 0, str(outcome)
+    assert compose.load_service(ws.root, environ={}).ports[0].host_port == 5433
+
+
+@pytest.mark.parametrize(
+    ("argv", "start"),
+    [
+        (["db.bench", "--runs", "abc"], "--runs 'abc' is not a whole number"),
+        (["db.bench", "--runs", "1.5"], "--runs '1.5' is not a whole number"),
+        (["db.bench", "--runs", "0"], "--runs '0': at least 1 run is needed"),
+        (["db.bench", "--runs=-3"], "--runs '-3': at least 1 run is needed"),
+        (["db.bench", "--scale=-5,0"], "--scale=-5,0: -5 is outside 1..100000"),
+        (["db.bench", "--scale=-5"], "--scale=-5: -5 is outside 1..100000"),
+        (["db.bench", "--scale=0"], "--scale=0: 0 is outside"),
+        (["db.bench", "--scale=abc"], "--scale=abc: 'abc' is not a whole number"),
+        (["db.bench", "--scale=10,,20"], "--scale=10,,20: an empty entry"),
+        (["db.verify", "--bench-runs", "x"], "--bench-runs 'x' is not a whole number"),
+        (["db.verify", "--bench-runs", "0"], "--bench-runs '0': at least 1 run"),
+        (["db.bench", "--backend", "nonsense"], "--backend: unknown backend 'nonsense'"),
+        (["db.apply", "--backend", "nonsense"], "--backend: unknown backend 'nonsense'"),
+        (
+            ["db.bench", "--json", "{root}/no/such/dir/out.json"],
+            "--json: the directory {root}/no/such/dir does not",
+        ),
+        (["db.bench", "--json", "{root}/api"], "--json {root}/api: is a directory"),
+        (["db.introspect", "--json", "{root}/tasks.py/x.json"], "--json: {root}/tasks.py is a file"),
+        (["db.verify", "--report-dir", "{root}/tasks.py"], "--report-dir: {root}/tasks.py is a file"),
+        (["db.verify", "--report-dir", "{root}/tasks.py/sub"], "--report-dir: {root}/tasks.py (in"),
+        (["db.apply", "--backend", "dsn", "--dsn", "host=x password=s3kr1t junk"], "--dsn: not a connection"),
+    ],
+)
+def test_every_flag_is_checked_before_any_work(ws, argv, start):
+    root = str(ws.root)
+    # INVOKE_DB_BACKEND=local: a flag that slipped through would start a local cluster (and fail the check)
+    outcome = ws(*(a.replace("{root}", root) for a in argv), env={"INVOKE_DB_BACKEND": "local"})
+    assert_one_message(outcome, 1, start.replace("{root}", root))
+    assert "s3kr1t" not in outcome.text
+
+
+def test_bench_results_directory_is_checked_before_the_runs(ws):
+    ws.write("benchmarks", b"a file where the results directory belongs\n")
+    outcome = ws("db.bench", "--runs", "1", env={"INVOKE_DB_BACKEND": "local"})
+    assert_one_message(outcome, 1, f"benchmarks/results: {ws.root / 'benchmarks'} (in ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "task", "start"),
+    [
+        (
+            "INVOKE_DB_BACKEND",
+            "nonsense",
+            "db.apply",
+            "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
+        ),
+        (
+            "INVOKE_DB_DSN",
+            "not a dsn",
+            "db.drift",
+            "INVOKE_DB_DSN (or db.dsn in invoke.yaml): not a connection",
+        ),
+        ("POSTGRES_PORT", "abc", "db.lint", "docker-compose.yml:17: port entry '127.0.0.1:abc:5432'"),
+        ("POSTGRES_IMAGE", "Not An Image", "db.lint", "docker-compose.yml:10: image 'Not An Image'"),
+        (
+            "LEADDB_DOCKER_BOOT_TIMEOUT",
+            "soon",
+            "db.reset",
+            "LEADDB_DOCKER_BOOT_TIMEOUT='soon' is not a number",
+        ),
+    ],
+)
+def test_environment_variables_are_checked_before_any_work(ws, variable, value, task, start):
+    env = {variable: value}
+    if variable == "LEADDB_DOCKER_BOOT_TIMEOUT":
+        env["INVOKE_DB_BACKEND"] = "docker"
+    if variable == "INVOKE_DB_DSN":
+        env["INVOKE_DB_BACKEND"] = "auto"
+    assert_one_message(ws(task, env=env), 1, start)
+
+
+@pytest.mark.parametrize(
+    "task", ["db.lint", "db.apply", "db.reapply", "db.drift", "db.introspect", "db.bench"]
+)
+@pytest.mark.parametrize(
+    ("content", "start"),
+    [
+        (b"# Spec\n\ncaf\xe9\n", f"{SPEC}:3: not valid UTF-8"),
+        (None, f"{SPEC} is a directory"),
+    ],
+)
+def test_spec_not_utf8_or_a_directory_is_one_message_on_every_task(ws, task, content, start):
+    if content is None:
+        ws.write(SPEC, None)
+        (ws.root / SPEC).mkdir()
+    else:
+        ws.write(SPEC, content)
+    assert_one_message(ws(task), 1, start)
+
+
+@pytest.mark.parametrize("task", ["db.lint", "db.apply", "db.reapply", "db.bench"])
+@pytest.mark.parametrize(
+    ("content", "start"),
+    [
+        (b"services:\n  postgres:\n    image: caf\xe9\n", "docker-compose.yml:3: not valid UTF-8"),
+        (None, "docker-compose.yml is a directory"),
+        (b"- postgres\n- other\n", "docker-compose.yml:1: the top level is a list"),
+        (
+            b"services:\n  postgres:\n    image: postgres:15\n   volumes: []\n",
+            "docker-compose.yml:4:4: not valid YAML",
+        ),
+    ],
+)
+def test_compose_file_unusable_is_one_message_naming_it(ws, task, content, start):
+    if content is None:
+        ws.write("docker-compose.yml", None)
+        (ws.root / "docker-compose.yml").mkdir()
+    else:
+        ws.write("docker-compose.yml", content)
+    outcome = ws(task)
+    assert_one_message(outcome, 1, start)
+    assert "MIGRATION_PATH_UNSPECIFIED" not in outcome.text
+
+
+def unclose_last_fence(ws) -> int:
+    path = ws.root / SPEC
+    lines = path.read_text(encoding="utf-8").split("\n")
+    closing = max(i for i, line in enumerate(lines) if line.strip() == "```")
+    opening = max(i for i, line in enumerate(lines[:closing]) if line.strip() == "```sql")
+    del lines[closing]
+    path.write_text("\n".join(lines), encoding="utf-8", newline="\n")
+    return opening + 1
+
+
+def test_unclosed_fence_gives_the_same_verdict_on_every_task_that_reads_the_spec(ws):
+    line = unclose_last_fence(ws)
+    start = f'{SPEC}:{line} (section "Optional objects"): the ```sql fence opened here is never closed'
+    before = catalog.snapshot_of(ws.dsn)
+    for task in ("db.lint", "db.apply", "db.reapply", "db.drift", "db.introspect", "db.bench", "db.reset"):
+        assert_one_message(ws(task), 1, start)
+    assert catalog.snapshot_of(ws.dsn) == before  # refused at load: nothing applied
+
+
+def test_migrations_path_that_is_a_file_is_not_a_directory(ws):
+    ws.write(MIGRATIONS, b"SELECT 1;\n")
+    assert_one_message(
+        ws("db.apply"),
+        2,
+        "MIGRATION_PATH_UNSPECIFIED: the declared migrations directory `api/db/migrations` is not",
+    )
+
+
+def test_migration_with_nul_byte_is_one_message(ws):
+    path = f"{MIGRATIONS}/0007_invoices.sql"
+    ws.write(path, (ws.pristine / path).read_bytes().replace(b"COMMIT;", b"SELECT '\0';\nCOMMIT;"))
+    for task in ("db.lint", "db.apply"):
+        outcome = ws(task)
+        assert outcome.code == 1, str(outcome)
+        assert "Traceback" not in outcome.text and "internal error" not in outcome.text, str(outcome)
+
+
+def test_schema_dump_with_a_merge_conflict_or_a_directory_is_one_message(ws):
+    dump = "api/db/schema.snapshot.json"
+    text = (ws.pristine / dump).read_bytes()
+    ws.write(dump, b"<<<<<<< HEAD\n" + text + b"=======\n>>>>>>> branch\n")
+    outcome = ws("db.drift")
+    assert_one_message(outcome, 1, f"{ws.root / dump}:1: not a schema snapshot")
+    assert "`invoke db.dump` writes it again" in outcome.err
+    ws.write(dump, None)
+    (ws.root / dump).mkdir()
+    assert_one_message(ws("db.dump"), 1, f"{ws.root / dump}: cannot be written")
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+INTERRUPT_POINTS = {
+    "db.lint": [(compose, "load_service"), (Spec, "load"), (migrations, "split_statements")],
+    "db.apply": [(compose, "load_service"), (runner, "apply"), (psycopg, "connect")],
+    "db.introspect": [(catalog, "snapshot_of"), (psycopg, "connect")],
+    "db.drift": [(catalog, "snapshot_of"), (janitor, "create_database")],
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "target", "name"),
+    [(task, target, name) for task, points in INTERRUPT_POINTS.items() for target, name in points],
+)
+def test_ctrl_c_anywhere_in_a_task_is_interrupted_exit_130(ws, task, target, name):
+    with mock.patch.object(target, name, side_effect=KeyboardInterrupt):
+        outcome = ws(task)
+    assert_one_message(outcome, 130, f"interrupted: {task} stopped; ")
+    assert "next step: " in outcome.err
+
+
+def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_file(ws):
+    with mock.patch.object(migrations, "discover", side_effect=RuntimeError("boom")):
+        outcome = ws("db.lint")
+    assert outcome.code == 1
+    assert outcome.err.startswith("internal error in db.lint: RuntimeError: boom")
+    assert "this is a bug in leaddb" in outcome.err and "Traceback" not in outcome.text
+    report = Path(re.search(r"the full traceback is in (\S+)", outcome.err).group(1))
+    try:
+        assert (
+            "Traceback" in report.read_text(encoding="utf-8") and "RuntimeError: boom" in report.read_text()
+        )
+    finally:
+        report.unlink()
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="SIGINT to a process group is POSIX; Windows has no killpg"
+)
+def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp_path, project_dir):
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group, here once the
+    cluster directory exists (initdb is running or done)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy(project_dir / name, root / name)
+    shutil.copytree(project_dir / "api", root / "api")
+    state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-sigint-", dir=scratch_root()))
+    for path in (tmp_path, root, state):
+        path.chmod(0o755)
+    env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
+    command = [sys.executable, "-m", "invoke"]
+    try:
+        with open(tmp_path / "out.txt", "w+b") as out, open(tmp_path / "err.txt", "w+b") as err:
+            process = subprocess.Popen(
+                [*command, "db.reset"],
+                cwd=root,
+                env=env,
+                stdout=out,  # the server it starts keeps running: never a pipe
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+            )
+            deadline = time.monotonic() + 120
+            while not (state / "cluster").exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.killpg(process.pid, signal.SIGINT)
+            code = process.wait(timeout=120)
+            err.seek(0)
+            message = err.read().decode()
+        assert code == 130, message
+        assert message.startswith("interrupted: db.reset stopped; "), message
+        assert "`invoke db.reset` recreates it" in message and "Traceback" not in message
+        again = subprocess.run(
+            [*command, "db.reset"],
+            cwd=root,
+            env=env,
+            capture_output=False,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert again.returncode == 0, again.stderr
+    finally:
+        subprocess.run(
+            [*command, "db.down"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+        shutil.rmtree(state, ignore_errors=True)
+
+
+# -- DSNs ------------------------------------------------------------------------------------
+
+
+def _dsn(arena: Arena, **changes) -> str:
+    params = {**conninfo_to_dict(arena.dsn), **changes}
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    ("change", "task", "start", "hint"),
+    [
+        ({"password": "wrong-s3kr1t"}, "db.apply", "cannot connect to ", "check the user and password"),
+        ({"port": "1"}, "db.apply", "cannot connect to ", "server runs and listens on that host and port"),
+        ({"host": "nonexistent.invalid"}, "db.drift", "cannot connect to ", "check the host name"),
+        (
+            {"dbname": "inputs_no_such_db"},
+            "db.apply",
+            "cannot connect to ",
+            "`invoke db.reset --backend dsn` creates",
+        ),
+        ({"dbname": "inputs_no_such_db"}, "db.introspect", "cannot connect to ", "creates database"),
+        ({"port": "abc"}, "db.apply", "cannot connect to ", "the DSN is right"),
+    ],
+)
+def test_dsn_that_cannot_connect_is_one_message_with_the_password_masked(ws, change, task, start, hint):
+    outcome = ws(task, "--backend", "dsn", "--dsn", _dsn(ws, **change))
+    assert_one_message(outcome, 1, start)
+    assert hint in outcome.err
+    assert "s3kr1t" not in outcome.text and ws.dsn.split("password=")[1].split()[0] not in outcome.text
+
+
+def test_dsn_role_without_rights_is_one_message_per_task(ws):
+    outcome = ws("db.apply", "--backend", "dsn", "--dsn", ws.weak_dsn)
+    assert_one_message(outcome, 1, "api/db/migrations/")
+    assert "[SQLSTATE 42501]" in outcome.err and "lacks this privilege" in outcome.err
+    outcome = ws("db.reset", "--backend", "dsn", "--dsn", ws.weak_dsn, "--force")
+    assert_one_message(outcome, 1, "")
+    assert "the server refused to let inputs_weak_" in outcome.err and "drop database" in outcome.err
+    assert "is unchanged" in outcome.err and "weak-password" not in outcome.text
+    outcome = ws("db.drift", "--backend", "dsn", "--dsn", ws.weak_dsn)
+    assert_one_message(outcome, 1, "cannot create a scratch database for the spec step")
+
+
+# -- the property: generated bad inputs of every kind ----------------------------------------
+
+TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+junk = st.text(TEXT, max_size=12)
+COMPOSE_TEXT = (PROJECT_DIR / "docker-compose.yml").read_text(encoding="utf-8")
+SPEC_TEXT = (PROJECT_DIR / SPEC).read_text(encoding="utf-8")
+MIGRATION_NAMES = sorted(p.name for p in (PROJECT_DIR / MIGRATIONS).glob("*.sql"))
+TASKS_WITH_BACKEND = ["db.apply", "db.reapply", "db.drift", "db.introspect", "db.dump", "db.reset", "db.down"]
+
+
+@dataclass
+class Case:
+    kind: str
+    argv: list[str]
+    env: dict[str, str | None] = field(default_factory=dict)
+    files: dict[str, bytes | None] = field(default_factory=dict)
+    codes: set[int] = field(default_factory=lambda: set(DOCUMENTED_EXIT_CODES))
+    starts: tuple[str, ...] = ()  # on failure, the message starts with one of these
+    interrupt: tuple | None = None
+
+
+WHOLE = re.compile(r"\s*[+-]?\d+\s*")  # what --runs and --scale accept, as int() reads it
+MAX_SCALE = 100_000
+
+
+def _valid_count(text: str) -> bool:
+    return bool(WHOLE.fullmatch(text)) and int(text) >= 1
+
+
+def _valid_sizes(text: str) -> bool:
+    return all(WHOLE.fullmatch(e) and 1 <= int(e) <= MAX_SCALE for e in text.split(","))
+
+
+bad_count = st.one_of(
+    junk,
+    st.integers(-(10**6), 0).map(str),
+    st.floats().map(repr),
+    st.sampled_from(["abc", "1.5", "0", "-3", "1e3"]),
+).filter(lambda v: not _valid_count(v))
+size_entry = st.one_of(st.integers(1, 10**6).map(str), st.integers(-100, 0).map(str), junk, st.just(""))
+bad_sizes = st.lists(size_entry, min_size=1, max_size=4).map(",".join).filter(lambda v: not _valid_sizes(v))
+bad_backend = st.one_of(
+    st.text(TEXT, min_size=1, max_size=12), st.sampled_from(["Nonsense", "postgres", "dockr", "dsn2"])
+).filter(lambda v: v.strip().lower() not in (*NAMES, ""))
+
+
+@st.composite
+def flag_cases(draw) -> Case:
+    task = draw(st.sampled_from(["db.bench", "db.verify", "db.introspect", *TASKS_WITH_BACKEND]))
+    bad = {"--backend": bad_backend}
+    if task == "db.bench":
+        bad |= {"--runs": bad_count, "--scale": bad_sizes, "--json": BAD_JSON}
+    if task == "db.verify":
+        bad |= {"--bench-runs": bad_count, "--report-dir": BAD_DIR}
+    if task == "db.introspect":
+        bad |= {"--json": BAD_JSON}
+    flags = draw(st.lists(st.sampled_from(sorted(bad)), min_size=1, max_size=len(bad), unique=True))
+    argv = [task]
+    for flag in flags:
+        argv.append(f"{flag}={draw(bad[flag])}")
+    return Case("flags", argv, codes={1}, starts=tuple(flags))
+
+
+# paths inside the workspace, filled in when the case runs: ROOT is the workspace copy
+BAD_JSON = st.sampled_from(["ROOT/missing/out.json", "ROOT", "ROOT/tasks.py/out.json", "", "ROOT/api/"])
+BAD_DIR = st.sampled_from(["ROOT/tasks.py", "ROOT/tasks.py/sub", ""])
+
+
+@st.composite
+def environment_cases(draw) -> Case:
+    variable = draw(
+        st.sampled_from(
+            ["INVOKE_DB_BACKEND", "INVOKE_DB_DSN", "LEADDB_DOCKER_BOOT_TIMEOUT"]
+            + ["POSTGRES_PORT", "POSTGRES_IMAGE", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"]
+            + ["COMPOSE_PROJECT_NAME"]
+        )
+    )
+    if variable == "INVOKE_DB_BACKEND":
+        task = draw(st.sampled_from(TASKS_WITH_BACKEND))
+        return Case("env", [task], {variable: draw(bad_backend)}, codes={1}, starts=(variable,))
+    if variable == "INVOKE_DB_DSN":
+        value = draw(junk.filter(_unparsable))
+        return Case(
+            "env", ["db.apply"], {variable: value, "INVOKE_DB_BACKEND": "auto"}, codes={1}, starts=(variable,)
+        )
+    if variable == "LEADDB_DOCKER_BOOT_TIMEOUT":
+        value = draw(st.one_of(junk, st.sampled_from(["0", "-1", "nan", "inf"])).filter(_bad_timeout))
+        return Case(
+            "env",
+            ["db.apply"],
+            {variable: value, "INVOKE_DB_BACKEND": "docker"},
+            codes={1},
+            starts=(variable,),
+        )
+    value = draw(
+        st.one_of(junk, st.sampled_from(["5433 # c", "${X}", "$", "${", "abc", "65536", "0", "x:y"]))
+    )
+    return Case("env", ["db.lint"], {variable: value}, codes={0, 1}, starts=("docker-compose.yml:",))
+
+
+def _unparsable(text: str) -> bool:
+    if not text.strip():
+        return False
+    try:
+        conninfo_to_dict(text)
+    except psycopg.Error:
+        return True
+    return False
+
+
+def _bad_timeout(text: str) -> bool:
+    if not text:
+        return False
+    try:
+        return not 0 < float(text) < float("inf")
+    except ValueError:
+        return True
+
+
+dotenv_piece = st.one_of(
+    st.sampled_from(
+        [
+            "5433",
+            "postgres:15",
+            "x y",
+            " # c",
+            "#",
+            "'",
+            '"',
+            "${",
+            "}",
+            "${POSTGRES_PORT}",
+            "${X:-d}",
+            "${X:?m}",
+        ]
+        + ["$$", "\\", "\\n", ":", "=", "\n", "\r\n", " ", "\t", "${X:+y}", "$X"]
+    ),
+    st.text(TEXT, max_size=5),
+)
+dotenv_key = st.one_of(
+    st.sampled_from(
+        ["POSTGRES_PORT", "POSTGRES_IMAGE", "POSTGRES_DB", "POSTGRES_PASSWORD", "COMPOSE_PROJECT_NAME"]
+    ),
+    st.text(TEXT, max_size=6),
+)
+dotenv_line = st.tuples(
+    st.sampled_from(["", "export ", "  ", "#"]),
+    dotenv_key,
+    st.sampled_from(["=", " = ", "", "=="]),
+    st.lists(dotenv_piece, max_size=4).map("".join),
+).map("".join)
+
+
+@st.composite
+def dotenv_cases(draw) -> Case:
+    if draw(st.booleans()):
+        content = "\n".join(draw(st.lists(dotenv_line, min_size=1, max_size=4))).encode("utf-8")
+    else:
+        content = draw(st.binary(max_size=30))
+    return Case(
+        ".env", ["db.lint"], files={".env": content}, codes={0, 1, 2}, starts=(".env", "docker-compose.yml")
+    )
+
+
+def _mutate_lines(draw, text: str, pieces: list[str]) -> bytes:
+    lines = text.split("\n")
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["delete", "insert", "replace", "indent", "truncate", "value", "bytes"]))
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        piece = draw(st.one_of(st.sampled_from(pieces), st.text(TEXT, max_size=20)))
+        if op == "delete" and lines:
+            del lines[i]
+        elif op == "insert":
+            lines.insert(i, piece)
+        elif op == "replace" and lines:
+            lines[i] = piece
+        elif op == "indent" and lines:
+            lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip()
+        elif op == "truncate":
+            joined = "\n".join(lines)
+            lines = joined[: draw(st.integers(0, len(joined)))].split("\n")
+        elif op == "value" and lines and ":" in lines[i]:
+            lines[i] = lines[i].split(":", 1)[0] + ": " + piece
+    data = "\n".join(lines).encode("utf-8")
+    if draw(st.integers(0, 9)) == 0:
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.binary(min_size=1, max_size=3)) + data[at:]
+    return data
+
+
+COMPOSE_PIECES = [
+    "- 5432",
+    "ports: 5432",
+    "  postgres: []",
+    "services: []",
+    "- a:b:c:d",
+    "{",
+    "[",
+    "'",
+    "&a",
+    "*a",
+    "<<: *a",
+    "image: ${X:?need}",
+    "${",
+    "!!binary x",
+    "- ./api/db/migrations:/docker-entrypoint-initdb.d:ro",
+    "volumes: {pgdata: {name: [1]}}",
+    "healthcheck: {interval: x}",
+    "command: \"'",
+    "\t",
+    "---",
+    "name: '!!'",
+]
+
+
+@st.composite
+def compose_cases(draw) -> Case:
+    if draw(st.integers(0, 4)) == 0:
+        value = draw(
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | junk,
+                lambda c: st.lists(c, max_size=3) | st.dictionaries(junk, c, max_size=3),
+                max_leaves=8,
+            )
+        )
+        content = yaml.safe_dump(value).encode("utf-8")
+    else:
+        content = _mutate_lines(draw, COMPOSE_TEXT, COMPOSE_PIECES)
+    return Case(
+        "compose",
+        ["db.lint"],
+        files={"docker-compose.yml": content},
+        codes={0, 1, 2},
+        starts=("docker-compose.yml", "MIGRATION_PATH_UNSPECIFIED", ".env", "api/db/migrations"),
+    )
+
+
+SPEC_PIECES = [
+    "```",
+    "```sql",
+    "~~~",
+    "````",
+    "- Migrations directory: `api`",
+    "- Migrations directory: `x`",
+    "| p50 | x |",
+    "| p95 | -1 |",
+    "## Migrations: directory and tooling",
+    "-- migration: x.sql",
+    "> ```",
+]
+
+
+@st.composite
+def spec_cases(draw) -> Case:
+    content = _mutate_lines(draw, SPEC_TEXT, SPEC_PIECES)
+    task = draw(st.sampled_from(["db.lint", "db.apply"]))
+    return Case("spec", [task], files={SPEC: content}, codes={0, 1, 2})
+
+
+SQL_PIECES = [
+    "SELECT 1;",
+    "CREATE TABLE IF NOT EXISTS inputs_t (a int);",
+    "BEGIN;",
+    "COMMIT;",
+    "ROLLBACK;",
+    "\\i x",
+    "SELECT 'unterminated",
+    "$$",
+    "/*",
+    "DROP TABLE IF EXISTS inputs_t;",
+    "SELECT 1/0;",
+    "SET search_path = nowhere;",
+    "DO $$ BEGIN RAISE EXCEPTION 'x'; END $$;",
+    "-- migration: other.sql",
+    "SELECT E'\\\\x00';",
+    "\ufeff",
+]
+
+
+@st.composite
+def migration_cases(draw) -> Case:
+    name = draw(st.sampled_from(MIGRATION_NAMES))
+    path = f"{MIGRATIONS}/{name}"
+    op = draw(st.sampled_from(["mutate", "mutate", "delete", "rename", "extra", "crlf", "bom", "binary"]))
+    text = (PROJECT_DIR / path).read_text(encoding="utf-8")
+    files: dict[str, bytes | None] = {}
+    if op == "mutate":
+        files[path] = _mutate_lines(draw, text, SQL_PIECES)
+    elif op == "delete":
+        files[path] = None
+    elif op == "rename":
+        files[path] = None
+        files[f"{MIGRATIONS}/{draw(st.text(TEXT, min_size=1, max_size=12).filter(_file_name))}"] = (
+            text.encode()
+        )
+    elif op == "extra":
+        extra = draw(
+            st.sampled_from([f"{len(MIGRATION_NAMES) + 1:04d}_extra.sql", "0099_gap.sql", "notes.txt"])
+        )
+        files[f"{MIGRATIONS}/{extra}"] = _mutate_lines(draw, "BEGIN;\nSELECT 1;\nCOMMIT;\n", SQL_PIECES)
+    elif op == "crlf":
+        files[path] = text.replace("\n", "\r\n").encode()
+    elif op == "bom":
+        files[path] = b"\xef\xbb\xbf" + text.encode()
+    else:
+        files[path] = draw(st.binary(max_size=40))
+    task = draw(st.sampled_from(["db.lint", "db.apply"]))
+    return Case("migrations", [task], files=files, codes={0, 1, 2, 4})
+
+
+def _file_name(text: str) -> bool:
+    return "/" not in text and "\\" not in text and text not in (".", "..") and len(text.encode()) < 200
+
+
+@st.composite
+def dsn_cases(draw) -> Case:
+    task = draw(st.sampled_from(["db.apply", "db.reapply", "db.drift"]))
+    form = draw(st.sampled_from(["junk", "params"]))
+    if form == "junk":
+        return Case(
+            "dsn",
+            [task, "--backend", "dsn", "--dsn", draw(junk.filter(_unparsable))],
+            codes={1},
+            starts=("--dsn",),
+        )
+    change = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "host": st.sampled_from(["127.0.0.1", "localhost", "127.0.0.2"]),
+                "port": st.sampled_from(["1", "0", "abc", "65536", "-1"]),
+                "password": st.sampled_from(["wrong", "", "x y"]),
+                "user": st.sampled_from(["ghost", "WEAK"]),
+                "dbname": st.sampled_from(["inputs_no_such_db", ""]),
+                "sslmode": st.sampled_from(["require", "bogus"]),
+                "connect_timeout": st.sampled_from(["abc", "-5", "1.5"]),
+                "target_session_attrs": st.sampled_from(["bogus", "read-only"]),
+                "load_balance_hosts": st.sampled_from(["bogus", "random"]),
+                "options": st.sampled_from(["-c statement_timeout=x", "-c search_path=nowhere"]),
+            },
+        ).filter(bool)  # never exactly our DSN: a valid run of db.drift costs seconds
+    )
+    return Case("dsn", [task, "--backend", "dsn", "--dsn", f"PARAMS:{change!r}"], codes={0, 1, 3, 4})
+
+
+@st.composite
+def interrupt_cases(draw) -> Case:
+    task = draw(st.sampled_from(sorted(INTERRUPT_POINTS)))
+    target = draw(st.sampled_from(INTERRUPT_POINTS[task]))
+    return Case("ctrl-c", [task], codes={130}, starts=(f"interrupted: {task} stopped",), interrupt=target)
+
+
+def _run(arena: Arena, case: Case) -> Outcome:
+    argv = [arg.replace("ROOT", str(arena.root)) for arg in case.argv]
+    for i, arg in enumerate(argv):
+        if arg.startswith("PARAMS:"):
+            change = eval(arg.removeprefix("PARAMS:"))  # noqa: S307 - our own repr of a dict of strings
+            if change.get("user") == "WEAK":
+                base = conninfo_to_dict(arena.weak_dsn)
+                change = {
+                    **change,
+                    "user": base["user"],
+                    "password": change.get("password", base["password"]),
+                }
+            argv[i] = _dsn(arena, **{k: (v or None) if k == "dbname" else v for k, v in change.items()})
+    for relative, content in case.files.items():
+        arena.write(relative, content)
+    note(
+        f"argv={argv!r} env={case.env!r} files={ {k: (v[:300] if v else v) for k, v in case.files.items()} }"
+    )
+    if case.interrupt:
+        with mock.patch.object(*case.interrupt, side_effect=KeyboardInterrupt):
+            return arena(*argv, env=case.env)
+    return arena(*argv, env=case.env)
+
+
+PROPERTY = settings(
+    max_examples=int(os.environ.get("LEADDB_INPUT_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+
+@PROPERTY
+@given(
+    case=st.one_of(
+        flag_cases(),
+        environment_cases(),
+        dotenv_cases(),
+        compose_cases(),
+        spec_cases(),
+        migration_cases(),
+        dsn_cases(),
+        interrupt_cases(),
+    )
+)
+@example(case=Case("flags", ["db.bench", "--runs=abc"], codes={1}, starts=("--runs",)))
+@example(case=Case(".env", ["db.lint"], files={".env": b"POSTGRES_PORT=5433 # my override\n"}, codes={0}))
+def test_no_input_ends_in_a_traceback(arena, case):
+    arena.restore()
+    outcome = _run(arena, case)
+    note(str(outcome))
+    assert outcome.code in DOCUMENTED_EXIT_CODES
+    assert "Traceback" not in outcome.text
+    assert "internal error" not in outcome.text
+    assert outcome.code in case.codes
+    if outcome.code != 0 and case.starts:
+        assert outcome.err.startswith(case.starts)
+    if outcome.code != 0:
+        assert outcome.err.strip(), "a failure says why"
+    arena.check_nothing_else_changed()
