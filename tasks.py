@@ -160,7 +160,9 @@ def down(c, backend=None, dsn=None):
     workflow.down(_options(c, backend, dsn))
 
 
+DEFAULTS = {"db": {"backend": "auto", "dsn": ""}}
 db = Collection("db", reset, apply, reapply, introspect, drift, status, dump, erd, bench, verify, lint, down)
-db.configure({"db": {"backend": "auto", "dsn": ""}})
+db.configure(DEFAULTS)
 ns = Collection()
 ns.add_collection(db)
+cli.check_invoke_config(PROJECT_DIR, DEFAULTS)  # invoke merges it next, and would stop with a traceback

@@ -121,6 +121,53 @@ def starting() -> Iterator[None]:
         raise Exit("interrupted while starting; nothing was changed", Interrupted.exit_code) from None
 
 
+def check_invoke_config(project_dir: Path, defaults: dict) -> None:
+    """``invoke.yaml`` (or ``.yml``/``.json``) next to ``tasks.py``, checked when tasks.py is
+    imported, before invoke merges it: invoke itself would stop with a YAML or merge
+    traceback. ``defaults`` is the namespace's configuration (invoke's own is added)."""
+    import json
+
+    import yaml
+    from invoke import Config
+
+    defaults = {**Config.global_defaults(), **defaults}
+    for name in ("invoke.yaml", "invoke.yml", "invoke.json"):
+        path = project_dir / name
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Exit(f"{name}: cannot be read: {exc}", EXIT_FAILURE) from None
+        except json.JSONDecodeError as exc:
+            raise Exit(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}", EXIT_FAILURE) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise Exit(f"{where}: not valid YAML: {problem}", EXIT_FAILURE) from None
+        if data is None:
+            continue
+        problem = _unmergeable(defaults, data, "")
+        if problem:
+            raise Exit(f"{name}: {problem}\n  next step: e.g. db: {{backend: local}}", EXIT_FAILURE)
+
+
+def _unmergeable(defaults, data, path: str) -> str | None:
+    """Where ``data`` puts a value in place of a section invoke's defaults hold, which invoke
+    cannot merge."""
+    if not isinstance(data, dict):
+        return f"{path or 'the top level'} is {type(data).__name__}, not a mapping of settings"
+    for key, value in data.items():
+        default = defaults.get(key)
+        if isinstance(default, dict):
+            problem = _unmergeable(default, value, f"{path}.{key}" if path else str(key))
+            if problem:
+                return problem
+    return None
+
+
 # -- flags -----------------------------------------------------------------------------------
 
 _WHOLE = re.compile(r"\s*[+-]?\d+\s*")

@@ -282,6 +282,40 @@ def test_bench_results_directory_is_checked_before_the_runs(ws):
 
 
 @pytest.mark.parametrize(
+    ("name", "content", "start"),
+    [
+        ("invoke.yaml", "db: {backend: [\n", "invoke.yaml:2:1: not valid YAML"),
+        ("invoke.yaml", "db: 5\n", "invoke.yaml: db is int, not a mapping of settings"),
+        ("invoke.yml", "- db\n", "invoke.yml: the top level is list"),
+        ("invoke.json", '{"db": 1', "invoke.json:1: not valid JSON"),
+        (
+            "invoke.yaml",
+            "db:\n  backend: nonsense\n",
+            "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
+        ),
+    ],
+)
+def test_invoke_config_file_is_one_message(ws, name, content, start):
+    """invoke merges the project's config file itself (a subprocess: in-process runs get the
+    namespace directly and read no config file)."""
+    ws.write(name, content.encode())
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "db.apply"],
+        cwd=ws.root,
+        env={  # the workspace's settings, without INVOKE_DB_BACKEND, which would win over the file
+            **{k: v for k, v in os.environ.items() if k not in ws.base_env},
+            **{k: v for k, v in ws.base_env.items() if v is not None and k != "INVOKE_DB_BACKEND"},
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(start), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "task", "start"),
     [
         (
