@@ -31,12 +31,14 @@ MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should n
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"
 
 # What each task leaves when Ctrl-C stops it, and the next step.
-_RESET_LEFT = (
-    "what was being built (local cluster, container and volume, or database) may be half-created",
-    "`invoke db.reset` recreates it",
-)
+BUILT = {
+    "local": "the local cluster",
+    "docker": "the container and its volume",
+    "dsn": "the database",
+    "auto": "what was being built (local cluster, container and volume, or database)",
+}
 LEFT_BEHIND: dict[str, tuple[str, str]] = {
-    "reset": _RESET_LEFT,
+    "reset": ("{built} may be half-created", "`invoke db.reset` recreates it"),
     "apply": (
         "the file being applied was rolled back if it is one transaction (BEGIN; … COMMIT;); "
         "the files before it stay applied",
@@ -51,11 +53,11 @@ LEFT_BEHIND: dict[str, tuple[str, str]] = {
     "drift": ("the schema was not changed", "`invoke db.drift` runs the comparison again"),
     "dump": ("api/db/schema.snapshot.json may be incomplete", "`invoke db.dump` writes it again"),
     "bench": (
-        "no results were saved, and the server may be half-reset",
+        "no results were saved, and {built} may be half-created",
         "`invoke db.reset` recreates it; run the bench again",
     ),
     "verify": (
-        "the reports were not written, and the server may be half-reset",
+        "the reports were not written, and {built} may be half-created",
         "`invoke db.verify` starts the pipeline again from a fresh reset",
     ),
     "lint": ("nothing was changed", "run `invoke db.lint` again"),
@@ -65,9 +67,19 @@ LEFT_BEHIND: dict[str, tuple[str, str]] = {
 }
 
 
-def interrupted(task: str) -> Interrupted:
+def interrupted(task: str, backend: str = "auto") -> Interrupted:
     state, step = LEFT_BEHIND.get(task, ("the task stopped part-way", "run it again"))
+    state = state.format(built=BUILT.get(backend, BUILT["auto"]))
     return Interrupted(f"interrupted: db.{task} stopped; {state}", hint=step)
+
+
+def _backend_named(args, kwargs) -> str:
+    """The backend a task was told to use (flag, then invoke config), for the Ctrl-C message."""
+    try:
+        chosen = kwargs.get("backend") or args[0].config.db.backend
+        return str(chosen).strip().lower()
+    except Exception:  # noqa: BLE001 - only a better wording is at stake
+        return "auto"
 
 
 def _bug_report(task: str, exc: BaseException) -> Exit:
@@ -102,7 +114,7 @@ def boundary(body):
         except LeadDbError as exc:
             raise Exit(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            failure = interrupted(task)
+            failure = interrupted(task, _backend_named(args, kwargs))
             raise Exit(str(failure), failure.exit_code) from None
         except Exit:
             raise
