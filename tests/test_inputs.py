@@ -481,8 +481,8 @@ def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_fi
     sys.platform == "win32", reason="SIGINT to a process group is POSIX; Windows has no killpg"
 )
 def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp_path, project_dir):
-    """Ctrl-C as a terminal sends it: SIGINT to the whole process group, here once the
-    cluster directory exists (initdb is running or done)."""
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group, here while initdb
+    writes the new cluster."""
     root = tmp_path / "ws"
     root.mkdir()
     for name in PROJECT_FILES:
@@ -505,7 +505,12 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
             )
             deadline = time.monotonic() + 120
-            while not (state / "cluster").exists() and process.poll() is None and time.monotonic() < deadline:
+            # initdb has begun writing the data directory (the cluster's marker is written before it)
+            while (
+                not (state / "cluster" / "data").exists()
+                and process.poll() is None
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             os.killpg(process.pid, signal.SIGINT)
             code = process.wait(timeout=120)
