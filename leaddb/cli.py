@@ -28,7 +28,7 @@ from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError
 DEFAULT_RUNS = 10
 DEFAULT_BENCH_RUNS = 5
 MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should not fill the disk
-BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"
+BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"  # the docker backend reads it (backends/docker/bootlog.py)
 
 # What each task leaves when Ctrl-C stops it, and the next step.
 BUILT = {

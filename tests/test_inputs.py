@@ -315,6 +315,13 @@ def test_invoke_config_file_is_one_message(ws, name, content, start):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_the_boot_timeout_checked_up_front_is_the_one_the_docker_backend_reads():
+    from leaddb import cli
+    from leaddb.backends.docker import bootlog
+
+    assert cli.BOOT_TIMEOUT_ENV == bootlog.BOOT_TIMEOUT_ENV
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "task", "start"),
     [
@@ -582,6 +589,10 @@ def test_dsn_role_without_rights_is_one_message_per_task(ws):
     assert_one_message(outcome, 1, "")
     assert "the server refused to let inputs_weak_" in outcome.err and "drop database" in outcome.err
     assert "is unchanged" in outcome.err and "weak-password" not in outcome.text
+    new = make_conninfo(ws.weak_dsn, dbname="inputs_never_created")
+    outcome = ws("db.reset", "--backend", "dsn", "--dsn", new)
+    assert_one_message(outcome, 1, "")
+    assert "create database 'inputs_never_created'" in outcome.err and "nothing was changed" in outcome.err
     outcome = ws("db.drift", "--backend", "dsn", "--dsn", ws.weak_dsn)
     assert_one_message(outcome, 1, "cannot create a scratch database for the spec step")
 
