@@ -18,6 +18,11 @@ ORIGINAL = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
 PORT = '"127.0.0.1:${POSTGRES_PORT:-5432}:5432"'
 
 
+def line_of(fragment: str) -> int:
+    """The 1-based line of the repository's docker-compose.yml holding ``fragment``."""
+    return next(i for i, line in enumerate(ORIGINAL.splitlines(), 1) if fragment in line)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")
@@ -287,7 +292,8 @@ def test_an_environment_value_in_a_bad_setting_is_named_with_its_source(project)
 
 def test_a_nul_character_never_reaches_a_value(project):
     write(project / "docker-compose.yml", ORIGINAL.replace("${POSTGRES_DB:-leadgen}", '"lead\\0gen"'))
-    assert failure(project).startswith("docker-compose.yml:15: a value contains a NUL character")
+    line = line_of("POSTGRES_DB:")
+    assert failure(project).startswith(f"docker-compose.yml:{line}: a value contains a NUL character")
     write(project / "docker-compose.yml", ORIGINAL)
     (project / ".env").write_bytes(b"POSTGRES_DB=lead\0gen\n")
     assert failure(project).startswith(".env:1: POSTGRES_DB: the value contains a NUL character")
@@ -296,7 +302,8 @@ def test_a_nul_character_never_reaches_a_value(project):
 def test_not_utf8_directory_and_missing(project):
     compose_file = project / "docker-compose.yml"
     compose_file.write_bytes(ORIGINAL.encode().replace(b"leadgen-dev-only", b"caf\xe9"))
-    assert failure(project).startswith("docker-compose.yml:14: not valid UTF-8")
+    line = line_of("leadgen-dev-only")
+    assert failure(project).startswith(f"docker-compose.yml:{line}: not valid UTF-8")
     compose_file.unlink()
     assert "missing" in failure(project)
     compose_file.mkdir()
@@ -319,7 +326,7 @@ def test_the_repositorys_file_reads_as_before(project):
     assert service.image == "postgres:15"
     assert service.project_name == "leadgen"
     assert service.environment == {
-        "POSTGRES_USER": "leadgen",
+        "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "leadgen-dev-only",
         "POSTGRES_DB": "leadgen",
     }

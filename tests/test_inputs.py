@@ -337,8 +337,18 @@ def test_the_boot_timeout_checked_up_front_is_the_one_the_docker_backend_reads()
             "db.drift",
             "INVOKE_DB_DSN (or db.dsn in invoke.yaml): not a connection",
         ),
-        ("POSTGRES_PORT", "abc", "db.lint", "docker-compose.yml:17: port entry '127.0.0.1:abc:5432'"),
-        ("POSTGRES_IMAGE", "Not An Image", "db.lint", "docker-compose.yml:10: image 'Not An Image'"),
+        (
+            "POSTGRES_PORT",
+            "abc",
+            "db.lint",
+            "docker-compose.yml:{POSTGRES_PORT}: port entry '127.0.0.1:abc:5432'",
+        ),
+        (
+            "POSTGRES_IMAGE",
+            "Not An Image",
+            "db.lint",
+            "docker-compose.yml:{POSTGRES_IMAGE}: image 'Not An Image'",
+        ),
         (
             "LEADDB_DOCKER_BOOT_TIMEOUT",
             "soon",
@@ -353,7 +363,8 @@ def test_environment_variables_are_checked_before_any_work(ws, variable, value, 
         env["INVOKE_DB_BACKEND"] = "docker"
     if variable == "INVOKE_DB_DSN":
         env["INVOKE_DB_BACKEND"] = "auto"
-    assert_one_message(ws(task, env=env), 1, start)
+    line = next((i for i, text in enumerate(COMPOSE_TEXT.splitlines(), 1) if variable in text), 0)
+    assert_one_message(ws(task, env=env), 1, start.format(**{variable: line}))
 
 
 @pytest.mark.parametrize(
