@@ -488,9 +488,8 @@ def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_fi
     assert "this is a bug in leaddb" in outcome.err and "Traceback" not in outcome.text
     report = Path(re.search(r"the full traceback is in (\S+)", outcome.err).group(1))
     try:
-        assert (
-            "Traceback" in report.read_text(encoding="utf-8") and "RuntimeError: boom" in report.read_text()
-        )
+        text = report.read_text(encoding="utf-8")
+        assert "Traceback" in text and "RuntimeError: boom" in text
     finally:
         report.unlink()
 
