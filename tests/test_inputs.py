@@ -35,14 +35,15 @@ from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from server_choice import skip_unless_superuser, tcp_address
 
-from leaddb import catalog, compose, janitor, migrations, runner
+from leaddb import catalog, compose, janitor, migrations, runner, statedir
 from leaddb.backends import NAMES
 from leaddb.backends.local import LocalBackend, scratch_root
 from leaddb.spec import Spec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE = "leaddb_template"  # conftest's migrated template database
+IN_CI = bool(os.environ.get("CI"))
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5, 130}
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
@@ -184,8 +185,11 @@ class Arena:
 
 
 @pytest.fixture(scope="module")
-def arena(server):
-    """The workspace copy, a migrated database and a role without rights, on the suite's cluster."""
+def arena(server, template_db):
+    """The workspace copy, a migrated database, a superuser with a password (the DSN users would
+    pass, over TCP) and a role without rights, all of the module's own, on the suite's server
+    (whichever backend it is: only its interface is used)."""
+    skip_unless_superuser(server.conninfo("postgres"), in_ci=IN_CI, needed_for="roles of its own")
     base = Path(tempfile.mkdtemp(prefix="leaddb-inputs-"))
     root, pristine = base / "ws", base / "pristine"
     for target in (root, pristine):
@@ -194,25 +198,33 @@ def arena(server):
             shutil.copy(PROJECT_DIR / name, target / name)
         shutil.copytree(PROJECT_DIR / "api", target / "api")
     state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-state-", dir=scratch_root()))
-    name, weak = f"inputs_{secrets.token_hex(4)}", f"inputs_weak_{secrets.token_hex(4)}"
-    cluster = server.cluster.state()
-    tcp = {"host": "127.0.0.1", "port": cluster.port, "user": "postgres", "password": cluster.password}
+    tag = secrets.token_hex(4)
+    name, admin, weak = f"inputs_{tag}", f"inputs_admin_{tag}", f"inputs_weak_{tag}"
+    password = secrets.token_urlsafe(12)
+    host, port = tcp_address(server.conninfo("postgres"))
     with janitor.maintenance(server.conninfo("postgres")) as conn:
-        janitor.create_database(conn, name, template=TEMPLATE)
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'weak-password'").format(sql.Identifier(weak)))
+        janitor.create_database(conn, name, template=template_db)
+        for role, secret, attributes in ((admin, password, "SUPERUSER"), (weak, "weak-password", "")):
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + attributes).format(
+                    sql.Identifier(role), sql.Literal(secret)
+                )
+            )
+    tcp = {"host": host, "port": port, "dbname": name}
     try:
         yield Arena(
             root,
             pristine,
             state,
-            dsn=make_conninfo(dbname=name, **tcp),
-            weak_dsn=make_conninfo(dbname=name, **{**tcp, "user": weak, "password": "weak-password"}),
+            dsn=make_conninfo(user=admin, password=password, **tcp),
+            weak_dsn=make_conninfo(user=weak, password="weak-password", **tcp),
             maintenance=server.conninfo("postgres"),
         )
     finally:
         with janitor.maintenance(server.conninfo("postgres")) as conn:
             janitor.drop_database(conn, name)
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(weak)))
+            for role in (admin, weak):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
 
@@ -494,19 +506,20 @@ def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_fi
         report.unlink()
 
 
+@pytest.mark.needs_pg_binaries
 @pytest.mark.skipif(
     sys.platform == "win32", reason="SIGINT to a process group is POSIX; Windows has no killpg"
 )
 def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp_path, project_dir):
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group, here while initdb
-    writes the new cluster."""
+    writes the pristine cluster of a first reset."""
     root = tmp_path / "ws"
     root.mkdir()
     for name in PROJECT_FILES:
         shutil.copy(project_dir / name, root / name)
     shutil.copytree(project_dir / "api", root / "api")
-    state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-sigint-", dir=scratch_root()))
-    for path in (tmp_path, root, state):
+    state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-sigint-", dir=scratch_root()))  # 0700, ours
+    for path in (tmp_path, root):
         path.chmod(0o755)
     env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
     command = [sys.executable, "-m", "invoke"]
@@ -522,13 +535,14 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
             )
             deadline = time.monotonic() + 120
-            # initdb has begun writing the data directory (the cluster's marker is written before it)
+            # initdb has begun writing the pristine cluster, in a tombstone the next reset clears
             while (
-                not (state / "cluster" / "data").exists()
+                not any(state.glob(f"{statedir.TOMBSTONE_PREFIX}*/data"))
                 and process.poll() is None
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.01)
+            assert process.poll() is None, (tmp_path / "err.txt").read_text(encoding="utf-8")
             os.killpg(process.pid, signal.SIGINT)
             code = process.wait(timeout=120)
             err.seek(0)
@@ -983,7 +997,7 @@ def _run(arena: Arena, case: Case) -> Outcome:
 
 
 PROPERTY = settings(
-    max_examples=int(os.environ.get("LEADDB_INPUT_EXAMPLES", "120")),
+    max_examples=int(os.environ.get("LEADDB_INPUT_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
