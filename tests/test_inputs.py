@@ -274,6 +274,12 @@ def test_dotenv_inline_comment_is_read_as_compose_reads_it(ws):
         ),
         (["db.bench", "--json", "{root}/api"], "--json {root}/api: is a directory"),
         (["db.introspect", "--json", "{root}/tasks.py/x.json"], "--json: {root}/tasks.py is a file"),
+        (
+            ["db.status", "--json", "{root}/no/such/dir/s.json"],
+            "--json: the directory {root}/no/such/dir does not",
+        ),
+        (["db.erd", "--out", "{root}/tasks.py/schema.md"], "--out: {root}/tasks.py is a file"),
+        (["db.erd", "--svg", "{root}/api"], "--svg {root}/api: is a directory"),
         (["db.verify", "--report-dir", "{root}/tasks.py"], "--report-dir: {root}/tasks.py is a file"),
         (["db.verify", "--report-dir", "{root}/tasks.py/sub"], "--report-dir: {root}/tasks.py (in"),
         (["db.apply", "--backend", "dsn", "--dsn", "host=x password=s3kr1t junk"], "--dsn: not a connection"),
@@ -668,14 +674,20 @@ bad_backend = st.one_of(
 
 @st.composite
 def flag_cases(draw) -> Case:
-    task = draw(st.sampled_from(["db.bench", "db.verify", "db.introspect", *TASKS_WITH_BACKEND]))
+    task = draw(
+        st.sampled_from(
+            ["db.bench", "db.verify", "db.introspect", "db.status", "db.erd", *TASKS_WITH_BACKEND]
+        )
+    )
     bad = {"--backend": bad_backend}
     if task == "db.bench":
         bad |= {"--runs": bad_count, "--scale": bad_sizes, "--json": BAD_JSON}
     if task == "db.verify":
         bad |= {"--bench-runs": bad_count, "--report-dir": BAD_DIR}
-    if task == "db.introspect":
+    if task in ("db.introspect", "db.status"):
         bad |= {"--json": BAD_JSON}
+    if task == "db.erd":  # it creates missing directories: only a file in the way, or a directory, is bad
+        bad |= {"--out": BAD_CREATED, "--svg": BAD_CREATED}
     flags = draw(st.lists(st.sampled_from(sorted(bad)), min_size=1, max_size=len(bad), unique=True))
     argv = [task]
     for flag in flags:
@@ -686,6 +698,7 @@ def flag_cases(draw) -> Case:
 # paths inside the workspace, filled in when the case runs: ROOT is the workspace copy
 BAD_JSON = st.sampled_from(["ROOT/missing/out.json", "ROOT", "ROOT/tasks.py/out.json", "", "ROOT/api/"])
 BAD_DIR = st.sampled_from(["ROOT/tasks.py", "ROOT/tasks.py/sub", ""])
+BAD_CREATED = st.sampled_from(["ROOT/tasks.py/x.md", "ROOT/api", "ROOT/tasks.py/a/b.svg", ""])
 
 
 @st.composite
