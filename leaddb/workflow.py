@@ -168,6 +168,8 @@ def introspect(options: Options, json_path: Path | None = None):
 
 
 SCHEMA_DUMP = Path("api/db/schema.snapshot.json")
+# what reading a snapshot file that is not one raises (JSON errors are ValueErrors; "[]" a TypeError)
+UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
 def drift_check(options: Options) -> None:
@@ -183,7 +185,13 @@ def drift_check(options: Options) -> None:
     hint = "run `invoke db.dump` and commit the file, so reviewers see the schema change in git diff"
     if not dump_path.is_file():
         raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is missing", hint=hint)
-    stale = drift.diff(live, catalog.Snapshot.load(dump_path))
+    try:
+        committed = catalog.Snapshot.load(dump_path)
+    except UNREADABLE_SNAPSHOT as exc:  # a merge conflict, a hand edit
+        raise LeadDbError(
+            f"{SCHEMA_DUMP.as_posix()} cannot be read ({type(exc).__name__}: {exc})", hint=hint
+        ) from None
+    stale = drift.diff(live, committed)
     if stale:
         listing = "\n".join(f"  - {d.describe(SCHEMA_DUMP.name)}" for d in stale)
         raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is stale:\n{listing}", hint=hint)
@@ -231,7 +239,7 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
         name = SCHEMA_DUMP.as_posix()
         try:
             reference = catalog.Snapshot.load(options.project_dir / SCHEMA_DUMP)
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
+        except UNREADABLE_SNAPSHOT as exc:
             raise LeadDbError(
                 f"{name} cannot be read ({type(exc).__name__}: {exc}); definitions are held against it",
                 hint="rebuild it (`invoke db.reset`, then `invoke db.dump`, and commit it), "

@@ -469,9 +469,12 @@ def test_schema_dump_with_a_merge_conflict_or_a_directory_is_one_message(ws):
     dump = "api/db/schema.snapshot.json"
     text = (ws.pristine / dump).read_bytes()
     ws.write(dump, b"<<<<<<< HEAD\n" + text + b"=======\n>>>>>>> branch\n")
-    outcome = ws("db.drift")
-    assert_one_message(outcome, 1, f"{ws.root / dump}:1: not a schema snapshot")
-    assert "`invoke db.dump` writes it again" in outcome.err
+    for task in ("db.drift", "db.status"):
+        outcome = ws(task)
+        assert_one_message(outcome, 1, f"{dump} cannot be read (JSONDecodeError")
+        assert "`invoke db.dump`" in outcome.err
+    ws.write(dump, b"[]\n")  # JSON, another shape
+    assert_one_message(ws("db.status"), 1, f"{dump} cannot be read (TypeError")
     ws.write(dump, None)
     (ws.root / dump).mkdir()
     assert_one_message(ws("db.dump"), 1, f"{ws.root / dump}: cannot be written")

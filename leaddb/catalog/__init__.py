@@ -124,17 +124,7 @@ class Snapshot:
 
     @classmethod
     def load(cls, path: Path) -> Snapshot:
-        """A snapshot ``save`` wrote; anything else (a merge conflict, a hand edit) is one message."""
-        hint = "`invoke db.dump` writes it again from the live database; commit it"
-        try:
-            return cls.from_json(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise LeadDbError(f"{path}: cannot be read: {exc.strerror or exc}", hint=hint) from None
-        except json.JSONDecodeError as exc:
-            raise LeadDbError(f"{path}:{exc.lineno}: not a schema snapshot: {exc.msg}", hint=hint) from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # valid JSON, another shape
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise LeadDbError(f"{path}: not a schema snapshot ({reason})", hint=hint) from None
+        return cls.from_json(path.read_text(encoding="utf-8"))
 
 
 def snapshot(conn: psycopg.Connection, schema: str = SCHEMA) -> Snapshot:
