@@ -65,11 +65,13 @@ def resolve_directory(project_dir: Path, spec: Spec | None = None) -> Path:
             f"mounts `{mount.source}` at {compose.INITDB_DIR}",
             hint=hint,
         )
-    if not spec_dir.is_dir():
-        try:
-            problem = "is not a directory" if spec_dir.exists() else "does not exist"
-        except OSError as exc:  # a name too long, a loop of links
-            problem = f"cannot be read ({exc.strerror})"
+    try:  # a name too long, a loop of links: OSError from the checks themselves
+        problem = (
+            None if spec_dir.is_dir() else "is not a directory" if spec_dir.exists() else "does not exist"
+        )
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    if problem:
         raise MigrationPathUnspecified(
             f"the declared migrations directory `{declared[0].path}` {problem} ({cite})",
             hint=hint,

@@ -176,10 +176,9 @@ class Spec:
     def _table_rows(self):
         """(line, cells) of every table row."""
         row: list[str] | None = None
-        line = 0
         for tok in self._tokens:
             if tok.type == "tr_open":
-                row, line = [], (tok.map[0] + 1 if tok.map else 0)
+                row, line = [], tok.map[0] + 1
             elif tok.type == "tr_close" and row is not None:
                 yield line, row
                 row = None

@@ -19,6 +19,8 @@ from leaddb.rules import RulesBroken, Violation
         (errors.SpecError, None, 1),
         (errors.MigrationError, None, 1),
         (errors.BackendError, None, 1),
+        (errors.OptionError, None, 1),
+        (errors.Interrupted, None, 130),
     ],
 )
 def test_codes_and_exit_codes(error, code, exit_code):
@@ -34,7 +36,8 @@ def test_the_documented_exit_codes():
         errors.EXIT_SCHEMA_DRIFT,
         errors.EXIT_NON_IDEMPOTENT_MIGRATION,
         errors.EXIT_BENCHMARK_TARGET_MISSED,
-    ) == (0, 1, 2, 3, 4, 5)
+        errors.EXIT_INTERRUPTED,
+    ) == (0, 1, 2, 3, 4, 5, 130)
 
 
 def test_a_coded_message_starts_with_its_code_then_the_next_step():

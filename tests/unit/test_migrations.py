@@ -55,6 +55,16 @@ def test_declared_directory_that_is_a_file_is_not_a_directory(make_project):
         migrations.resolve_directory(project)
 
 
+def test_declared_directory_whose_name_cannot_be_looked_up_is_one_message(make_project):
+    long = "x" * 300  # ENAMETOOLONG from the directory checks themselves
+    project = make_project(
+        spec=SPEC_HEAD + f"- Migrations directory: `{long}`\n",
+        compose=COMPOSE.replace("./api/db/migrations", f"./{long}"),
+    )
+    with pytest.raises(MigrationPathUnspecified, match=r"cannot be read \(File name too long\)"):
+        migrations.resolve_directory(project)
+
+
 def test_contradicting_declarations(make_project):
     spec = SPEC_HEAD + DECLARATION + "\n- Migrations directory: `db/other`\n"
     with pytest.raises(MigrationPathUnspecified) as err:

@@ -339,15 +339,21 @@ def test_the_repositorys_spec_loads():
 
 
 def test_not_utf8_names_the_line(tmp_path):
-    assert _failure(tmp_path, b"# Spec\n\ncaf\xe9\n").startswith(f"{SPEC_FILENAME}:3: not valid UTF-8")
+    assert _failure(tmp_path, b"# Spec\n\ncaf\xe9\n") == (
+        f"{SPEC_FILENAME}:3: not valid UTF-8 (byte 0xe9)\n  next step: save the spec as UTF-8"
+    )
 
 
 def test_a_directory_or_missing_spec_is_one_message(tmp_path):
     with pytest.raises(SpecError, match="the spec is missing"):
         Spec.load(tmp_path / SPEC_FILENAME)
     (tmp_path / SPEC_FILENAME).mkdir()
-    with pytest.raises(SpecError, match=f"^{SPEC_FILENAME} is a directory"):
+    with pytest.raises(SpecError) as err:
         Spec.load(tmp_path / SPEC_FILENAME)
+    assert str(err.value) == (
+        f"{SPEC_FILENAME} is a directory, not the spec\n"
+        f"  next step: restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
+    )
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_heading(tmp_path):
@@ -386,3 +392,10 @@ def test_a_target_that_is_not_a_positive_number_names_its_line(tmp_path, value):
     text = f"# Spec\n\n| percentile | target (seconds) |\n|---|---|\n| p50 | 3 |\n| p95 | {value} |\n"
     message = _failure(tmp_path, text)
     assert message.startswith(f"{SPEC_FILENAME}:6: target p95 is")
+
+
+def test_a_spec_path_that_cannot_be_read_is_one_message(tmp_path):
+    with pytest.raises(SpecError) as err:  # ENAMETOOLONG: an OSError that is not "missing"
+        Spec.load(tmp_path / ("x" * 300))
+    assert str(err.value).startswith(f"{SPEC_FILENAME} cannot be read: File name too long")
+    assert err.value.hint == f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
