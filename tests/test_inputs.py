@@ -505,7 +505,7 @@ def test_ctrl_c_anywhere_in_a_task_is_interrupted_exit_130(ws, task, target, nam
 
 
 def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_file(ws):
-    with mock.patch.object(migrations, "discover", side_effect=RuntimeError("boom")):
+    with mock.patch.object(compose, "load_service", side_effect=RuntimeError("boom")):
         outcome = ws("db.lint")
     assert outcome.code == 1
     assert outcome.err.startswith("internal error in db.lint: RuntimeError: boom")
