@@ -239,9 +239,7 @@ def test_a_read_only_role_gets_the_same_answer_and_changes_nothing(
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
         conn.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                sql.Identifier(dbname), sql.Identifier(role)
-            )
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), sql.Identifier(role))
         )
     read_only = psycopg.conninfo.make_conninfo(db, user=role, password=password)
     with psycopg.connect(read_only) as conn:  # the role really is read-only
