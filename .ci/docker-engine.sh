@@ -14,6 +14,7 @@
 #   export DOCKER_HOST=unix:///run/leaddb-ci/docker.sock
 #   ...
 #   bash .ci/docker-engine.sh stop
+#   bash .ci/docker-engine.sh running   # exit 0 when this engine already runs
 #
 # The data root is a tmpfs (LEADDB_CI_DOCKER_TMPFS=0 keeps it on disk): this machine's
 # disk is slow at small-file work (copying a 7 MB database directory takes ~0.35 s here,
@@ -151,8 +152,9 @@ release_mounts() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    running) running_pid >/dev/null ;;
     *)
-        echo "usage: $0 start|stop" >&2
+        echo "usage: $0 start|stop|running" >&2
         exit 2
         ;;
 esac
