@@ -233,8 +233,9 @@ def test_phase_timings_are_ordered_and_add_up(make_backend, project):
     assert [p.name for p in report.phases] == PHASES
     assert all(p.seconds >= 0 for p in report.phases)
     assert report.seconds("initdb") > 0 and report.seconds("restart") > 0
-    # the engine-timed phases plus the measured remainder cover the wall time of the reset
-    assert report.total <= wall and wall - report.total < 0.05
+    # every phase lies inside the call; no bound on the untimed rest: that would be a timing
+    # assertion, and a loaded machine stretches it (issue 10, item 7)
+    assert report.total <= wall
     engine_timed = sum(p.seconds for p in report.phases if p.name not in ("create", "ready"))
     assert 0 < engine_timed < wall
 
