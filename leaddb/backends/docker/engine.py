@@ -65,7 +65,7 @@ def info(client) -> dict:
     try:
         version = client.version()
         details = client.info()
-        where = storage(client)
+        where = storage(client, details)
     except Exception as exc:  # noqa: BLE001 - informational only
         return {"docker": None, "error": f"{type(exc).__name__}: {exc}"}
     return {
@@ -153,17 +153,18 @@ def filesystem_of(path: str | Path, mountinfo: Path = MOUNTINFO) -> str | None:
     return best[1] if best else None
 
 
-def storage(client=None) -> EngineStorage:
+def storage(client=None, details: dict | None = None) -> EngineStorage:
     """Ask the engine (``docker info``) where its data root is and on what it sits.
 
     The data root's filesystem is looked up on this host only when the engine runs here:
     reached through a local socket and reporting this machine's host name (Docker Desktop
-    and remote engines keep their data root inside their own machine)."""
+    and remote engines keep their data root inside their own machine). ``details``: the
+    engine's ``docker info`` when the caller already has it (one round trip, not two)."""
     if client is None:
         import docker  # lazily: only the Docker path pays for docker-py
 
         client = docker.from_env(timeout=5)
-    info = client.info()
+    info = details if details is not None else client.info()
     driver_status = dict(tuple(pair) for pair in info.get("DriverStatus") or [] if len(pair) == 2)
     root_dir = info.get("DockerRootDir")
     base_url = str(getattr(getattr(client, "api", None), "base_url", ""))
