@@ -1,8 +1,9 @@
 """nox sessions: `nox --list`. Bare `nox` runs lint, tests and verify (not mutation).
 
-Each session installs what it needs into its own virtualenv; `nox -R -s tests`
-reuses it. Arguments after `--` go to the underlying command, e.g.
-`nox -s verify -- --backend docker` or `nox -s tests -- -k drift`.
+Each session installs its lock (requirements/<lock>.txt: every package pinned and
+hashed) and then the project without dependencies into its own virtualenv; `nox -R -s tests`
+reuses it. `nox -s lock` rewrites the locks from pyproject.toml. Arguments after `--` go to
+the underlying command, e.g. `nox -s verify -- --backend docker` or `nox -s tests -- -k drift`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import nox
 
 nox.options.sessions = ["lint", "tests", "verify"]
 nox.options.error_on_missing_interpreters = True
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "uv|venv"
 
 
-def _install(session: nox.Session, *extras: str) -> None:
-    target = f".[{','.join(extras)}]" if extras else "."
-    session.run_install("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", target)
+# requirements/<lock>.txt <- pyproject.toml's dependencies plus this extra (None: none), and the
+# build backend (requirements/build.in); uv.txt is what `nox -s lock` itself runs
+LOCKS = {"base": None, "test": "test", "lint": "lint", "mutation": "mutation"}
+
+
+def _install(session: nox.Session, lock: str = "base", *, project: bool = True) -> None:
+    session.install("--quiet", "--require-hashes", "-r", f"requirements/{lock}.txt")
+    if project:  # its dependencies and build backend came from the lock
+        session.install("--quiet", "--no-deps", "--no-build-isolation", ".")
 
 
 @nox.session
@@ -45,7 +52,7 @@ def peers(session: nox.Session) -> None:
 @nox.session
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut) of the server-free modules against tests/unit: score and survivors."""
-    _install(session, "test", "mutation")
+    _install(session, "mutation")
     environ = {"LEADDB_MUTATION": "1"}  # tests/unit/conftest.py: a few deterministic examples per mutant
     session.run("mutmut", "run", *(session.posargs or ["--max-children", "2"]), env=environ)
     session.run("python", "tests/unit/mutation_report.py")
@@ -60,3 +67,15 @@ def lint(session: nox.Session) -> None:
     session.run("invoke", "db.lint")
     migrations = sorted(str(p) for p in Path("api/db/migrations").glob("*.sql"))
     session.run("squawk", *migrations)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Rewrite requirements/*.txt from pyproject.toml (keeps pins; `-- --upgrade` takes new releases)."""
+    _install(session, "uv", project=False)
+    common = ("--universal", "--generate-hashes", "--python-version", "3.11", "--quiet")
+    common += ("--custom-compile-command", "nox -s lock", *session.posargs)
+    session.run("uv", "pip", "compile", "requirements/uv.in", *common, "-o", "requirements/uv.txt")
+    for name, extra in LOCKS.items():
+        sources = ("pyproject.toml", "requirements/build.in", *(("--extra", extra) if extra else ()))
+        session.run("uv", "pip", "compile", *sources, *common, "-o", f"requirements/{name}.txt")
