@@ -18,7 +18,7 @@ nox.options.default_venv_backend = "uv|venv"
 
 
 # requirements/<lock>.txt <- pyproject.toml's dependencies plus this extra (None: none), and the
-# build backend (requirements/build.in); uv.txt is what `nox -s lock` itself runs
+# build backend (requirements/build.in); the other requirements/*.in are tools' own locks
 LOCKS = {"base": None, "test": "test", "lint": "lint", "mutation": "mutation"}
 
 
@@ -75,7 +75,11 @@ def lock(session: nox.Session) -> None:
     _install(session, "uv", project=False)
     common = ("--universal", "--generate-hashes", "--python-version", "3.11", "--quiet")
     common += ("--custom-compile-command", "nox -s lock", *session.posargs)
-    session.run("uv", "pip", "compile", "requirements/uv.in", *common, "-o", "requirements/uv.txt")
+    tools = set(Path("requirements").glob("*.in")) - {Path("requirements/build.in")}
+    for tool in sorted(tools):  # uv.txt, migra.txt (benchmarks/peers.py)
+        session.run(
+            "uv", "pip", "compile", tool.as_posix(), *common, "-o", tool.with_suffix(".txt").as_posix()
+        )
     for name, extra in LOCKS.items():
         sources = ("pyproject.toml", "requirements/build.in", *(("--extra", extra) if extra else ()))
         session.run("uv", "pip", "compile", *sources, *common, "-o", f"requirements/{name}.txt")

@@ -68,12 +68,12 @@ from leaddb.errors import LeadDbError  # noqa: E402
 
 DBMATE_VERSION = "2.36.0"
 # migra's last release and the versions it was checked with on PostgreSQL 15 here
-MIGRA_REQUIREMENTS = (
-    "migra==3.0.1663481299",
-    "schemainspect==3.1.1663587362",
-    "sqlbag==0.1.1617247075",
-    "psycopg2-binary==2.9.13",
-    "SQLAlchemy==2.1.9",
+# (requirements/migra.in), installed into a venv of its own from their lock (`nox -s lock`)
+MIGRA_LOCK = ROOT / "requirements" / "migra.txt"
+MIGRA_REQUIREMENTS = tuple(
+    line
+    for raw in (ROOT / "requirements" / "migra.in").read_text(encoding="utf-8").splitlines()
+    if (line := raw.split("#", 1)[0].strip())
 )
 GROUPS = ("floor", "apply", "reapply", "drift", "fast", "reset", "scale", "big", "imports", "docker")
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g != "big")
@@ -608,7 +608,7 @@ class Harness:
         bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
         migra, python = _exe(bindir / "migra"), _exe(bindir / "python")
         stamp = venv / ".leaddb-peers-requirements"
-        wanted = "\n".join(MIGRA_REQUIREMENTS) + "\n"
+        wanted = MIGRA_LOCK.read_text(encoding="utf-8")
         installed = stamp.read_text(encoding="utf-8") if stamp.is_file() else ""
         if installed != wanted or not migra.is_file():
             say(f"installing migra into {venv} ({', '.join(MIGRA_REQUIREMENTS)})")
@@ -623,7 +623,9 @@ class Harness:
                         "install",
                         "--quiet",
                         "--disable-pip-version-check",
-                        *MIGRA_REQUIREMENTS,
+                        "--require-hashes",
+                        "-r",
+                        MIGRA_LOCK,
                     ],
                     "pip install migra",
                     timeout=900,

@@ -272,6 +272,7 @@ def test_the_lock_names_are_the_sessions_extras():
     assert sorted(p.name for p in REQUIREMENTS.glob("*.txt")) == [
         "base.txt",
         "lint.txt",
+        "migra.txt",
         "mutation.txt",
         "test.txt",
         "uv.txt",
