@@ -245,6 +245,23 @@ def session_problems(noxfile: str) -> list[str]:
     return problems
 
 
+UNLOCKED_INSTALL = re.compile(r"\b(pip3?|uv pip|pipx|npm|pnpm|yarn)\s+(install|i|add)\b|\bnpx\s")
+
+
+def ci_install_problems(files: dict[str, str]) -> list[str]:
+    """Lines of the CI scripts ``files`` (name -> text) that install a package without a lock:
+    pip only with --require-hashes, npm only as ``npm ci`` (package-lock.json's hashes)."""
+    problems: list[str] = []
+    for name, text in sorted(files.items()):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.lstrip().startswith("#") or not UNLOCKED_INSTALL.search(line):
+                continue
+            if "pip" in line and "--require-hashes" in line:
+                continue
+            problems.append(f".ci/{name}:{number}: installs without a lock: {line.strip()}")
+    return problems
+
+
 def repo_files() -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(REQUIREMENTS.iterdir()) if p.is_file()}
 
@@ -277,6 +294,13 @@ def test_the_lock_names_are_the_sessions_extras():
         "test.txt",
         "uv.txt",
     ]
+
+
+def test_ci_installs_nothing_without_a_lock():
+    """.ci/ installs Python packages only through nox (the locks) and mermaid with npm ci."""
+    scripts = {p.name: p.read_text(encoding="utf-8") for p in sorted((REPO / ".ci").iterdir()) if p.is_file()}
+    assert ci_install_problems(scripts) == []
+    assert "npm ci --prefix" in scripts["run"]
 
 
 def test_windows_only_packages_are_in_the_locks_for_windows_only():
@@ -395,3 +419,22 @@ def test_a_session_that_does_not_install_from_a_lock_is_named(old, new, expected
     assert old in text, f"noxfile.py changed: {old!r} is gone"
     problems = session_problems(text.replace(old, new, 1))
     assert any(p.endswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "python -m pip install --quiet nox",
+        '    npm install --prefix "$dir" --no-package-lock mermaid@11',
+        "uv pip install ruff",
+        "npx mermaid --version",
+        "pip3 install -r requirements/test.txt",
+    ],
+)
+def test_a_ci_install_without_a_lock_is_named(line):
+    text = f"#!/usr/bin/env bash\n# pip install in a comment is fine\nset -e\n{line}\n"
+    assert ci_install_problems({"run": text}) == [f".ci/run:4: installs without a lock: {line.strip()}"]
+    assert (
+        ci_install_problems({"run": "python -m pip install --require-hashes -r requirements/test.txt\n"})
+        == []
+    )
