@@ -139,7 +139,6 @@ def check_invoke_config(project_dir: Path, defaults: dict) -> None:
     traceback. ``defaults`` is the namespace's configuration (invoke's own is added)."""
     import json
 
-    import yaml
     from invoke import Config
 
     defaults = {**Config.global_defaults(), **defaults}
@@ -147,6 +146,8 @@ def check_invoke_config(project_dir: Path, defaults: dict) -> None:
         path = project_dir / name
         if not path.is_file():
             continue
+        import yaml  # only when there is a file to read: every task, and `invoke --list`, runs this
+
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)

@@ -4,13 +4,13 @@ the migration status, bench tables, the verify summary)."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from leaddb.backends.base import BootReport
     from leaddb.bench import BenchResult
     from leaddb.catalog import Snapshot
@@ -18,23 +18,38 @@ if TYPE_CHECKING:
     from leaddb.runner import ApplyResult
     from leaddb.status import Report as StatusReport
 
-console = Console(highlight=False, soft_wrap=True)
-if not console.is_terminal:
-    console.width = max(console.width, 120)  # logs and CI: do not fold tables at 80 columns
+
+@cache
+def _console() -> Console:
+    from rich.console import Console  # made on first output: `invoke --list` does not load rich
+
+    made = Console(highlight=False, soft_wrap=True)
+    if not made.is_terminal:
+        made.width = max(made.width, 120)  # logs and CI: do not fold tables at 80 columns
+    return made
+
+
+def __getattr__(name: str):
+    """``console.console``: the one rich console every view prints through."""
+    if name == "console":
+        return _console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say(message: str) -> None:
-    console.print(message, markup=False)
+    _console().print(message, markup=False)
 
 
 def table(title: str, columns: list[str], rows: list[list], *, right: set[int] | None = None) -> None:
+    from rich.table import Table
+
     right = right or set()
     view = Table(title=title, title_justify="left", show_lines=False)
     for i, column in enumerate(columns):
         view.add_column(column, justify="right" if i in right else "left", overflow="fold")
     for row in rows:
         view.add_row(*("" if v is None else str(v) for v in row))
-    console.print(view)
+    _console().print(view)
 
 
 def seconds(value: float) -> str:

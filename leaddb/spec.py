@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from markdown_it import MarkdownIt
-
 from leaddb.errors import SpecError
 
 SPEC_FILENAME = "Technical-Architecture-Specification.md"
@@ -62,6 +60,8 @@ class Spec:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
+        from markdown_it import MarkdownIt  # only the tasks that read the spec load the parser
+
         self._tokens = MarkdownIt("commonmark").enable("table").parse(text)
 
     @classmethod
