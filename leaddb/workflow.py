@@ -3,6 +3,10 @@
 Tasks and nox sessions call these; they raise ``LeadDbError`` subclasses for expected
 failures, which the tasks turn into an exit code and one message. Every task that changes
 a server or its databases holds the backend's lock (``Backend.lock``).
+
+Each task function imports the rooms it uses, so a command loads only those: `invoke --list`
+none of them, `invoke db.lint` no psycopg, docker-py or matplotlib, `invoke db.apply` no
+catalog, drift or diagram code (``tests/test_startup.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -12,23 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leaddb import (
-    backends,
-    bench,
-    catalog,
-    cli,
-    console,
-    drift,
-    erd,
-    fast,
-    janitor,
-    migrations,
-    paths,
-    report,
-)
-from leaddb import status as schema_status
-from leaddb.backends.base import Backend, BootReport
+from leaddb import cli, console, paths
 from leaddb.console import say, seconds
 from leaddb.errors import (
     BenchmarkTargetMissed,
@@ -36,8 +26,12 @@ from leaddb.errors import (
     NonIdempotentMigration,
     SchemaDrift,
 )
-from leaddb.runner import ApplyResult
 from leaddb.spec import SPEC_FILENAME, Spec
+
+if TYPE_CHECKING:
+    from leaddb.backends.base import Backend, BootReport
+    from leaddb.migrations import Migration
+    from leaddb.runner import ApplyResult
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,6 +44,8 @@ class Options:
 
 
 def _select(options: Options) -> Backend:
+    from leaddb import backends
+
     return backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
 
 
@@ -59,7 +55,9 @@ def _started(options: Options) -> Backend:
     return backend
 
 
-def _prepare(options: Options) -> tuple[Backend, list[migrations.Migration]]:
+def _prepare(options: Options) -> tuple[Backend, list[Migration]]:
+    from leaddb import migrations
+
     files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
     return _select(options), files
 
@@ -74,6 +72,8 @@ def reset(options: Options, *, force: bool = False, fast_reset: bool = False) ->
     say(f"resetting {backend.describe()}{how}")
     with backend.lock("db.reset"):
         if fast_reset:
+            from leaddb import fast
+
             backend.start()
             boot = fast.reset(backend, files)
         else:
@@ -94,6 +94,8 @@ def apply(options: Options) -> ApplyResult:
 
 def reapply(options: Options) -> ApplyResult:
     """Apply every file again on the applied database: any error is NON_IDEMPOTENT_MIGRATION."""
+    from leaddb import catalog, drift
+
     backend, files = _prepare(options)
     with backend.lock("db.reapply", shared=True):
         backend.start()
@@ -126,6 +128,8 @@ DESCRIBED_TABLES = ("leads", "sources", "offers")
 
 
 def _live_and_spec(backend: Backend, options: Options):
+    from leaddb import catalog, drift
+
     spec = Spec.load(options.project_dir / SPEC_FILENAME)
     live = catalog.snapshot_of(backend.conninfo())
     expected = drift.cached_expected_snapshot(spec, backend)
@@ -133,6 +137,8 @@ def _live_and_spec(backend: Backend, options: Options):
 
 
 def _check_drift(spec, live, expected, options: Options) -> None:
+    from leaddb import drift
+
     problems = [d.describe() for d in drift.diff(live, expected)]
     problems += drift.verbatim_differences(spec, options.project_dir)
     if problems:
@@ -144,6 +150,8 @@ def _check_drift(spec, live, expected, options: Options) -> None:
 
 
 def introspect(options: Options, json_path: Path | None = None):
+    from leaddb import drift
+
     backend = _started(options)
     spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
@@ -175,6 +183,8 @@ UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def drift_check(options: Options) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
+    from leaddb import catalog, drift
+
     started = time.perf_counter()
     backend = _started(options)
     spec, live, expected = _live_and_spec(backend, options)
@@ -201,6 +211,8 @@ def drift_check(options: Options) -> None:
 
 def check_diagram(conninfo: str, project_dir: Path) -> None:
     """The committed docs/schema.md must be the diagram of the live schema."""
+    from leaddb import erd
+
     path = project_dir / erd.MARKDOWN_PATH
     hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
     if not path.is_file():
@@ -215,6 +227,8 @@ def check_diagram(conninfo: str, project_dir: Path) -> None:
 
 def dump(options: Options) -> Path:
     """Write the normalised catalog snapshot of the live database to api/db/."""
+    from leaddb import catalog
+
     backend = _started(options)
     path = options.project_dir / SCHEMA_DUMP
     catalog.snapshot_of(backend.conninfo()).save(path)
@@ -227,6 +241,9 @@ def dump(options: Options) -> Path:
 
 def status(options: Options, *, json_path: Path | None = None, detail: bool = False):
     """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
+    from leaddb import catalog, janitor, migrations
+    from leaddb import status as schema_status
+
     files = migrations.load(options.project_dir)
     backend = _started(options)
     live = catalog.snapshot_of(backend.conninfo())
@@ -256,6 +273,8 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
 
 def diagram(options: Options, *, markdown_path: Path | None = None, svg_path: Path | None = None):
     """The ER diagram of the live schema: Mermaid in docs/schema.md, SVG when Graphviz is there."""
+    from leaddb import erd
+
     backend = _started(options)
     model = erd.read(backend.conninfo())
     markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
@@ -282,6 +301,10 @@ def run_bench(
     scale: Sequence[int] = (),
 ):
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from leaddb import bench
+
     counts = list(scale)
     # where the results go is checked before the runs, so a bad one loses no results
     results = cli.output_directory(
@@ -295,8 +318,6 @@ def run_bench(
             f"note: with {runs} runs p99 is close to the maximum; "
             f"it needs >= {bench.MIN_RUNS_FOR_P99} runs to mean much"
         )
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     with backend.lock("db.bench"):
         with Progress(
             TextColumn("bench"),
@@ -343,6 +364,8 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome; the status and diagram
     steps write ``status.json``, ``schema.md`` and ``schema.svg`` beside them.
     """
+    from leaddb import report
+
     backend = _select(options)
     options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
     report_dir = report_dir or options.project_dir / "reports"
@@ -390,6 +413,8 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
 def lint_migrations(options: Options) -> None:
     """Every migration file against every rule of the spec's "Migrations: directory and tooling"
     (the same check reset, apply and reapply make before they touch a server)."""
+    from leaddb import migrations
+
     files = migrations.load(options.project_dir)
     say(
         f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, "

@@ -1,0 +1,96 @@
+"""A task loads only what it uses: each command runs as a user runs it (``python -m invoke``),
+under ``python -X importtime``, and the modules it imported are held against what it must not
+need. A heavy import put back at the top of a module the tasks share fails here.
+
+No server is needed: the server tasks run with ``--backend dsn`` against a port nothing
+listens on, so they stop at the connection, after they have imported what they import.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOWHERE = "host=127.0.0.1 port=1 dbname=leadgen user=postgres connect_timeout=5"
+
+# packages no task below needs
+EVERYWHERE_UNUSED = {"docker", "matplotlib"}
+# the library's rooms that need a server, and the display rooms of the tasks that do not run here
+SERVER = {"psycopg", "leaddb.backends", "leaddb.runner", "leaddb.catalog", "leaddb.janitor"}
+INSPECTION = {
+    "leaddb.drift",
+    "leaddb.status",
+    "leaddb.objects",
+    "leaddb.erd",
+    "leaddb.bench",
+    "leaddb.report",
+}
+
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$")
+
+
+def imported(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``python -m invoke ARGS`` in the project; what it printed, and every module it imported."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "invoke", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    names = set()
+    for line in done.stderr.splitlines():
+        found = IMPORT_LINE.match(line)
+        if found:
+            names.add(found[1])
+    assert names, f"no -X importtime output:\n{done.stderr[-2000:]}"
+    return done, names
+
+
+def loaded(names: set[str], roots: set[str]) -> set[str]:
+    """The ``roots`` (packages or modules) of which ``names`` holds the module or a submodule."""
+    return {r for r in roots if any(n == r or n.startswith(r + ".") for n in names)}
+
+
+def test_listing_the_tasks_loads_none_of_the_library_s_dependencies():
+    done, names = imported("--list")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "db.apply" in done.stdout
+    heavy = {"psycopg", "pglast", "markdown_it", "rich", "dotenv"} | EVERYWHERE_UNUSED
+    assert loaded(names, heavy | SERVER | INSPECTION | {"leaddb.migrations", "leaddb.compose"}) == set()
+
+
+def test_lint_loads_the_parsers_and_no_server_code():
+    done, names = imported("db.lint")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lint: 7 migration files" in done.stdout
+    parsers = {"pglast", "markdown_it", "leaddb.rules"}
+    assert loaded(names, parsers) == parsers
+    assert loaded(names, EVERYWHERE_UNUSED | SERVER | INSPECTION) == set()
+
+
+@pytest.mark.parametrize(
+    ("task", "needed", "unused"),
+    [
+        # apply checks every file with the rules (pglast) before it connects
+        ("db.apply", {"psycopg", "pglast", "leaddb.backends.dsn"}, INSPECTION | {"leaddb.backends.local"}),
+        ("db.status", {"psycopg", "leaddb.status", "leaddb.catalog"}, {"leaddb.erd", "leaddb.bench"}),
+        ("db.erd", {"psycopg", "leaddb.erd"}, {"pglast", "leaddb.drift", "leaddb.status", "leaddb.bench"}),
+    ],
+)
+def test_a_server_task_loads_what_it_uses_and_not_the_rest(task, needed, unused):
+    done, names = imported(task, "--backend", "dsn", "--dsn", NOWHERE)
+    assert done.returncode == 1, f"{task} reached a server at port 1?\n{done.stdout}\n{done.stderr[-2000:]}"
+    assert "Traceback" not in done.stderr
+    assert loaded(names, needed) == needed
+    assert loaded(names, unused | EVERYWHERE_UNUSED | {"leaddb.backends.docker"}) == set()
