@@ -4,23 +4,19 @@ Dropping, renaming, truncating or rewriting existing objects (``DROP``, ``RENAME
 ``ALTER … TYPE``, ``SET NOT NULL``, ``DROP COLUMN``/``CONSTRAINT``, ``TRUNCATE``,
 ``DELETE``/``UPDATE`` without a purpose here) is refused unless the spec allows that
 object with a line ``Destructive change allowed: `name` `` .
+
+One parsed statement at a time: ``leaddb.rules`` walks the files and reports what this finds
+under its rule "not destructive".
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import pglast
 from pglast import ast
 from pglast.enums import AlterTableType
 
 from leaddb.spec import Spec
-
-if TYPE_CHECKING:  # migrations checks every file with leaddb.rules, which uses this module
-    from leaddb.migrations import Migration
 
 _ALLOWED = re.compile(r"Destructive change allowed:\s*`([^`]+)`")
 
@@ -32,18 +28,6 @@ _DESTRUCTIVE_SUBCOMMANDS = {
     AlterTableType.AT_DropNotNull: "DROP NOT NULL",
     AlterTableType.AT_ColumnDefault: None,  # SET/DROP DEFAULT is not destructive
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    file: str
-    line: int
-    what: str
-    target: str
-    statement: str
-
-    def describe(self) -> str:
-        return f"{self.file}:{self.line}: {self.what} on {self.target}: {self.statement.splitlines()[0]}"
 
 
 def allowed_objects(spec: Spec) -> set[str]:
@@ -92,14 +76,3 @@ def destructive(stmt, allowed: set[str]) -> list[tuple[str, str]]:
         for what, target in _findings_of(stmt)
         if target not in allowed and target.split(".")[-1] not in allowed
     ]
-
-
-def check(migrations: Sequence[Migration], spec: Spec) -> list[Finding]:
-    allowed = allowed_objects(spec)
-    findings = []
-    for migration in migrations:
-        for statement in migration.statements:
-            for raw in pglast.parse_sql(statement.sql):
-                for what, target in destructive(raw.stmt, allowed):
-                    findings.append(Finding(migration.display(), statement.line, what, target, statement.sql))
-    return findings
