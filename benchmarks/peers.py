@@ -89,7 +89,7 @@ BASH_FLOOR = Path(__file__).resolve().parent / "fresh-cluster-floor.sh"
 # What `invoke db.apply` does, minus the per-file table (what the issue calls quiet); the
 # one summary line it prints is the one the task prints, for self_reported().
 QUIET_APPLY = """\
-import tasks  # everything the task imports
+import tasks  # what invoke loads first; workflow.apply then loads the rooms db.apply uses
 from pathlib import Path
 from leaddb import console, workflow
 if not callable(getattr(console, "print_apply", None)):
@@ -811,7 +811,7 @@ class Harness:
             add(
                 "floor.tasks",
                 "floor",
-                'python -c "import tasks" (what every task imports)',
+                'python -c "import tasks" (what `invoke --list` loads)',
                 python("import tasks", "import tasks"),
             )
         if "apply" in groups:
