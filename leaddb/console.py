@@ -4,7 +4,6 @@ the migration status, bench tables, the verify summary)."""
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,25 +18,36 @@ if TYPE_CHECKING:
     from leaddb.status import Report as StatusReport
 
 
-@cache
-def _console() -> Console:
-    from rich.console import Console  # made on first output: `invoke --list` does not load rich
+_made: Console | None = None
 
-    made = Console(highlight=False, soft_wrap=True)
-    if not made.is_terminal:
-        made.width = max(made.width, 120)  # logs and CI: do not fold tables at 80 columns
-    return made
+
+def _console() -> Console:
+    """The one rich console every table prints through, made for the first table: importing
+    rich and making the console costs about 90 ms, which a task that prints no table saves."""
+    global _made
+    if _made is None:
+        from rich.console import Console
+
+        _made = Console(highlight=False, soft_wrap=True)
+        if not _made.is_terminal:
+            _made.width = max(_made.width, 120)  # logs and CI: do not fold tables at 80 columns
+    return _made
 
 
 def __getattr__(name: str):
-    """``console.console``: the one rich console every view prints through."""
+    """``console.console``: the rich console (made on first use)."""
     if name == "console":
         return _console()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say(message: str) -> None:
-    _console().print(message, markup=False)
+    """One line, as it is. Before the first table it needs no rich; once the console is made,
+    through it, so the lines stay in order with the tables and a capture sees them."""
+    if _made is None:
+        print(message)
+    else:
+        _made.print(message, markup=False, emoji=False)
 
 
 def table(title: str, columns: list[str], rows: list[list], *, right: set[int] | None = None) -> None:
