@@ -35,10 +35,11 @@ INSPECTION = {
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$")
 
 
-def imported(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run ``python -m invoke ARGS`` in the project; what it printed, and every module it imported."""
+def imported(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``python -m invoke ARGS`` in the project (``env`` added to the environment); what it
+    printed, and every module it imported."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "invoke", *args],
         cwd=ROOT,
@@ -94,3 +95,20 @@ def test_a_server_task_loads_what_it_uses_and_not_the_rest(task, needed, unused)
     assert "Traceback" not in done.stderr
     assert loaded(names, needed) == needed
     assert loaded(names, unused | EVERYWHERE_UNUSED | {"leaddb.backends.docker"}) == set()
+
+
+def test_auto_on_a_machine_without_a_docker_socket_does_not_load_docker_py(tmp_path):
+    """The default backend, ``auto``, asks whether an engine answers: where its socket is not
+    even there, the answer needs no docker-py."""
+    state = tmp_path / "state"  # an empty state directory: no local cluster, so apply stops at start
+    state.mkdir(mode=0o700)
+    done, names = imported(
+        "db.apply",
+        "--backend",
+        "auto",
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "LEADDB_STATE_DIR": str(state)},
+    )
+    assert "backend: local (auto: no Docker engine answered at unix://" in done.stdout, done.stdout
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert loaded(names, {"psycopg", "leaddb.backends.local"}) == {"psycopg", "leaddb.backends.local"}
+    assert loaded(names, {"docker"}) == set()

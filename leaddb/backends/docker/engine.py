@@ -22,6 +22,11 @@ def default_address() -> str:
 
 def answers(timeout: float = 3) -> tuple[bool, str]:
     """Whether an engine answers, and where we looked (for ``--backend auto``)."""
+    address = default_address()
+    if address.startswith("unix://") and not os.path.exists(address.removeprefix("unix://")):
+        # no socket, no engine: said without docker-py, which costs ~0.2 s to import, so
+        # `--backend auto` on a machine without Docker pays only for the local backend
+        return False, f"no Docker engine answered at {address} (no socket there)"
     try:
         import docker
     except ImportError:
@@ -31,7 +36,7 @@ def answers(timeout: float = 3) -> tuple[bool, str]:
         client.ping()
         return True, client.api.base_url
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
-        return False, f"no Docker engine answered at {default_address()} ({type(exc).__name__})"
+        return False, f"no Docker engine answered at {address} ({type(exc).__name__})"
 
 
 def connect():
