@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, console, fast, janitor, migrations, workflow  # noqa: E402
+from leaddb import bench, console, fast, janitor, migrations, platforms, statedir, workflow  # noqa: E402
 from leaddb.backends.local import SERVER_SETTINGS, LocalBackend, free_port, scratch_root  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
 from leaddb.errors import LeadDbError  # noqa: E402
@@ -400,6 +400,10 @@ class Harness:
         self.notes: list[str] = []
         self.cache = cache_dir()
         self.state_dir = Path(tempfile.mkdtemp(prefix="leaddb-peers-", dir=scratch_root()))
+        # as the local backend's own state directory: as root, root:postgres 0710, so that the
+        # server user (the bash floor's, the cluster's) can traverse it; else 0700
+        mode, group = statedir.wanted_mode()
+        statedir.ensure(self.state_dir, mode=mode, group=group, hint="the harness made it a moment ago")
         self.work = self.state_dir / "work"
         self.work.mkdir()
         self.log = self.work / "last-command.log"
@@ -461,7 +465,8 @@ class Harness:
         """Run one program to completion, timed from spawn to exit; its output goes to a
         file (never a pipe: pg_ctl leaves the server behind) and is read afterwards."""
         argv = [str(a) for a in argv]
-        user = {"user": "postgres"} if as_server_user and self.as_server_user else {}
+        # as the server user: its uid and its groups, none of root's (platforms.run_as)
+        user = platforms.run_as("postgres") if as_server_user and self.as_server_user else {}
         limit = timeout or self.timeout
         with self.log.open("wb") as out:
             started = time.perf_counter()

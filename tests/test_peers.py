@@ -193,6 +193,21 @@ def test_one_round_of_the_fast_group_measures_ours_and_the_peer(tmp_path, monkey
     assert not Path(report["machine"]["storage"]).exists()  # its cluster is stopped and removed
 
 
+@pytest.mark.needs_pg_binaries
+@pytest.mark.needs_psql  # the bash floor runs createdb and psql
+def test_one_round_of_the_reset_group_runs_the_bash_floor_as_the_server_user(tmp_path, monkeypatch):
+    """As root (CI), the bash floor's initdb and server run as ``postgres``, with that user's
+    groups: the harness's directory must let them in, and no root group may be kept."""
+    monkeypatch.setenv("LEADDB_STATE_DIR", "unchanged")  # the harness sets its own; restored after
+    out = tmp_path / "peers.json"
+    code = peers.main(["--runs", "1", "--only", "reset", "--json", str(out), "--results", str(tmp_path)])
+    assert code == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    for key in ("reset.whole", "reset.inproc", "reset.bash"):
+        assert len(report["samples"][key]) == 1 and report["samples"][key][0] > 0, key
+    assert "reset.whole / reset.bash" in report["ratios"]
+
+
 # -- Docker storage ----------------------------------------------------------------------
 
 MOUNTINFO = """\
