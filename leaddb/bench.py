@@ -179,9 +179,35 @@ def scratch_database(backend: Backend):
     return janitor.scratch_database(backend.conninfo("postgres"), purpose="bench")
 
 
-def psql_per_file(conninfo: str, migrations: Sequence[Migration]) -> float:
+def psql_program() -> str | None:
+    """The psql the baseline runs: the real binary in ``pg_config --bindir`` when there is one,
+    else the first on ``PATH``. On Debian and Ubuntu ``psql`` on PATH is ``pg_wrapper``, a Perl
+    script that picks a version and then runs that binary (~35 ms more per start): the binary
+    is the fair baseline. ``None`` when neither is there."""
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            done = None
+        if done is not None and done.returncode == 0 and done.stdout.strip():
+            binary = Path(done.stdout.strip()) / ("psql.exe" if os.name == "nt" else "psql")
+            if binary.is_file() and os.access(binary, os.X_OK):
+                return str(binary)
+    return shutil.which("psql")
+
+
+def psql_note(psql: str) -> str:
+    """Which psql the baseline is, and what ``psql`` on PATH is when that differs."""
+    on_path = shutil.which("psql")
+    if on_path is None or Path(on_path).resolve() == Path(psql).resolve():
+        return f"psql baseline: {psql}"
+    return f"psql baseline: {psql} (the binary; psql on PATH is {on_path} -> {Path(on_path).resolve()})"
+
+
+def psql_per_file(conninfo: str, migrations: Sequence[Migration], psql: str | None = None) -> float:
     """``psql -X -v ON_ERROR_STOP=1 -f FILE`` once per file, as the manual path does."""
-    psql = shutil.which("psql")
+    psql = psql or psql_program()
     if psql is None:
         raise FileNotFoundError("psql")
     params = conninfo_to_dict(conninfo)
@@ -202,15 +228,18 @@ def psql_per_file(conninfo: str, migrations: Sequence[Migration]) -> float:
     return time.perf_counter() - started
 
 
-def measure_applies(backend: Backend, migrations: Sequence[Migration], *, baseline: bool) -> dict[str, float]:
-    """Apply-only and reapply with our runner, and psql -f per file, each on a fresh database."""
+def measure_applies(
+    backend: Backend, migrations: Sequence[Migration], *, baseline: str | None
+) -> dict[str, float]:
+    """Apply-only and reapply with our runner, and psql -f per file (``baseline``: the psql
+    program, or None for none), each on a fresh database."""
     sample: dict[str, float] = {}
     with scratch_database(backend) as db:
         sample["apply only"] = backend.apply(migrations, dbname=db).seconds
         sample["reapply"] = backend.apply(migrations, dbname=db, reapply=True).seconds
     if baseline:
         with scratch_database(backend) as db:
-            sample["psql -f per file"] = psql_per_file(backend.conninfo(db), migrations)
+            sample["psql -f per file"] = psql_per_file(backend.conninfo(db), migrations, baseline)
     return sample
 
 
@@ -223,7 +252,7 @@ def run(
     on_run: Callable[[int], None] | None = None,
 ) -> BenchResult:
     """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
-    baseline = shutil.which("psql") is not None
+    baseline = psql_program()
     # a shared server is not ours to keep template databases on
     fast_resets = backend.capabilities.owns_server
     records: list[dict] = []
@@ -297,7 +326,7 @@ def run(
         summaries=summaries,
         targets=targets,
         verdict={p: getattr(total, p) <= limit for p, limit in sorted(targets.items())},
-        machine=machine_info(backend),
+        machine={**machine_info(backend), "psql_baseline": baseline, "psql_on_path": shutil.which("psql")},
         ratios=ratios,
         overhead=overhead_shares(metrics["fresh boot + apply (total)"], records),
     )
@@ -332,9 +361,10 @@ def scale(backend: Backend, counts: Sequence[int], *, baseline: bool = True) -> 
             with scratch_database(backend) as db:
                 ours = backend.apply(files, dbname=db).seconds
             row = {"files": count, "runner_s": ours, "runner_ms_per_file": 1000 * ours / count}
-            if baseline and shutil.which("psql"):
+            psql = psql_program() if baseline else None
+            if psql:
                 with scratch_database(backend) as db:
-                    theirs = psql_per_file(backend.conninfo(db), files)
+                    theirs = psql_per_file(backend.conninfo(db), files, psql)
                 row.update(
                     {"psql_s": theirs, "psql_ms_per_file": 1000 * theirs / count, "ratio": theirs / ours}
                 )

@@ -318,6 +318,8 @@ def run_bench(
             f"note: with {runs} runs p99 is close to the maximum; "
             f"it needs >= {bench.MIN_RUNS_FOR_P99} runs to mean much"
         )
+    psql = bench.psql_program()
+    say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
     with backend.lock("db.bench"):
         with Progress(
             TextColumn("bench"),
