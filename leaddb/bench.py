@@ -25,7 +25,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from leaddb import fast, janitor
+from leaddb import fast, janitor, platforms
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
@@ -191,7 +191,7 @@ def psql_program() -> str | None:
         except (OSError, subprocess.SubprocessError):
             done = None
         if done is not None and done.returncode == 0 and done.stdout.strip():
-            binary = Path(done.stdout.strip()) / ("psql.exe" if os.name == "nt" else "psql")
+            binary = Path(done.stdout.strip()) / platforms.executable("psql")
             if binary.is_file() and os.access(binary, os.X_OK):
                 return str(binary)
     return shutil.which("psql")
