@@ -1,7 +1,10 @@
 """docs/windows.md and the README give the same commands, so neither can drift: every project
 command of the Windows checklist is one of the README's, the README's two newcomer commands and
 its PowerShell acceptance sequence are in the checklist word for word, and the README's POSIX
-acceptance sequence (the one CI runs) is its PowerShell one but for the shell's loop syntax."""
+acceptance sequence (the one CI runs) is its PowerShell one but for the shell's loop syntax.
+
+ARCHITECTURE.md, the newcomer's map, stays true the same way: it names every module and package
+under leaddb/, and every path it names exists."""
 
 from __future__ import annotations
 
@@ -150,3 +153,99 @@ def test_the_check_finds_a_command_only_the_checklist_has(tmp_path, monkeypatch)
     monkeypatch.setattr(sys.modules[__name__], "WINDOWS", changed)
     with pytest.raises(AssertionError, match="invoke db.down --force"):
         test_every_project_command_of_the_checklist_is_the_readmes()
+
+
+# -- ARCHITECTURE.md: the map names every room, and every room it names exists ----------------
+
+ARCHITECTURE = REPO / "ARCHITECTURE.md"
+# a path as the map writes it: repo-relative, with a "/" or a file extension; "*" for a glob.
+# A placeholder (`api/db/migrations/<NNNN_name>.sql`) touches "<" or ">" and is no path.
+_PATH_CHARS = r"[\w.*-]"
+PATH_TOKEN = re.compile(
+    rf"(?<![\w./<>*-])((?:{_PATH_CHARS}+/)+{_PATH_CHARS}*|[\w*-]+(?:\.[\w-]+)*\.(?:py|sql|md|yml|yaml|json|toml|sh))"
+    r"(?![\w./<>*-])"
+)
+
+
+def named_paths(text: str) -> set[str]:
+    """Every path the document names: in inline code, in code blocks (the diagram) and as link
+    targets. Prose is not read: the map writes paths in backticks."""
+    pieces = []
+    for token in MarkdownIt().parse(text):
+        if token.type == "fence":
+            pieces.append(token.content)
+        for child in token.children or []:
+            if child.type == "code_inline":
+                pieces.append(child.content)
+            elif child.type == "link_open":
+                href = str(child.attrs.get("href", ""))
+                if not re.match(r"[a-z]+:|#", href):
+                    pieces.append(href.split("#")[0])
+    return {match.group(1) for piece in pieces for match in PATH_TOKEN.finditer(piece)}
+
+
+def generated_directories(root: Path) -> list[str]:
+    """Directories the tools write into and git ignores (`reports/`, `benchmarks/results/`): a
+    path there is output the map may name before any run made it."""
+    ignore = root / ".gitignore"
+    if not ignore.is_file():
+        return []
+    lines = ignore.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if re.fullmatch(r"[\w.-]+(/[\w.-]+)*/", line.strip())]
+
+
+def missing_rooms(text: str, root: Path) -> list[str]:
+    """Modules and packages under leaddb/ the map does not name; a package is named by its folder
+    (`leaddb/catalog/`), which stands for its __init__.py too."""
+    named = named_paths(text)
+    rooms = set()
+    for module in (root / "leaddb").rglob("*.py"):
+        room = module.parent if module.name == "__init__.py" else module
+        rooms.add(room.relative_to(root).as_posix() + ("/" if room.is_dir() else ""))
+    return sorted(rooms - named)
+
+
+def paths_that_do_not_exist(text: str, root: Path) -> list[str]:
+    generated = generated_directories(root)
+    gone = []
+    for path in sorted(named_paths(text)):
+        if any(path.startswith(directory) for directory in generated):
+            continue
+        found = any(root.glob(path.rstrip("/"))) if "*" in path else (root / path).exists()
+        if not found:
+            gone.append(path)
+    return gone
+
+
+def test_the_map_names_every_module_and_subpackage():
+    missing = missing_rooms(ARCHITECTURE.read_text(encoding="utf-8"), REPO)
+    assert not missing, "ARCHITECTURE.md does not name (in backticks, from the repo root):\n" + "\n".join(
+        missing
+    )
+
+
+def test_every_path_the_map_names_exists():
+    gone = paths_that_do_not_exist(ARCHITECTURE.read_text(encoding="utf-8"), REPO)
+    assert not gone, "ARCHITECTURE.md names paths that do not exist:\n" + "\n".join(gone)
+
+
+def test_the_map_checks_catch_a_new_module_and_a_path_that_went_away(tmp_path):
+    (tmp_path / "leaddb" / "backends" / "cloud").mkdir(parents=True)
+    for name in ("__init__.py", "cli.py", "backends/__init__.py", "backends/cloud/__init__.py"):
+        (tmp_path / "leaddb" / name).write_bytes(b"")
+    (tmp_path / "leaddb" / "queries").mkdir()
+    (tmp_path / "leaddb" / "queries" / "tables.sql").write_bytes(b"")
+    (tmp_path / ".gitignore").write_text("reports/\n*.pyc\n", encoding="utf-8", newline="\n")
+    text = (
+        "`leaddb/`, `leaddb/cli.py` (`db.reset`, `backend.apply`) and `leaddb/backends/`.\n\n"
+        "```text\nleaddb/queries/*.sql ──▶ reports/verify.json, api/db/migrations/<NNNN_name>.sql\n```\n"
+    )
+    assert missing_rooms(text, tmp_path) == ["leaddb/backends/cloud/"]
+    assert paths_that_do_not_exist(text, tmp_path) == []
+    assert missing_rooms(text + "`leaddb/backends/cloud/`\n", tmp_path) == []
+    # a room renamed or removed, a glob that matches nothing, a link to nowhere
+    text += (
+        "`leaddb/runner.py`, `leaddb/queries/*.json`, [a](docs/gone.md#top), [b](https://example.org/x.py)\n"
+    )
+    gone = ["docs/gone.md", "leaddb/queries/*.json", "leaddb/runner.py"]
+    assert paths_that_do_not_exist(text, tmp_path) == gone
