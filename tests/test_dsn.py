@@ -439,6 +439,36 @@ def test_the_servers_own_databases_are_refused(scene, workspace, dbname):
     assert clean(result).startswith(f"refusing to recreate the '{dbname}' database")
 
 
+def owned_outside(scene, dbname: str) -> int:
+    """Objects the scene's admin owns in databases other than ``dbname`` (pg_shdepend)."""
+    with scene.connect() as conn:
+        return conn.execute(
+            """SELECT count(*) FROM pg_shdepend s
+               JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.refobjid
+               WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
+                 AND r.rolname = %s AND d.datname <> %s""",
+            (scene.admin, dbname),
+        ).fetchone()[0]
+
+
+@pytest.mark.parametrize("task", ["db.apply", "db.reapply"])
+@pytest.mark.parametrize("target", ["no dbname", "postgres", "template1"])
+def test_applies_never_go_into_the_servers_own_databases(scene, workspace, task, target):
+    """A DSN without dbname connects to 'postgres': the schema must not land there (nor in a
+    template, where every later database would inherit it)."""
+    dsn = f"postgresql://{scene.admin}:{scene.password}@{scene.host}:{scene.port}"
+    if target != "no dbname":
+        dsn += f"/{target}"
+    result = workspace(task, "--dsn", dsn)
+    assert result.returncode == 1, result.stdout + result.stderr
+    named = "names no database" if target == "no dbname" else f"names '{target}'"
+    database = "postgres" if target == "no dbname" else target
+    assert f"refusing to apply the migrations to the '{database}' database: the DSN {named}" in clean(
+        result, scene.password
+    )
+    assert owned_outside(scene, scene.dbname) == 0
+
+
 def test_what_an_interrupted_reset_left_is_dropped_by_the_next(scene, migration_files):
     """A crash after the swap's commit leaves the old database as a marked tombstone; one during
     the build, the half-built database (marked as soon as it exists)."""

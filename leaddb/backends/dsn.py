@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from leaddb import janitor
+from leaddb import janitor, runner
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
 from leaddb.errors import BackendError, LeadDbError
@@ -150,6 +150,26 @@ class DsnBackend(Backend):
 
     def describe(self) -> str:
         return f"existing server {self.masked}"
+
+    def apply(
+        self,
+        migrations: Sequence[Migration],
+        *,
+        dbname: str | None = None,
+        reapply: bool = False,
+        on_file=None,
+    ) -> runner.ApplyResult:
+        """As every backend's, but never into the maintenance or template databases: a DSN
+        without ``dbname`` (this backend then connects to ``postgres``) must not get the
+        schema in a database that is not the project's."""
+        if dbname is None and self.dbname in RESERVED:
+            named = "names no database" if not self.params.get("dbname") else f"names {self.dbname!r}"
+            raise BackendError(
+                f"refusing to apply the migrations to the {self.dbname!r} database: the DSN {named}",
+                hint="name the project's database in the DSN, e.g. dbname=leadgen "
+                "(`invoke db.reset --backend dsn` builds it)",
+            )
+        return super().apply(migrations, dbname=dbname, reapply=reapply, on_file=on_file)
 
     def down(self) -> str:
         return f"dsn: {self.masked} is not ours to stop; nothing done"
