@@ -44,7 +44,7 @@ from leaddb.spec import Spec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
-DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5, 130}
+DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5, 6, 130}
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 PROJECT_DIRS = ("api", "docs")  # the migrations and the schema dump; the committed ER diagram
 SPEC = "Technical-Architecture-Specification.md"
@@ -95,6 +95,12 @@ class Arena:
     def __init__(self, root: Path, pristine: Path, state: Path, dsn: str, weak_dsn: str, maintenance: str):
         self.root, self.pristine, self.state = root, pristine, state
         self.dsn, self.weak_dsn, self.maintenance = dsn, weak_dsn, maintenance
+        self.dbname = conninfo_to_dict(dsn)["dbname"]
+        self.roles = (conninfo_to_dict(dsn)["user"], conninfo_to_dict(weak_dsn)["user"])
+        # the tasks run in-process: their bug reports (tempfile) go here, not into the machine's
+        # shared temp directory, where another run's reports (or a planted link) would be read
+        self.tmp = state.parent / f"{state.name}-tmp"
+        self.tmp.mkdir(mode=0o700)
         spec = importlib.util.spec_from_file_location(
             f"leaddb_arena_tasks_{secrets.token_hex(4)}", root / "tasks.py"
         )
@@ -125,11 +131,20 @@ class Arena:
         with psycopg.connect(self.maintenance, autocommit=True) as conn:
             databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
             roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
-        return databases, roles
+            # what our roles own in any other database (a task that wrote outside ours, e.g. into
+            # 'postgres' through a DSN without dbname)
+            elsewhere = conn.execute(
+                """SELECT d.datname, count(*) FROM pg_shdepend s
+                   JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.refobjid
+                   WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
+                     AND r.rolname = ANY(%s) AND d.datname <> %s
+                   GROUP BY 1 ORDER BY 1""",
+                (list(self.roles), self.dbname),
+            ).fetchall()
+        return databases, roles, elsewhere
 
-    @staticmethod
-    def reports() -> set[str]:
-        return {p.name for p in Path(tempfile.gettempdir()).glob("leaddb-bug-*")}
+    def reports(self) -> set[str]:
+        return {p.name for p in self.tmp.glob("leaddb-bug-*")}
 
     def restore(self) -> None:
         for path in self.root.iterdir():
@@ -158,6 +173,7 @@ class Arena:
         out, err = io.StringIO(), io.StringIO()
         with (
             environment({**self.base_env, **(env or {})}),
+            mock.patch.object(tempfile, "tempdir", str(self.tmp)),
             contextlib.chdir(self.root),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
@@ -179,7 +195,7 @@ class Arena:
             for path in self.state.iterdir():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         assert not started, "a local cluster was created"
-        reports = [Path(tempfile.gettempdir()) / name for name in self.reports() - self.bug_reports]
+        reports = [self.tmp / name for name in self.reports() - self.bug_reports]
         texts = [path.read_text(encoding="utf-8", errors="replace") for path in reports]
         for path in reports:
             path.unlink()
@@ -224,12 +240,17 @@ def arena(server, template_db):
             maintenance=server.conninfo("postgres"),
         )
     finally:
-        with janitor.maintenance(server.conninfo("postgres")) as conn:
-            janitor.drop_database(conn, name)
-            for role in (admin, weak):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
+        try:
+            with janitor.maintenance(server.conninfo("postgres")) as conn:
+                janitor.drop_database(conn, name)
+                for role in (admin, weak):  # each on its own: one failure must not keep the other
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+            shutil.rmtree(state.parent / f"{state.name}-tmp", ignore_errors=True)
 
 
 @pytest.fixture
@@ -267,6 +288,10 @@ def test_dotenv_inline_comment_is_read_as_compose_reads_it(ws):
         (["db.bench", "--scale=0"], "--scale=0: 0 is outside"),
         (["db.bench", "--scale=abc"], "--scale=abc: 'abc' is not a whole number"),
         (["db.bench", "--scale=10,,20"], "--scale=10,,20: an empty entry"),
+        (["db.bench", "--runs", "100001"], "--runs '100001': at most 100000 runs"),
+        (["db.bench", "--runs", "9" * 5000], f"--runs '{'9' * 20}': at most 100000 runs"),  # int() refuses
+        (["db.bench", "--runs", "\u0663"], "--runs '\u0663' is not a whole number"),  # a digit, not ASCII
+        (["db.bench", "--scale=" + "9" * 5000], f"--scale={'9' * 60}: {'9' * 20}… is outside 1..100000"),
         (["db.verify", "--bench-runs", "x"], "--bench-runs 'x' is not a whole number"),
         (["db.verify", "--bench-runs", "0"], "--bench-runs '0': at least 1 run"),
         (["db.bench", "--backend", "nonsense"], "--backend: unknown backend 'nonsense'"),
@@ -511,6 +536,7 @@ def test_an_unexpected_exception_is_reported_as_a_bug_with_the_traceback_in_a_fi
     assert outcome.err.startswith("internal error in db.lint: RuntimeError: boom")
     assert "this is a bug in leaddb" in outcome.err and "Traceback" not in outcome.text
     report = Path(re.search(r"the full traceback is in (\S+)", outcome.err).group(1))
+    assert report.parent == ws.tmp  # the arena's private temp directory, not the shared one
     try:
         text = report.read_text(encoding="utf-8")
         assert "Traceback" in text and "RuntimeError: boom" in text
@@ -564,16 +590,16 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
             message
         )
         assert "`invoke db.reset` recreates it" in message and "Traceback" not in message
-        again = subprocess.run(
-            [*command, "db.reset"],
-            cwd=root,
-            env=env,
-            capture_output=False,
-            timeout=300,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert again.returncode == 0, again.stderr
+        with open(tmp_path / "again.txt", "w+b") as again_err:
+            again = subprocess.run(
+                [*command, "db.reset"],
+                cwd=root,
+                env=env,
+                timeout=300,
+                stdout=subprocess.DEVNULL,
+                stderr=again_err,  # the server it starts keeps running: never a pipe
+            )
+        assert again.returncode == 0, (tmp_path / "again.txt").read_text(encoding="utf-8", errors="replace")
     finally:
         subprocess.run(
             [*command, "db.down"],
@@ -632,6 +658,8 @@ def test_dsn_role_without_rights_is_one_message_per_task(ws):
     outcome = ws("db.drift", "--backend", "dsn", "--dsn", ws.weak_dsn)
     if outcome.code != 0:
         assert_one_message(outcome, 1, "cannot create a scratch database for the spec step")
+    else:  # the spec's schema came from the cache: the check ran and found the database as the spec
+        assert "Traceback" not in outcome.text and "SCHEMA_DRIFT" not in outcome.text, outcome
 
 
 # -- the property: generated bad inputs of every kind ----------------------------------------
@@ -1008,8 +1036,9 @@ def _run(arena: Arena, case: Case) -> Outcome:
             argv[i] = _dsn(arena, **{k: (v or None) if k == "dbname" else v for k, v in change.items()})
     for relative, content in case.files.items():
         arena.write(relative, content)
+    shown = [re.sub(r"password=\S+", "password=***", arg) for arg in argv]
     note(
-        f"argv={argv!r} env={case.env!r} files={ {k: (v[:300] if v else v) for k, v in case.files.items()} }"
+        f"argv={shown!r} env={case.env!r} files={ {k: (v[:300] if v else v) for k, v in case.files.items()} }"
     )
     if case.interrupt:
         with mock.patch.object(*case.interrupt, side_effect=KeyboardInterrupt):
