@@ -182,8 +182,9 @@ def scratch_database(backend: Backend):
 def psql_program() -> str | None:
     """The psql the baseline runs: the real binary in ``pg_config --bindir`` when there is one,
     else the first on ``PATH``. On Debian and Ubuntu ``psql`` on PATH is ``pg_wrapper``, a Perl
-    script that picks a version and then runs that binary (~35 ms more per start): the binary
-    is the fair baseline. ``None`` when neither is there."""
+    script that picks a version and then runs that binary (~50 ms more per start on the
+    2-core CI machine, benchmarks/README.md): the binary is the fair baseline. ``None`` when
+    neither is there."""
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:

@@ -28,13 +28,14 @@ from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError
 DEFAULT_RUNS = 10
 DEFAULT_BENCH_RUNS = 5
 MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should not fill the disk
+MAX_RUNS = 100_000  # resets per bench: at ~1 s each, more than a day
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"  # the docker backend reads it (backends/docker/bootlog.py)
 
 # What each task leaves when Ctrl-C stops it, and the next step.
 BUILT = {
     "local": "the local cluster",
     "docker": "the container and its volume",
-    "dsn": "the database",
+    "dsn": "the new database built beside the old one (the old one is unchanged)",
     "auto": "what was being built (local cluster, container and volume, or database)",
 }
 LEFT_BEHIND: dict[str, tuple[str, str]] = {
@@ -183,7 +184,16 @@ def _unmergeable(defaults, data, path: str) -> str | None:
 
 # -- flags -----------------------------------------------------------------------------------
 
-_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")  # ASCII digits: int() takes others, and the user meant none
+
+
+def _whole(text: str) -> int:
+    """The number ``_WHOLE`` matched; a longer one than any limit here stays a number (int()
+    refuses more than 4,300 digits), too large for every check that follows."""
+    digits = text.strip().lstrip("+-").lstrip("0")
+    if len(digits) > 18:
+        return -(10**18) if text.strip().startswith("-") else 10**18
+    return int(text)
 
 
 def count(flag: str, value, *, default: int) -> int:
@@ -195,9 +205,13 @@ def count(flag: str, value, *, default: int) -> int:
         raise OptionError(
             f"{flag} {text!r} is not a whole number", hint=f"pass a number of runs, e.g. {flag} {default}"
         )
-    number = int(text)
+    number = _whole(text)
     if number < 1:
         raise OptionError(f"{flag} {text!r}: at least 1 run is needed", hint=f"e.g. {flag} {default}")
+    if number > MAX_RUNS:
+        raise OptionError(
+            f"{flag} {text.strip()[:20]!r}: at most {MAX_RUNS} runs", hint=f"e.g. {flag} {default}"
+        )
     return number
 
 
@@ -215,9 +229,10 @@ def sizes(flag: str, value) -> tuple[int, ...]:
         if not _WHOLE.fullmatch(entry):
             what = "an empty entry" if not entry.strip() else f"{entry.strip()!r} is not a whole number"
             raise OptionError(f"{flag}={text}: {what}", hint=hint)
-        number = int(entry)
+        number = _whole(entry)
         if not 1 <= number <= MAX_SCALE:
-            raise OptionError(f"{flag}={text}: {number} is outside 1..{MAX_SCALE}", hint=hint)
+            shown = entry.strip() if len(entry.strip()) <= 20 else entry.strip()[:20] + "…"
+            raise OptionError(f"{flag}={text[:60]}: {shown} is outside 1..{MAX_SCALE}", hint=hint)
         counts.append(number)
     return tuple(counts)
 

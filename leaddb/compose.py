@@ -338,11 +338,28 @@ class _Document:
         )
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: safe, plus Compose's own merge tags. In a single file,
+    ``!reset`` clears a value and ``!override`` is the value itself."""
+
+
+def _override(loader: yaml.SafeLoader, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+_ComposeLoader.add_constructor("!override", _override)
+
+
 def _load_document(text: str, lookup: Lookup) -> _Document:
     hint = f"fix the YAML there; `docker compose config` checks {COMPOSE_FILENAME} the same way"
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _ComposeLoader(text)
         root = loader.get_single_node()
         if root is None:
             raise ComposeError(
@@ -443,7 +460,9 @@ def _port_number(doc: _Document, path: tuple, entry, text: str, what: str) -> in
     """A port, or None for a range (valid for Compose, but not one fixed port)."""
     low, _, high = text.partition("-")
     numbers = [low, high] if high else [low]
-    if not all(n.isdigit() and 1 <= int(n) <= 65535 for n in numbers) or (high and int(low) > int(high)):
+    if not all(n.isascii() and n.isdigit() and 1 <= int(n) <= 65535 for n in numbers) or (
+        high and int(low) > int(high)
+    ):
         raise doc.error(
             path, f"port entry {entry!r}: the {what} {text!r} is not a port number (1-65535)", hint=_PORT_HINT
         )
@@ -584,21 +603,31 @@ def _image(doc: _Document) -> str:
 
 
 def _environment(doc: _Document, lookup: Lookup) -> dict[str, str]:
+    """The service's environment. A key without a value (``- KEY`` in the list form, ``KEY:``
+    in the mapping form) takes its value from the environment or ``.env``, and is left out
+    when neither sets it, as Compose does."""
     environment = doc.value((*_AT, "environment")) or {}
     if isinstance(environment, list):
         pairs = {}
         for i, item in enumerate(environment):
-            if not _scalar(item):
+            if not _scalar(item) or item is None:
                 raise doc.error((*_AT, "environment", i), f"environment entry {item!r} is not KEY=VALUE")
             key, sep, value = _as_text(item).partition("=")
-            pairs[key] = value if sep else (lookup(key).value or "")
+            pairs[key] = value if sep else None
         environment = pairs
     if not isinstance(environment, dict):
         raise doc.error((*_AT, "environment"), "`environment:` is neither a mapping nor a list of KEY=VALUE")
+    result = {}
     for key, value in environment.items():
         if not _scalar(value):
             raise doc.error((*_AT, "environment", key), f"the environment value of {key} is not a string")
-    return {str(k): _as_text(v) for k, v in environment.items()}
+        if value is None:
+            found = lookup(str(key)).value
+            if found is not None:
+                result[str(key)] = found
+            continue
+        result[str(key)] = _as_text(value)
+    return result
 
 
 def _volume_names(doc: _Document, mounts: tuple[Mount, ...], project_name: str) -> dict[str, str]:

@@ -171,6 +171,47 @@ def test_process_environment_wins_over_dotenv(project):
     assert service.environment["POSTGRES_DB"] == "from_dotenv"
 
 
+ENVIRONMENT_BLOCK = ORIGINAL[ORIGINAL.index("    environment:\n") : ORIGINAL.index("    ports:")]
+ENVIRONMENT_FORMS = {
+    "mapping": ENVIRONMENT_BLOCK + "      POSTGRES_INITDB_ARGS:\n",
+    "list": (
+        "    environment:\n"
+        "      - POSTGRES_USER=${POSTGRES_USER:-postgres}\n"
+        "      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-leadgen-dev-only}\n"
+        "      - POSTGRES_DB=${POSTGRES_DB:-leadgen}\n"
+        "      - POSTGRES_INITDB_ARGS\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ENVIRONMENT_FORMS))
+def test_an_environment_key_without_a_value_comes_from_the_environment_or_is_left_out(project, form):
+    """Compose's rule for ``- KEY`` and ``KEY:``: the shell's (or .env's) value, else unset."""
+    write(project / "docker-compose.yml", ORIGINAL.replace(ENVIRONMENT_BLOCK, ENVIRONMENT_FORMS[form], 1))
+    environment = load(project).environment
+    assert "POSTGRES_INITDB_ARGS" not in environment and environment["POSTGRES_DB"] == "leadgen"
+    assert (
+        load(project, {"POSTGRES_INITDB_ARGS": "--locale=C"}).environment["POSTGRES_INITDB_ARGS"]
+        == "--locale=C"
+    )
+    write(project / ".env", "POSTGRES_INITDB_ARGS=--data-checksums\n")
+    assert load(project).environment["POSTGRES_INITDB_ARGS"] == "--data-checksums"
+
+
+def test_composes_own_reset_and_override_tags_are_read(project):
+    """``!override`` and ``!reset`` are Compose's merge tags: a single file reads as without them."""
+    plain = load(project).environment
+    tagged = ORIGINAL.replace("    environment:\n", "    labels: !reset {}\n    environment: !override\n", 1)
+    write(project / "docker-compose.yml", tagged)
+    assert load(project).environment == plain
+
+
+@pytest.mark.parametrize("value", ["²", "٥٤٣٢", "５４３２"])
+def test_a_port_of_non_ascii_digits_is_one_message(project, value):
+    write(project / ".env", f"POSTGRES_PORT={value}\n")
+    assert "is not a port number (1-65535)" in failure(project)
+
+
 def test_dotenv_interpolation_prefers_the_environment_too(project):
     write(project / ".env", "BASE=1\nPOSTGRES_DB=db_${BASE}\n")
     assert load(project, {"BASE": "2"}).environment["POSTGRES_DB"] == "db_2"
