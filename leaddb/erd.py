@@ -23,6 +23,10 @@ from leaddb.catalog import SCHEMA, query
 from leaddb.errors import LeadDbError
 
 MARKDOWN_PATH = Path("docs/schema.md")
+README_PATH = Path("README.md")
+# the README embeds the diagram between these two lines (written by db.erd, checked by db.drift)
+README_BEGIN = "<!-- erd:begin (written by `invoke db.erd`; do not edit) -->"
+README_END = "<!-- erd:end -->"
 # Mermaid's erDiagram lexer takes attribute types and names of these characters (older
 # renderers, GitHub's included, take no comma or dot)
 _MERMAID_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-\[\]\(\)]*$")
@@ -304,6 +308,22 @@ def svg(model: Model, path: Path, *, program: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(result.stdout)
     return path
+
+
+def embedded(model: Model) -> str:
+    """The diagram as the README embeds it: the Mermaid block alone."""
+    return "```mermaid\n" + mermaid(model) + "```\n"
+
+
+def embed(readme: str, model: Model) -> str | None:
+    """``readme`` with the text between its erd markers replaced by the diagram; None when it
+    has no such pair (a README without the block is left alone)."""
+    begin = readme.find(README_BEGIN + "\n")
+    end = readme.find("\n" + README_END, begin)
+    if begin < 0 or end < 0:
+        return None
+    start = begin + len(README_BEGIN) + 1
+    return readme[:start] + embedded(model) + readme[end + 1 :]
 
 
 def write_markdown(model: Model, path: Path) -> Path:

@@ -217,11 +217,21 @@ def check_diagram(conninfo: str, project_dir: Path) -> None:
     hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
     if not path.is_file():
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
-    current = erd.markdown(erd.read(conninfo))
+    model = erd.read(conninfo)
+    current = erd.markdown(model)
     committed = path.read_bytes()
     if committed != current.encode("utf-8"):
         where = erd.stale_lines(committed.decode("utf-8", errors="replace"), current)
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
+    readme = project_dir / erd.README_PATH
+    text = readme.read_bytes().decode("utf-8", errors="replace") if readme.is_file() else ""
+    expected = erd.embed(text, model)
+    if expected is not None and expected != text:
+        where = erd.stale_lines(text, expected)
+        raise SchemaDrift(
+            f"the diagram in {erd.README_PATH.as_posix()} is stale: {where}",
+            hint="run `invoke db.erd` and commit README.md and docs/schema.md",
+        )
     say(f"diagram: {erd.MARKDOWN_PATH.as_posix()} is up to date")
 
 
@@ -277,10 +287,22 @@ def diagram(options: Options, *, markdown_path: Path | None = None, svg_path: Pa
 
     backend = _started(options)
     model = erd.read(backend.conninfo())
+    committed = markdown_path is None  # the committed diagram, which the README embeds too
     markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
     erd.write_markdown(model, markdown_path)
     counts = f"{len(model.tables)} tables, {len(model.foreign_keys)} foreign keys, {len(model.enums)} enums"
     say(f"wrote {_shown(markdown_path, options)} ({counts})")
+    readme = options.project_dir / erd.README_PATH
+    if committed and readme.is_file():
+        try:
+            text = readme.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            say(f"note: {_shown(readme, options)} is not UTF-8: its diagram block was left alone")
+            return model
+        updated = erd.embed(text, model)
+        if updated is not None and updated != text:
+            readme.write_text(updated, encoding="utf-8", newline="\n")
+            say(f"updated the diagram in {_shown(readme, options)}")
     svg_path = svg_path or options.project_dir / "reports" / "schema.svg"
     if erd.dot_program():
         erd.svg(model, svg_path)

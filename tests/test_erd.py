@@ -228,3 +228,46 @@ def test_the_task_writes_the_diagram_and_the_svg(fresh_db, project_dir, tmp_path
     assert markdown.read_bytes() == (project_dir / erd.MARKDOWN_PATH).read_bytes()
     assert b"\r" not in markdown.read_bytes()
     assert picture.is_file() == (erd.dot_program() is not None)
+
+
+# -- the diagram embedded in the README --------------------------------------------------------
+
+
+def test_the_readme_embeds_the_live_diagram(model, project_dir):
+    readme = (project_dir / erd.README_PATH).read_text(encoding="utf-8")
+    assert erd.README_BEGIN in readme and erd.README_END in readme
+    assert erd.embed(readme, model) == readme, "README.md's diagram is stale: run `invoke db.erd`"
+    assert erd.embedded(model) in readme
+
+
+def test_embed_replaces_only_the_block_between_the_markers(model):
+    around = f"# title\n\ntext\n{erd.README_BEGIN}\nold\nlines\n{erd.README_END}\nafter\n"
+    done = erd.embed(around, model)
+    assert done == f"# title\n\ntext\n{erd.README_BEGIN}\n{erd.embedded(model)}{erd.README_END}\nafter\n"
+    assert erd.embed(done, model) == done  # idempotent
+    assert erd.embed("no markers\n", model) is None
+    assert erd.embed(f"{erd.README_END}\n{erd.README_BEGIN}\n", model) is None  # out of order
+
+
+def test_drift_fails_when_the_readmes_diagram_is_stale_and_the_task_rewrites_it(
+    fresh_db, project_dir, tmp_path
+):
+    db = fresh_db()
+    (tmp_path / "docs").mkdir()
+    shutil.copy(project_dir / erd.MARKDOWN_PATH, tmp_path / erd.MARKDOWN_PATH)
+    shutil.copy(project_dir / erd.README_PATH, tmp_path / erd.README_PATH)
+    workflow.check_diagram(db, tmp_path)  # both up to date
+    readme = (tmp_path / erd.README_PATH).read_text(encoding="utf-8")
+    (tmp_path / erd.README_PATH).write_text(
+        readme.replace("    buyers {", "    buyers_renamed {", 1), encoding="utf-8", newline="\n"
+    )
+    with pytest.raises(SchemaDrift) as caught:
+        workflow.check_diagram(db, tmp_path)
+    assert str(caught.value).startswith("SCHEMA_DRIFT: the diagram in README.md is stale: first difference")
+    assert "buyers_renamed" in str(caught.value) and "run `invoke db.erd`" in str(caught.value)
+    for name in ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md"):
+        shutil.copy(project_dir / name, tmp_path / name)
+    shutil.copytree(project_dir / "api", tmp_path / "api")
+    workflow.diagram(workflow.Options("dsn", db, project_dir=tmp_path), svg_path=tmp_path / "schema.svg")
+    assert (tmp_path / erd.README_PATH).read_bytes() == (project_dir / erd.README_PATH).read_bytes()
+    workflow.check_diagram(db, tmp_path)
