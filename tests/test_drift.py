@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from leaddb import catalog, drift, runner, statedir
 from leaddb.catalog import Snapshot
@@ -357,43 +354,3 @@ def test_a_warm_cache_never_hides_drift(server, spec, applied, cache_dir, no_bui
     assert cached.source == "from the cache"
     live = applied("0005_buyer_relations.sql", "NOT NULL DEFAULT 100", "NOT NULL DEFAULT 50")
     assert changes(live, cached.snapshot) == [("column", "buyer_offers.priority", "changed")]
-
-
-# -- the Markdown extraction ---------------------------------------------------------------
-
-_sql_line = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters="`"),
-    max_size=40,
-)
-_prose = st.lists(st.from_regex(r"[A-Za-z ,.;:()*_-]{0,60}", fullmatch=True), max_size=4)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    bodies=st.lists(st.lists(_sql_line, min_size=1, max_size=6), min_size=1, max_size=5),
-    prose=_prose,
-)
-def test_every_migration_block_is_extracted_exactly(bodies, prose):
-    parts, expected_blocks = ["# Spec", ""], []
-    for n, lines in enumerate(bodies, 1):
-        sql = "\n".join([f"-- migration: api/db/migrations/{n:04d}_x.sql", *lines]) + "\n"
-        expected_blocks.append(sql)
-        parts += [
-            *(p for p in prose if p.strip() and not re.match(r"^\s*[-*+#>]|^\s*\d", p)),
-            "",
-            "```sql",
-            sql + "```",
-            "",
-        ]
-    spec = Spec(Path("spec.md"), "\n".join(parts))
-    assert [b.sql for b in spec.blocks_of("migration")] == expected_blocks
-    assert [b.name for b in spec.blocks_of("migration")] == [
-        f"api/db/migrations/{n:04d}_x.sql" for n in range(1, len(bodies) + 1)
-    ]
-
-
-def test_unterminated_fence_is_a_spec_error():
-    from leaddb.errors import SpecError
-
-    with pytest.raises(SpecError, match="never closed"):
-        _ = Spec(Path("spec.md"), "# Spec\n\n```sql\n-- migration: a.sql\nSELECT 1;\n").blocks
