@@ -380,11 +380,9 @@ def cache_dir() -> Path:
 
 
 def _pg_bindir() -> Path | None:
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30)
-        if done.returncode == 0 and done.stdout.strip():
-            return Path(done.stdout.strip())
+    bindir = platforms.pg_config_bindir()
+    if bindir is not None:
+        return bindir
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
 

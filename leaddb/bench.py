@@ -185,16 +185,11 @@ def psql_program() -> str | None:
     script that picks a version and then runs that binary (~50 ms more per start on the
     2-core CI machine, benchmarks/README.md): the binary is the fair baseline. ``None`` when
     neither is there."""
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        try:
-            done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            done = None
-        if done is not None and done.returncode == 0 and done.stdout.strip():
-            binary = Path(done.stdout.strip()) / platforms.executable("psql")
-            if binary.is_file() and os.access(binary, os.X_OK):
-                return str(binary)
+    bindir = platforms.pg_config_bindir()
+    if bindir is not None:
+        binary = bindir / platforms.executable("psql")
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
     return shutil.which("psql")
 
 
@@ -251,9 +246,11 @@ def run(
     targets: dict[str, float],
     *,
     on_run: Callable[[int], None] | None = None,
+    psql: str | None = None,
 ) -> BenchResult:
-    """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset."""
-    baseline = psql_program()
+    """Time ``runs`` fresh resets, each followed by the apply measurements and a fast reset.
+    ``psql``: the baseline's program when the caller has looked it up (else ``psql_program``)."""
+    baseline = psql or psql_program()
     # a shared server is not ours to keep template databases on
     fast_resets = backend.capabilities.owns_server
     records: list[dict] = []
@@ -354,7 +351,10 @@ def generated_migrations(directory: Path, count: int) -> list[Migration]:
     return files
 
 
-def scale(backend: Backend, counts: Sequence[int], *, baseline: bool = True) -> list[dict]:
+def scale(backend: Backend, counts: Sequence[int], *, psql: str | None = None) -> list[dict]:
+    """Each generated schema applied by the runner and by ``psql`` (looked up when not given)
+    -f per file."""
+    psql = psql or psql_program()
     rows = []
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="leaddb-scale-") as tmp:
@@ -362,7 +362,6 @@ def scale(backend: Backend, counts: Sequence[int], *, baseline: bool = True) -> 
             with scratch_database(backend) as db:
                 ours = backend.apply(files, dbname=db).seconds
             row = {"files": count, "runner_s": ours, "runner_ms_per_file": 1000 * ours / count}
-            psql = psql_program() if baseline else None
             if psql:
                 with scratch_database(backend) as db:
                     theirs = psql_per_file(backend.conninfo(db), files, psql)

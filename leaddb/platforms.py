@@ -28,6 +28,21 @@ def executable(name: str, *, windows: bool = IS_WINDOWS) -> str:
     return name + (".exe" if windows else "")
 
 
+def pg_config_bindir() -> Path | None:
+    """Where ``pg_config --bindir`` says this host's PostgreSQL programs are (the real ones:
+    on Debian, ``psql`` and ``pg_config`` on PATH are wrappers), or None when there is no
+    ``pg_config`` or it names no directory."""
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    try:
+        done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    bindir = done.stdout.strip()
+    return Path(bindir) if done.returncode == 0 and bindir else None
+
+
 def is_sharing_violation(exc: OSError, *, windows: bool = IS_WINDOWS) -> bool:
     """A file still open in another process (Windows only: POSIX unlinks open files)."""
     return windows and (getattr(exc, "winerror", None) in _SHARING_VIOLATIONS or exc.errno == errno.EACCES)

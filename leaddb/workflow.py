@@ -352,11 +352,13 @@ def run_bench(
             transient=True,
         ) as progress:
             task = progress.add_task("runs", total=runs)
-            result = bench.run(backend, files, runs, targets, on_run=lambda i: progress.advance(task))
+            result = bench.run(
+                backend, files, runs, targets, on_run=lambda i: progress.advance(task), psql=psql
+            )
         if counts:
             sizes = ", ".join(map(str, counts))
             say(f"scale: generated schemas of {sizes} files (runner and psql -f per file)")
-            result.scale = bench.scale(backend, counts)
+            result.scale = bench.scale(backend, counts, psql=psql)
     console.print_bench(
         result, bench.goals_for(result.backend), bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL
     )

@@ -70,11 +70,9 @@ def find_binary(name: str) -> Path:
     found = shutil.which(exe)
     if found:
         return Path(found)
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
-        if (Path(bindir) / exe).is_file():
-            return Path(bindir) / exe
+    bindir = platforms.pg_config_bindir()
+    if bindir is not None and (bindir / exe).is_file():
+        return bindir / exe
     for bindir in PACKAGED_BINDIRS:
         if (bindir / exe).is_file():
             return bindir / exe
