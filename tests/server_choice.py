@@ -305,6 +305,19 @@ def tcp_address(conninfo: str) -> tuple[str, int]:
         return "127.0.0.1", int(conn.execute("SHOW port").fetchone()[0])
 
 
+def owned_elsewhere(conn: psycopg.Connection, roles: list[str], database: str) -> list[tuple[str, int]]:
+    """What ``roles`` own in databases other than ``database`` (``pg_shdepend``), per database:
+    for tests whose tasks must write into their own database and nowhere else."""
+    return conn.execute(
+        """SELECT d.datname, count(*) FROM pg_shdepend s
+           JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.refobjid
+           WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
+             AND r.rolname = ANY(%s) AND d.datname <> %s
+           GROUP BY 1 ORDER BY 1""",
+        (roles, database),
+    ).fetchall()
+
+
 def skip_unless_superuser(conninfo: str, *, in_ci: bool, needed_for: str) -> None:
     """For tests that set up roles and sessions of their own: the suite's role must be a
     superuser, which it is on the servers the suite makes (local, Docker); on LEADDB_TEST_DSN's

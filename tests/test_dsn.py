@@ -25,7 +25,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
-from server_choice import skip_unless_superuser, tcp_address
+from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
 
 from leaddb import catalog, janitor, migrations, runner
 from leaddb.backends.dsn import MARKER_COMMENT, NEW_SUFFIX, OLD_SUFFIX, DsnBackend, lock_key, side_name
@@ -439,18 +439,6 @@ def test_the_servers_own_databases_are_refused(scene, workspace, dbname):
     assert clean(result).startswith(f"refusing to recreate the '{dbname}' database")
 
 
-def owned_outside(scene, dbname: str) -> int:
-    """Objects the scene's admin owns in databases other than ``dbname`` (pg_shdepend)."""
-    with scene.connect() as conn:
-        return conn.execute(
-            """SELECT count(*) FROM pg_shdepend s
-               JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.refobjid
-               WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
-                 AND r.rolname = %s AND d.datname <> %s""",
-            (scene.admin, dbname),
-        ).fetchone()[0]
-
-
 @pytest.mark.parametrize("task", ["db.apply", "db.reapply"])
 @pytest.mark.parametrize("target", ["no dbname", "postgres", "template1"])
 def test_applies_never_go_into_the_servers_own_databases(scene, workspace, task, target):
@@ -466,7 +454,8 @@ def test_applies_never_go_into_the_servers_own_databases(scene, workspace, task,
     assert f"refusing to apply the migrations to the '{database}' database: the DSN {named}" in clean(
         result, scene.password
     )
-    assert owned_outside(scene, scene.dbname) == 0
+    with scene.connect() as conn:
+        assert owned_elsewhere(conn, [scene.admin], scene.dbname) == []
 
 
 def test_what_an_interrupted_reset_left_is_dropped_by_the_next(scene, migration_files):

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from server_choice import skip_unless_superuser, tcp_address
+from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
 
 from leaddb import catalog, compose, janitor, migrations, runner, statedir
 from leaddb.backends import NAMES
@@ -133,14 +133,7 @@ class Arena:
             roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
             # what our roles own in any other database (a task that wrote outside ours, e.g. into
             # 'postgres' through a DSN without dbname)
-            elsewhere = conn.execute(
-                """SELECT d.datname, count(*) FROM pg_shdepend s
-                   JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.refobjid
-                   WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o'
-                     AND r.rolname = ANY(%s) AND d.datname <> %s
-                   GROUP BY 1 ORDER BY 1""",
-                (list(self.roles), self.dbname),
-            ).fetchall()
+            elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
         return databases, roles, elsewhere
 
     def reports(self) -> set[str]:
