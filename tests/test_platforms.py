@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from leaddb import platforms
+from leaddb.errors import BackendError
 
 
 def _sharing_violation() -> PermissionError:
@@ -147,3 +148,34 @@ def test_bind_probe_tells_a_listener_from_a_free_port(windows):
 def test_docker_default_host_is_the_named_pipe_on_windows():
     assert platforms.docker_default_host(windows=True) == "npipe:////./pipe/docker_engine"
     assert platforms.docker_default_host(windows=False) == "unix:///var/run/docker.sock"
+
+
+def test_without_pywin32_on_windows_the_docker_error_says_to_install_it(monkeypatch):
+    """What docker-py really raises there: its named-pipe adapter needs pywin32, and without it
+    ``APIClient`` raises ``DockerException('Install pypiwin32 package ...')`` from a NameError
+    (never an ImportError). Reproduced with docker-py itself: this machine has no pywin32 either."""
+    import docker.api.client
+
+    from leaddb.backends.docker import engine
+
+    assert not hasattr(docker.api.client, "NpipeHTTPAdapter")  # no pywin32 here
+    monkeypatch.setattr(docker.api.client, "IS_WINDOWS_PLATFORM", True)
+    monkeypatch.setattr(platforms, "IS_WINDOWS", True)
+    monkeypatch.setenv("DOCKER_HOST", platforms.docker_default_host(windows=True))
+    with pytest.raises(BackendError) as refused:
+        engine.connect()
+    assert str(refused.value).startswith("no Docker engine answered at npipe:////./pipe/docker_engine: ")
+    assert refused.value.hint == "install pywin32 (pip install -e . installs it on Windows), then retry"
+    answers, where = engine.answers()
+    assert not answers
+    assert where == (
+        "docker-py cannot reach npipe:////./pipe/docker_engine without pywin32: install pywin32 "
+        "(pip install -e . installs it on Windows), then retry"
+    )
+
+
+def test_users_and_ownership_are_posix_only_and_answer_plainly_on_windows():
+    assert platforms.running_as_root(windows=True) is False
+    assert platforms.user_ids("postgres", windows=True) is None
+    assert platforms.user_ids("no-such-user-leaddb", windows=False) is None
+    assert platforms.describe_owner(2**31 - 2).startswith("uid ")
