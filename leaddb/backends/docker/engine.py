@@ -46,7 +46,7 @@ def answers(timeout: float = 3) -> tuple[bool, str]:
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
-        return True, client.api.base_url
+        return True, address  # as the user knows it (docker-py's base_url says http+docker://localnpipe)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
         if _needs_pywin32(exc):
             return False, f"docker-py cannot reach {address} without pywin32: {PYWIN32_HINT}"
