@@ -1,7 +1,10 @@
 """Where the host's platform changes what the tool does: one place for every difference.
 
-Each function takes the platform as an argument defaulting to this host's, so the
-Windows branches run in the Linux test suite too (``tests/test_platforms.py``).
+Each function that branches on the platform takes it as an argument defaulting to this host's,
+so the Windows branches run in the Linux test suite too (``tests/test_platforms.py``). The
+POSIX-only calls (users, ownership, modes, load) live here too: no other module names them
+(``tests/test_windows_names.py`` holds that), and CI runs the suite once with them taken away
+(Windows semantics, README).
 """
 
 from __future__ import annotations
