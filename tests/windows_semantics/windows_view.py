@@ -24,8 +24,9 @@ gets its own ``__builtins__`` whose ``__import__`` hands out, in place of the re
   ``msvcrt``, the local backend looks for ``initdb.exe``...);
 * ``subprocess``: ``preexec_fn``, ``user``, ``group``, ``extra_groups`` raise ``ValueError`` and
   ``pass_fds`` fails, as on Windows; ``start_new_session``, ``process_group``,
-  ``restore_signals`` and ``umask`` are ignored, as there; ``Popen.send_signal`` takes SIGTERM
-  only and ``terminate()`` kills outright (TerminateProcess);
+  ``restore_signals`` and ``umask`` are ignored, as there; ``creationflags``/``startupinfo``
+  (Windows-only, refused by Linux's Popen) are accepted and dropped; ``Popen.send_signal`` takes
+  SIGTERM only and ``terminate()`` kills outright (TerminateProcess);
 * ``shutil`` without ``chown``, ``time`` without ``tzset``, ``select`` without ``poll``/``epoll``;
 * ``fcntl``, ``pwd``, ``grp``, ``resource``, ``termios``, ``tty``, ``pty``, ``posix``, ``crypt``,
   ``spwd``, ``syslog``, ``nis``, ``readline``, ``curses``, ``_posixsubprocess``: not found;
