@@ -410,7 +410,7 @@ class Harness:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         }
-        self.as_server_user = hasattr(os, "geteuid") and os.geteuid() == 0
+        self.as_server_user = platforms.running_as_root()
         self.backend = LocalBackend(ROOT, state_dir=self.state_dir)
         self.files = migrations.load(ROOT)
         self.bindir = _pg_bindir()
@@ -732,7 +732,7 @@ class Harness:
         )
         if self.as_server_user:
             for path in [floor, *floor.rglob("*")]:
-                shutil.chown(path, user="postgres")
+                platforms.chown(path, platforms.user_ids("postgres")[0], -1)
         (floor / "data.pw").chmod(0o600)
 
     def stop_bash_floor(self) -> None:
@@ -1327,10 +1327,8 @@ def docker_storage() -> dict | None:
 
 
 def _load() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
+    load = platforms.load_average()
+    return [round(v, 2) for v in load] if load else None
 
 
 def run(args: argparse.Namespace) -> Report:

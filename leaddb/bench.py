@@ -162,12 +162,9 @@ class BenchResult:
 
 
 def machine_info(backend: Backend) -> dict:
-    memory = None
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "cores": os.cpu_count(),
-        "memory_bytes": memory,
+        "memory_bytes": platforms.physical_memory(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
         **backend.server_info(),

@@ -1,7 +1,10 @@
 """Where the host's platform changes what the tool does: one place for every difference.
 
-Each function takes the platform as an argument defaulting to this host's, so the
-Windows branches run in the Linux test suite too (``tests/test_platforms.py``).
+Each function that branches on the platform takes it as an argument defaulting to this host's,
+so the Windows branches run in the Linux test suite too (``tests/test_platforms.py``). The
+POSIX-only calls (users, ownership, modes, load) live here too: no other module names them
+(``tests/test_windows_names.py`` holds that), and CI runs the suite once with them taken away
+(Windows semantics, README).
 """
 
 from __future__ import annotations
@@ -127,6 +130,68 @@ def run_as(user: str | None) -> dict:
 
     entry = pwd.getpwnam(user)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": os.getgrouplist(user, entry.pw_gid)}
+
+
+# -- users and ownership: POSIX only (on Windows the ACLs of per-user directories do this) -----
+
+
+def running_as_root(*, windows: bool = IS_WINDOWS) -> bool:
+    return not windows and os.geteuid() == 0
+
+
+def effective_ids() -> tuple[int, int]:
+    """This process's effective uid and gid (POSIX)."""
+    return os.geteuid(), os.getegid()
+
+
+def user_ids(name: str, *, windows: bool = IS_WINDOWS) -> tuple[int, int] | None:
+    """The uid and primary gid of the user ``name``; None when there is none (or on Windows)."""
+    if windows:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def describe_owner(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` where no user has that uid (or there is no user database)."""
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def chown(path: str | os.PathLike, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
+    """``os.chown`` (POSIX, as root); ``follow_symlinks=False`` changes a link itself (``lchown``)."""
+    os.chown(path, uid, gid, follow_symlinks=follow_symlinks)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (POSIX ``sysconf``); None where that is not known."""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15-minute load averages; None where the system keeps none (Windows)."""
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+
+
+def set_mode_fd(fd: int, mode: int, group: int | None = None) -> None:
+    """The mode (and group, when given) of the open file ``fd`` (POSIX: ``fchown``, ``fchmod``)."""
+    if group is not None:
+        os.fchown(fd, -1, group)
+    os.fchmod(fd, mode)
 
 
 def bind_probe(address: str, port: int, *, windows: bool = IS_WINDOWS) -> OSError | None:

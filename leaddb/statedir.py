@@ -3,7 +3,8 @@ and where every backend keeps its task locks.
 
 Nothing here trusts a name under a shared directory. Two places, both the invoking user's:
 
-* the **user directory** (platformdirs' per-user cache directory, e.g. ``~/.cache/leaddb``):
+* the **user directory** (``LEADDB_CACHE_DIR``, else platformdirs' per-user cache directory,
+  e.g. ``~/.cache/leaddb``):
   created ``0700``, checked on every use. It holds the Docker backend's task locks and, per
   checkout, a *pointer* to that checkout's state directory.
 * the **state directory** of one checkout: ``LEADDB_STATE_DIR`` when set, else a
@@ -42,6 +43,7 @@ from leaddb.errors import BackendError
 
 APP = "leaddb"
 STATE_DIR_ENV = "LEADDB_STATE_DIR"
+CACHE_DIR_ENV = "LEADDB_CACHE_DIR"
 SERVER_USER = "postgres"
 TOMBSTONE_PREFIX = ".tomb-"
 RAM_DISK = Path("/dev/shm")
@@ -55,7 +57,7 @@ _POSIX = not platforms.IS_WINDOWS
 
 
 def running_as_root() -> bool:
-    return _POSIX and os.geteuid() == 0
+    return platforms.running_as_root()
 
 
 def server_ids() -> tuple[int, int] | None:
@@ -63,13 +65,7 @@ def server_ids() -> tuple[int, int] | None:
     that user: ``initdb`` and ``postgres`` refuse root); None otherwise or when it is missing."""
     if not running_as_root():
         return None
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
+    return platforms.user_ids(SERVER_USER)
 
 
 def wanted_mode() -> tuple[int, int | None]:
@@ -95,12 +91,7 @@ def _refuse(path: Path, problem: str, hint: str) -> BackendError:
 
 
 def _describe_owner(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
+    return platforms.describe_owner(uid)
 
 
 def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> None:
@@ -119,10 +110,11 @@ def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str
         raise _refuse(path, "is a symbolic link (it is never followed)", hint)
     if not stat.S_ISDIR(st.st_mode):
         raise _refuse(path, "is not a directory", hint)
-    if st.st_uid != os.geteuid():
+    me = platforms.effective_ids()[0]
+    if st.st_uid != me:
         raise _refuse(
             path,
-            f"belongs to {_describe_owner(st.st_uid)}, not to you ({_describe_owner(os.geteuid())})",
+            f"belongs to {_describe_owner(st.st_uid)}, not to you ({_describe_owner(me)})",
             hint,
         )
     actual = stat.S_IMODE(st.st_mode)
@@ -139,9 +131,7 @@ def _set_mode(path: Path, mode: int, group: int | None) -> None:
     """Set the mode (and group) through a descriptor opened without following a link."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
     try:
-        if group is not None:
-            os.fchown(fd, -1, group)
-        os.fchmod(fd, mode)
+        platforms.set_mode_fd(fd, mode, group)
     finally:
         os.close(fd)
 
@@ -239,12 +229,17 @@ def scratch_root() -> Path:
 
 _USER_HINT = (
     "it must be a directory of yours that nobody else can write to: fix or remove it "
-    "(it is re-created 0700), or point XDG_CACHE_HOME elsewhere"
+    f"(it is re-created 0700), or point {CACHE_DIR_ENV} elsewhere"
 )
 
 
 def user_dir() -> Path:
-    """The invoking user's private directory for pointers and locks (never the server's: 0700)."""
+    """The invoking user's private directory for pointers, locks and the cache (never the
+    server's: 0700): ``LEADDB_CACHE_DIR`` when set, on every platform (the tests point it at a
+    directory of their run), else platformdirs' per-user cache directory."""
+    chosen = os.environ.get(CACHE_DIR_ENV)
+    if chosen:
+        return ensure(Path(chosen).absolute(), hint=_USER_HINT)
     from platformdirs import user_cache_dir
 
     return ensure(Path(user_cache_dir(APP, appauthor=False)), hint=_USER_HINT)
@@ -308,7 +303,7 @@ def _follow(pointer: Path, mode: int, group: int | None) -> Path | None:
         st = os.lstat(target)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _POSIX and (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()):
+    if _POSIX and (not stat.S_ISDIR(st.st_mode) or st.st_uid != platforms.effective_ids()[0]):
         return None
     verify(target, mode=mode, group=group, hint=f"fix its permissions, or remove it and {pointer}")
     return target

@@ -14,15 +14,16 @@ from pathlib import Path
 import psycopg
 import pytest
 import server_choice
-from platform_marks import skip_off_platform
+from platform_marks import skip_off_platform, windows_semantics
 
-from leaddb import compose, janitor, migrations
+from leaddb import compose, janitor, migrations, statedir
 from leaddb.backends.local import find_binary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
 CHOICE = pytest.StashKey[server_choice.Choice]()
 BINARIES_MISSING = pytest.StashKey[str]()
+WINDOWS_SEMANTICS = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser):
@@ -37,10 +38,11 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     """Which server this run uses, decided once (the header says which). The run's tasks keep
     their per-user directory (drift's cached expected schema, the Docker backend's locks) in
-    a directory of the run's own, never in the user's: platformdirs reads XDG_CACHE_HOME (on
-    Linux; elsewhere the user's own directory is used)."""
+    a directory of the run's own, never in the user's, on every platform: LEADDB_CACHE_DIR
+    (statedir.user_dir), inherited by the tasks the tests run as commands."""
+    config.stash[WINDOWS_SEMANTICS] = windows_semantics(os.environ)
     config.leaddb_cache_home = tempfile.mkdtemp(prefix="leaddb-tests-cache-")
-    os.environ["XDG_CACHE_HOME"] = config.leaddb_cache_home
+    os.environ[statedir.CACHE_DIR_ENV] = os.path.join(config.leaddb_cache_home, "leaddb")
     bindir, missing = server_choice.find_pg_binaries(find_binary)
     config.stash[BINARIES_MISSING] = missing
     config.stash[CHOICE] = server_choice.choose(
@@ -65,7 +67,7 @@ def _docker_answers() -> tuple[bool, str]:
 
 
 def pytest_report_header(config):
-    return [config.stash[CHOICE].header]
+    return [config.stash[CHOICE].header, *config.stash[WINDOWS_SEMANTICS]]
 
 
 @pytest.hookimpl(trylast=True)
@@ -73,7 +75,8 @@ def pytest_sessionstart(session):
     config = session.config
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and config.get_verbosity() < 0 and not config.getoption("no_header"):
-        reporter.write_line(config.stash[CHOICE].header)  # -q hides the header, not this line
+        for line in (config.stash[CHOICE].header, *config.stash[WINDOWS_SEMANTICS]):
+            reporter.write_line(line)  # -q hides the header, not these lines
 
 
 def pytest_runtest_setup(item):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leaddb.backends.docker.bootlog import LogLine, LogWaiter, boot_marks, init_failure
+from leaddb.backends.docker.bootlog import LogLine, LogWaiter, boot_marks, init_failure, killed_by
 
 INITDB = "/docker-entrypoint-initdb.d"
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -210,3 +210,21 @@ def test_a_shell_init_file_counts_whether_the_entrypoint_sources_or_executes_it(
     failing, errors = init_failure(log(*texts))
     assert failing == sh
     assert errors == ['ERROR:  relation "nope" does not exist']
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ({"ExitCode": 137}, "SIGKILL, exit code 137"),  # docker kill
+        ({"ExitCode": 143}, "SIGTERM, exit code 143"),
+        ({"ExitCode": 129}, "SIGHUP, exit code 129"),
+        ({"ExitCode": 131}, "SIGQUIT, exit code 131"),
+        ({"ExitCode": 128 + 40}, "signal 40, exit code 168"),  # a real-time signal
+        ({"ExitCode": 3}, None),  # psql's own exit code: not a kill
+        ({"ExitCode": 137, "OOMKilled": True}, "out of memory: the kernel's OOM killer"),
+    ],
+)
+def test_a_killed_container_is_named_by_linuxs_signals_whatever_the_host(state, said):
+    """The container is Linux (Docker Desktop's VM too): its signal is named from Linux's table,
+    never from the host's signal module, which on Windows has no SIGKILL, SIGHUP or SIGQUIT."""
+    assert killed_by(state) == said

@@ -11,14 +11,14 @@ import textwrap
 
 import pytest
 
-from leaddb import locks
+from leaddb import locks, platforms
 from leaddb.errors import BackendError
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from leaddb import locks
+    from leaddb import locks, platforms
     with locks.hold(Path(sys.argv[1]), sys.argv[2], "the target", shared=sys.argv[3] == "shared"):
         print("held", flush=True)
         sys.stdin.readline()
@@ -59,13 +59,26 @@ def test_an_exclusive_holder_refuses_every_other_task_naming_itself(tmp_path, ho
         assert "next step: wait for it to finish; nothing was changed by this one" in message
 
 
-def test_shared_holders_admit_each_other_and_refuse_an_exclusive_one(tmp_path, holder):
-    holder("shared", "db.apply")
-    with locks.hold(tmp_path / "task.lock", "db.reapply", "the target", shared=True):
-        pass  # a second apply goes ahead (the server's advisory lock serialises the files)
-    with pytest.raises(BackendError, match="another db.(re)?apply of the target is running"):
+def test_a_shared_holder_refuses_an_exclusive_one(tmp_path, holder):
+    first = holder("shared", "db.apply")
+    with pytest.raises(BackendError) as refused:
         with locks.hold(tmp_path / "task.lock", "db.reset", "the target"):
             pytest.fail("a reset got the lock while an apply holds it")
+    assert str(refused.value).startswith(f"another db.apply of the target is running (pid {first.pid}; lock ")
+
+
+def test_a_second_shared_holder_is_admitted_on_posix_and_refused_on_windows(tmp_path, holder):
+    """flock has a shared mode: a second apply goes ahead (the server's advisory lock serialises
+    the files). Windows' msvcrt.locking has none (leaddb/locks.py): the second apply is refused,
+    naming the first, rather than queued."""
+    first = holder("shared", "db.apply")
+    if not platforms.IS_WINDOWS:
+        with locks.hold(tmp_path / "task.lock", "db.reapply", "the target", shared=True):
+            return
+    with pytest.raises(BackendError) as refused:
+        with locks.hold(tmp_path / "task.lock", "db.reapply", "the target", shared=True):
+            pytest.fail("a second shared holder got the lock on Windows")
+    assert str(refused.value).startswith(f"another db.apply of the target is running (pid {first.pid}; lock ")
 
 
 def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path, holder):
@@ -79,7 +92,7 @@ def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path, holde
     holder("exclusive")  # released: another process gets it
 
 
-@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="O_NOFOLLOW is POSIX")
+@pytest.mark.posix_only("O_NOFOLLOW is POSIX (and symbolic links need a privilege on Windows)")
 def test_a_planted_link_at_the_lock_path_is_never_followed(tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("not yours\n", encoding="utf-8", newline="\n")

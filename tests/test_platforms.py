@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from leaddb import platforms
+from leaddb.errors import BackendError
 
 
 def _sharing_violation() -> PermissionError:
@@ -147,3 +148,94 @@ def test_bind_probe_tells_a_listener_from_a_free_port(windows):
 def test_docker_default_host_is_the_named_pipe_on_windows():
     assert platforms.docker_default_host(windows=True) == "npipe:////./pipe/docker_engine"
     assert platforms.docker_default_host(windows=False) == "unix:///var/run/docker.sock"
+
+
+def test_without_pywin32_on_windows_the_docker_error_says_to_install_it(monkeypatch):
+    """What docker-py really raises there: its named-pipe adapter needs pywin32, and without it
+    ``APIClient`` raises ``DockerException('Install pypiwin32 package ...')`` from a NameError
+    (never an ImportError). Reproduced with docker-py itself: this machine has no pywin32 either."""
+    import docker.api.client
+
+    from leaddb.backends.docker import engine
+
+    assert not hasattr(docker.api.client, "NpipeHTTPAdapter")  # no pywin32 here
+    monkeypatch.setattr(docker.api.client, "IS_WINDOWS_PLATFORM", True)
+    monkeypatch.setattr(platforms, "IS_WINDOWS", True)
+    monkeypatch.setenv("DOCKER_HOST", platforms.docker_default_host(windows=True))
+    with pytest.raises(BackendError) as refused:
+        engine.connect()
+    assert str(refused.value).startswith("no Docker engine answered at npipe:////./pipe/docker_engine: ")
+    assert refused.value.hint == "install pywin32 (pip install -e . installs it on Windows), then retry"
+    answers, where = engine.answers()
+    assert not answers
+    assert where == (
+        "docker-py cannot reach npipe:////./pipe/docker_engine without pywin32: install pywin32 "
+        "(pip install -e . installs it on Windows), then retry"
+    )
+
+
+def test_users_and_ownership_are_posix_only_and_answer_plainly_on_windows():
+    assert platforms.running_as_root(windows=True) is False
+    assert platforms.user_ids("postgres", windows=True) is None
+    assert platforms.describe_owner(2**31 - 2) == f"uid {2**31 - 2}"  # no such user, or no pwd at all
+
+
+@pytest.mark.posix_only("the user database (pwd)")
+def test_a_user_that_does_not_exist_has_no_ids():
+    assert platforms.user_ids("no-such-user-leaddb", windows=False) is None
+
+
+def test_nox_mutation_on_windows_says_where_mutmut_runs_and_fails(monkeypatch):
+    """mutmut refuses Windows; the session says so, with the next step, before installing anything."""
+    import importlib.util
+    import sys
+    import types
+
+    class Stop(Exception):
+        pass
+
+    class Session:
+        def error(self, message):
+            raise Stop(message)
+
+        def install(self, *args):
+            pytest.fail("installed the mutation lock on Windows")
+
+    fake = types.ModuleType("nox")
+    fake.options = types.SimpleNamespace()
+    fake.session = lambda function: function
+    fake.Session = Session
+    monkeypatch.setitem(sys.modules, "nox", fake)
+    spec = importlib.util.spec_from_file_location(
+        "noxfile_under_test", Path(__file__).parent.parent / "noxfile.py"
+    )
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    monkeypatch.setattr(noxfile, "sys", types.SimpleNamespace(platform="win32"))
+    with pytest.raises(Stop) as stopped:
+        noxfile.mutation(Session())
+    assert str(stopped.value).startswith("mutmut does not run on Windows")
+    assert "Next step: run this session in WSL" in str(stopped.value)
+
+
+def test_the_windows_guide_shows_the_engine_address_the_auto_choice_prints(monkeypatch):
+    """docs/windows.md quotes the first line of the main job on Docker Desktop: the named pipe the
+    user knows, not docker-py's internal base URL (http+docker://localnpipe)."""
+    import sys
+    import types
+
+    from leaddb import backends
+
+    class Client:
+        api = types.SimpleNamespace(base_url="http+docker://localnpipe")
+
+        def ping(self):
+            return True
+
+    monkeypatch.setitem(sys.modules, "docker", types.SimpleNamespace(from_env=lambda **kwargs: Client()))
+    monkeypatch.setenv("DOCKER_HOST", platforms.docker_default_host(windows=True))
+    said = []
+    backends.select("auto", Path(__file__).parent.parent, say=said.append)
+    guide = (Path(__file__).parent.parent / "docs" / "windows.md").read_text(encoding="utf-8")
+    assert said == ["backend: docker (auto: engine at npipe:////./pipe/docker_engine)"]
+    assert f"You should see, first, `{said[0]}`" in guide

@@ -697,6 +697,7 @@ def test_stop_never_signals_a_process_that_recycled_a_crashed_servers_pid(
             bystander.wait()
 
 
+@pytest.mark.posix_only("a stop signal a process can handle: on Windows os.kill ends it outright")
 def test_the_bystander_would_tell_a_stop_signal(tmp_path):
     """The check above can fail: a signal sent before the question is in the answer."""
     bystander = subprocess.Popen(

@@ -5,6 +5,7 @@ unpredictable directory on the RAM disk; nothing another user planted is ever to
 
 The root-and-``nobody`` cases act as ``nobody`` in a forked child (``os.setuid``) and run only as
 root (CI runs as root): they are skipped where the suite does not run as root, never in CI.
+Owners, mode bits, links and ``fork`` are POSIX's: those tests are marked ``posix_only``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,20 @@ import pytest
 from leaddb import backends, locks, statedir
 from leaddb.errors import BackendError
 
-POSIX = os.name == "posix"
-IS_ROOT = POSIX and os.geteuid() == 0
+IS_ROOT = statedir.running_as_root()
 # skipped where the suite does not run as root; in CI (as root) they run, and would fail if not root
 needs_root = pytest.mark.skipif(
     not IS_ROOT and not os.environ.get("CI"), reason="acting as another user needs root"
 )
-posix_only = pytest.mark.skipif(not POSIX, reason="owner and mode bits are POSIX")
+posix_only = pytest.mark.posix_only("owners, mode bits and symbolic links are POSIX's")
+as_another_user = pytest.mark.posix_only("acting as another user: fork, setuid, chown")
 
 
 @pytest.fixture
 def cache_home(tmp_path, monkeypatch):
-    """A per-user cache directory of the test's own (platformdirs reads XDG_CACHE_HOME)."""
-    if sys.platform != "linux":
-        pytest.skip("XDG_CACHE_HOME places the user directory on Linux only")
+    """A per-user directory of the test's own, on every platform: ``cache_home / "leaddb"``."""
     home = tmp_path / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.setenv(statedir.CACHE_DIR_ENV, str(home / "leaddb"))
     monkeypatch.delenv(statedir.STATE_DIR_ENV, raising=False)
     yield home
     for pointer in (home / "leaddb").glob("state-*.json"):  # the private dirs made by default
@@ -51,6 +50,7 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+@as_another_user
 def as_nobody(action) -> None:
     """Run ``action()`` in a forked child that has become ``nobody`` (and group nogroup)."""
     import pwd
@@ -142,6 +142,7 @@ def test_a_tighter_directory_of_ours_is_brought_to_our_mode(tmp_path):
     assert mode_of(path) == mode
 
 
+@as_another_user
 @needs_root
 def test_as_root_group_search_for_another_group_is_given_to_the_servers_group(tmp_path):
     mode, group = statedir.wanted_mode()
@@ -153,6 +154,7 @@ def test_as_root_group_search_for_another_group_is_given_to_the_servers_group(tm
     assert path.stat().st_gid == group and mode_of(path) == 0o710
 
 
+@as_another_user
 @needs_root
 def test_another_users_directory_is_refused(tmp_path):
     path = tmp_path / "state"
@@ -216,6 +218,7 @@ def test_the_default_state_dir_is_an_unpredictable_private_dir_behind_a_per_user
             shutil.rmtree(path, ignore_errors=True)
 
 
+@as_another_user
 @needs_root
 def test_a_pointer_whose_directory_another_user_recreated_is_re_pointed_and_that_directory_left_alone(
     cache_home, tmp_path
@@ -256,7 +259,6 @@ def test_a_directory_of_ours_behind_the_pointer_made_looser_is_refused(cache_hom
         shutil.rmtree(first)
 
 
-@posix_only
 def test_two_processes_resolving_a_new_checkout_at_once_agree_on_one_directory(cache_home, tmp_path):
     """Their task lock lives in that directory: two directories would be two locks."""
     import subprocess
@@ -286,9 +288,31 @@ def test_two_processes_resolving_a_new_checkout_at_once_agree_on_one_directory(c
                 shutil.rmtree(answer, ignore_errors=True)
 
 
+def test_leaddb_cache_dir_places_the_user_directory_on_every_platform(tmp_path, monkeypatch):
+    """platformdirs reads XDG_CACHE_HOME on Linux only; LEADDB_CACHE_DIR works everywhere."""
+    import platformdirs
+
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda *a, **k: pytest.fail("platformdirs asked"))
+    monkeypatch.setenv(statedir.CACHE_DIR_ENV, str(tmp_path / "mine" / "leaddb"))
+    assert statedir.user_dir() == tmp_path / "mine" / "leaddb"
+    assert (tmp_path / "mine" / "leaddb").is_dir()
+
+
+def test_the_suite_keeps_its_per_user_directory_out_of_the_users_own():
+    """conftest.py points LEADDB_CACHE_DIR at a directory of the run's own, inherited by the
+    tasks the tests run as commands: no test writes into the user's real cache."""
+    from platformdirs import user_cache_dir
+
+    used = statedir.user_dir()
+    assert used == Path(os.environ[statedir.CACHE_DIR_ENV])
+    assert used.parent.name.startswith("leaddb-tests-cache-")
+    assert used != Path(user_cache_dir(statedir.APP, appauthor=False))
+
+
 # -- LEADDB_STATE_DIR through the tasks -----------------------------------------------------
 
 
+@as_another_user
 @needs_root
 @pytest.mark.parametrize("how", ["another user's", "a link", "world-writable", "group-writable"])
 def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_dir, tmp_path, how):
@@ -385,6 +409,7 @@ def listing(path: Path) -> dict[str, tuple[int, int, bytes | str]]:
     return found
 
 
+@as_another_user
 @needs_root
 def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_name(checkout, tmp_path):
     precious = Path(tempfile.mkdtemp(prefix="leaddb-precious-"))  # root's own directory
@@ -417,6 +442,7 @@ def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_nam
         shutil.rmtree(precious, ignore_errors=True)
 
 
+@as_another_user
 @needs_root
 @pytest.mark.needs_pg_binaries
 def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, tmp_path):
@@ -446,6 +472,7 @@ def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, t
     assert precious.read_text(encoding="utf-8") == "root's file\n"
 
 
+@as_another_user
 @needs_root
 def test_the_docker_lock_never_follows_nobodys_link_in_the_shared_temp_dir(project_dir, cache_home, tmp_path):
     """The Docker backend's lock used to be a predictable name in the shared temp dir."""

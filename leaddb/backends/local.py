@@ -37,8 +37,6 @@ from leaddb.statedir import scratch_root  # noqa: F401 - where the tests put the
 MARKER = ".leaddb-cluster"
 SERVER_USER = statedir.SERVER_USER
 DEFAULT_DBNAME = "leadgen"
-if not platforms.IS_WINDOWS:
-    import pwd
 INITDB_ARGS = (
     "-U",
     SERVER_USER,
@@ -104,15 +102,14 @@ class ClusterState:
 
 
 def _server_user_ids() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(SERVER_USER)
-    except KeyError:
+    ids = statedir.server_ids()
+    if ids is None:
         raise BackendError(
             f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
             hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
             "or run the task as an unprivileged user",
-        ) from None
-    return entry.pw_uid, entry.pw_gid
+        )
+    return ids
 
 
 def _run_captured(argv: list[str], what: str, timeout: float, tail, **kwargs) -> subprocess.CompletedProcess:
@@ -142,7 +139,7 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
     their targets. Only for a tree nobody else can reach meanwhile (its top is ours, 0700)."""
     for directory, dirs, files in os.walk(top):
         for name in dirs + files:
-            os.lchown(os.path.join(directory, name), uid, gid)
+            platforms.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
 
 
 def _timezone() -> list:
@@ -203,14 +200,14 @@ class Pristine:
         ids = _server_user_ids() if statedir.running_as_root() else None
         staging = statedir.new_tombstone(self.state_dir, "pristine")
         if ids:
-            os.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
+            platforms.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
         password = secrets.token_urlsafe(18)
         pwfile = staging / "pwfile"
         fd = statedir.open_nofollow(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(password + "\n")
         if ids:
-            os.chown(pwfile, ids[0], ids[1])
+            platforms.chown(pwfile, ids[0], ids[1])
         try:
             _run_captured(
                 [str(self.initdb), "-D", str(staging / "data"), *INITDB_ARGS, f"--pwfile={pwfile}"],
@@ -222,13 +219,13 @@ class Pristine:
         finally:
             pwfile.unlink(missing_ok=True)
         if ids:  # back to us: from here on the server user can change nothing a copy is made of
-            os.chown(staging, os.geteuid(), os.getegid())
-            _chown_tree(staging, os.geteuid(), os.getegid())
+            platforms.chown(staging, *platforms.effective_ids())
+            _chown_tree(staging, *platforms.effective_ids())
         for name, text in (("password", password + "\n"), ("key.json", json.dumps(self.key))):
             statedir.replace_utf8(staging / name, text)
         for entry in self.state_dir.glob(f"{self.PREFIX}*"):  # another key's: stale
             statedir.remove(entry, self.state_dir)
-        os.rename(staging, self.root)
+        platforms.rename(staging, self.root)  # retried on Windows while a scanner holds a file
 
 
 class Cluster:
@@ -327,8 +324,8 @@ class Cluster:
         self._write_state(state, staging)
         if ids:
             _chown_tree(staging, *ids)  # the directories and the files written above
-            os.chown(staging, *ids)
-        os.rename(staging, self.root)
+            platforms.chown(staging, *ids)
+        platforms.rename(staging, self.root)  # retried on Windows while a scanner holds a file
         return state
 
     def set_password(self, conn: psycopg.Connection, state: ClusterState) -> ClusterState:

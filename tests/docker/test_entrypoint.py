@@ -17,6 +17,8 @@ import pytest
 from docker.types import Mount
 from docker_support import logs, wait_for_exit, wait_for_log
 
+from leaddb import platforms
+
 pytestmark = pytest.mark.docker
 
 INITDB = "/docker-entrypoint-initdb.d"
@@ -39,11 +41,24 @@ def init_dir(tmp_path: Path, files: dict[str, str | bytes], executable=()) -> Pa
     return directory
 
 
-def start(labelled, image, volume, *, initdb: Path | None = None, env=None, command=None, extra_mounts=()):
-    mounts = [Mount(PGDATA, volume.name, type="volume"), *extra_mounts]
+def read_only_bind(source: Path, target: str) -> dict:
+    """A bind mount in the binds form, as leaddb's Docker backend makes one: Docker Desktop takes
+    a Windows path only there (``Mount(type="bind")`` fails on it: docker-py issue 2661)."""
+    return {platforms.docker_mount_source(source): {"bind": target, "mode": "ro"}}
+
+
+def start(labelled, image, volume, *, initdb: Path | None = None, env=None, command=None, binds=None):
+    binds = dict(binds or {})
     if initdb is not None:
-        mounts.append(Mount(INITDB, str(initdb.resolve()), type="bind", read_only=True))
-    return labelled.run(image, command=command, environment=env or {}, mounts=mounts, network_mode="none")
+        binds |= read_only_bind(initdb, INITDB)
+    return labelled.run(
+        image,
+        command=command,
+        environment=env or {},
+        mounts=[Mount(PGDATA, volume.name, type="volume")],
+        volumes=binds,
+        network_mode="none",
+    )
 
 
 def psql(
@@ -184,7 +199,7 @@ def test_file_forms_of_the_settings(tmp_path, labelled, image, volume):
             "POSTGRES_PASSWORD_FILE": "/run/secrets/password",
             "POSTGRES_DB_FILE": "/run/secrets/db",
         },
-        extra_mounts=[Mount("/run/secrets", str(secrets_dir.resolve()), type="bind", read_only=True)],
+        binds=read_only_bind(secrets_dir, "/run/secrets"),
     )
     wait_for_log(container, READY, count=2)
     assert psql(
@@ -225,7 +240,7 @@ def test_a_setting_file_saved_on_windows(
         image,
         volume,
         env=env,
-        extra_mounts=[Mount("/run/secrets", str(secrets_dir.resolve()), type="bind", read_only=True)],
+        binds=read_only_bind(secrets_dir, "/run/secrets"),
     )
     if BUILD_KEY not in (docker_client.images.get(image).labels or {}):
         # the official image: the value keeps what Windows added (why the tool refuses it too)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import re
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -150,6 +149,18 @@ def engine_phases(started: datetime, marks: dict[str, datetime]) -> list[Phase]:
     return phases
 
 
+# The container's signals are Linux's whatever the host is (Docker Desktop runs a Linux VM): named
+# from this table, never from the host's signal module (Windows' has no SIGKILL).
+LINUX_SIGNALS = {
+    number: f"SIG{name}"
+    for number, name in enumerate(
+        "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP "
+        "TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS".split(),
+        start=1,
+    )
+}
+
+
 def killed_by(state: dict) -> str | None:
     """Why the engine or the kernel ended the container, from its ``State``: an OOM kill, or
     a signal (exit code 128 + N: ``docker kill``, Docker Desktop restarting); None when it
@@ -158,10 +169,7 @@ def killed_by(state: dict) -> str | None:
         return "out of memory: the kernel's OOM killer"
     code = state.get("ExitCode")
     if isinstance(code, int) and 128 < code < 128 + 65:
-        try:
-            name = signal.Signals(code - 128).name
-        except ValueError:
-            name = f"signal {code - 128}"
+        name = LINUX_SIGNALS.get(code - 128, f"signal {code - 128}")
         return f"{name}, exit code {code}"
     return None
 

@@ -20,6 +20,18 @@ def default_address() -> str:
     return os.environ.get("DOCKER_HOST") or platforms.docker_default_host()
 
 
+PYWIN32_HINT = "install pywin32 (pip install -e . installs it on Windows), then retry"
+
+
+def _needs_pywin32(exc: Exception) -> bool:
+    """docker-py on Windows without pywin32: its named-pipe adapter failed to import, so
+    ``APIClient`` raises ``DockerException('Install pypiwin32 package to enable npipe://
+    support')`` from the NameError that follows (docker/api/client.py, docker 7.x)."""
+    return platforms.IS_WINDOWS and (
+        isinstance(exc, ImportError) or isinstance(exc.__cause__, NameError) or "pypiwin32" in str(exc)
+    )
+
+
 def answers(timeout: float = 3) -> tuple[bool, str]:
     """Whether an engine answers, and where we looked (for ``--backend auto``)."""
     address = default_address()
@@ -34,8 +46,10 @@ def answers(timeout: float = 3) -> tuple[bool, str]:
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
-        return True, client.api.base_url
+        return True, address  # as the user knows it (docker-py's base_url says http+docker://localnpipe)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
+        if _needs_pywin32(exc):
+            return False, f"docker-py cannot reach {address} without pywin32: {PYWIN32_HINT}"
         return False, f"no Docker engine answered at {address} ({type(exc).__name__})"
 
 
@@ -57,8 +71,8 @@ def connect():
             else "start the engine (sudo systemctl start docker; in CI: bash .ci/docker-engine.sh start "
             "and export DOCKER_HOST), or use --backend local"
         )
-        if platforms.IS_WINDOWS and isinstance(exc, ImportError | ModuleNotFoundError):
-            hint = "install pywin32 (pip install -e . installs it on Windows), then retry"
+        if _needs_pywin32(exc):
+            hint = PYWIN32_HINT
         raise BackendError(
             f"no Docker engine answered at {default_address()}: {type(exc).__name__}: {exc}", hint=hint
         ) from None
