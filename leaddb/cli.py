@@ -397,11 +397,13 @@ def _check_dsn(text: str, where: str) -> None:
 
     try:
         conninfo_to_dict(text)
-    except psycopg.Error as exc:
-        reason = masking.scrub(str(exc).strip(), text)  # libpq quotes what it cannot read
+    except (psycopg.Error, ValueError) as exc:  # ValueError: a %-escape that is not UTF-8
+        # libpq quotes what it cannot read; and a word of the password may be one of the hint's
         raise OptionError(
-            f"{where}: not a connection string libpq can read ({reason})",
-            hint="e.g. postgresql://user@host:5432/dbname or 'host=… port=… dbname=… user=…'",
+            masking.scrub(f"{where}: not a connection string libpq can read ({str(exc).strip()})", text),
+            hint=masking.scrub(
+                "e.g. postgresql://user@host:5432/dbname or 'host=… port=… dbname=… user=…'", text
+            ),
         ) from None
 
 

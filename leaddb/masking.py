@@ -15,7 +15,11 @@ one rule, :func:`scrub`, for any message and the raw DSN it came near:
 
 :func:`masked` shows a DSN itself, its secrets as ``***`` (one that cannot be parsed as
 ``<unparsable DSN>``). Secrets shorter than ``MIN_PIECE`` characters are masked in a DSN shown,
-but not hunted for in the rest of a message (every "a" would go).
+but not hunted for in the rest of a message (every "a" would go). Where a DSN cannot be parsed,
+libpq's keywords (``host``, ``user``, …) are not taken for parts of the password, so that
+messages can still name them; nor can a password be told apart from the field it was mistyped
+into (``postgresql://app:000`` is the host ``app`` on port 000), though a port that is not a
+number is masked.
 
 psycopg is imported when a DSN is first looked at, not with this module.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote
 
-SECRET_KEYS = ("password", "sslpassword")
+SECRET_KEYS = ("password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key")
 MASK = "***"
 UNPARSABLE = "<unparsable DSN>"
 WITHHELD = "(message withheld: it contained part of the password in the connection string)"
@@ -33,7 +37,11 @@ MIN_PIECE = 3
 
 # the characters that end or delimit a value in a URI or a key=value string
 _DELIMITERS = re.compile(r"[\s@/:?&=#,;'\"\\]+")
-_KEY = re.compile(r"(?i)(?<![a-z_])(?:ssl)?password\s*=\s*")
+# any of SECRET_KEYS, anywhere (a lost "?" or space glues it to what comes before)
+_KEY = re.compile(r"(?i)(?:password|secret|scram_(?:client|server)_key)\s*=\s*")
+# what a DSN that cannot be parsed may show of itself: libpq's keywords and the URI schemes
+_KEYWORDS_IF_NO_LIBPQ = frozenset({"host", "hostaddr", "port", "dbname", "user", "options", "sslmode"})
+_SCHEMES = frozenset({"postgresql", "postgres"})
 _URI = re.compile(r"(?i)^\s*postgres(?:ql)?://")
 
 
@@ -78,21 +86,39 @@ def _written(dsn: str, *, readable: bool) -> set[str]:
     return found
 
 
+def _keywords() -> frozenset[str]:
+    try:
+        from psycopg import pq
+
+        return frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults()) | _SCHEMES
+    except Exception:  # noqa: BLE001 - the few everyone uses, then
+        return _KEYWORDS_IF_NO_LIBPQ | _SCHEMES
+
+
 def secrets_of(dsn: str) -> set[str]:
-    """What :func:`scrub` removes for ``dsn``: each secret, its spellings and its pieces."""
+    """What :func:`scrub` removes for ``dsn``: each secret, its spellings and its pieces; for a
+    DSN that cannot be parsed, every piece of it but libpq's keywords (which part was the
+    password, nobody can say)."""
     params = _parsed(dsn)
     values = _written(dsn, readable=params is not None)
+    if params is None:
+        keywords = _keywords()
+        values.update(p for p in {*_DELIMITERS.split(dsn), *dsn.split()} if p not in keywords)
     for key in SECRET_KEYS:
         if params and params.get(key):
             values.add(params[key])
+    if params and not re.fullmatch(r"[0-9,\s]*", params.get("port") or ""):
+        values.add(params["port"])  # not a port: a password whose "@" is missing, read as one
     found = set()
+    keywords = _keywords() if params is None else frozenset()
     for value in values:
-        spellings = {value, value.strip("'\""), unquote(value), quote(value, safe="")}
+        # as read, as written, %-encoded, and as repr() shows it in a message (escapes)
+        spellings = {value, value.strip("'\""), unquote(value), quote(value, safe=""), repr(value)[1:-1]}
         for spelling in spellings:
             found.add(spelling)
             found.update(_DELIMITERS.split(spelling))
             found.update(spelling.split())
-    return {piece for piece in found if len(piece) >= MIN_PIECE and piece != MASK}
+    return {p for p in found if len(p) >= MIN_PIECE and p != MASK and p not in keywords}
 
 
 def _unquoted(text: str, dsn: str) -> str:
@@ -127,7 +153,10 @@ def scrub(message: str, dsn: str | None) -> str:
     for secret in secrets:
         text = text.replace(secret, MASK)
     if any(secret in text for secret in secrets):  # the masks joined pieces into one again
-        return WITHHELD
+        withheld = WITHHELD
+        for secret in secrets:  # a secret may be a word of this sentence too
+            withheld = withheld.replace(secret, MASK)
+        return MASK if any(secret in withheld for secret in secrets) else withheld
     return text
 
 

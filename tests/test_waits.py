@@ -115,9 +115,13 @@ def test_a_blocked_statement_is_reported_then_given_up_naming_the_blocker(fresh_
     assert f"held by pid {blocker} (role " in message and "application 'blocker (test)'" in message
     assert "; idle in transaction since " in message
     assert "last query: LOCK TABLE locked IN ACCESS EXCLUSIVE MODE)" in message
-    assert "the statement was cancelled\n  statement:\n    ALTER TABLE locked\n        ADD COLUMN c int" in message
-    assert f"next step: end that session or let it finish (SELECT pg_terminate_backend({blocker}) ends it)" in (
-        message
+    assert (
+        "the statement was cancelled\n  statement:\n    ALTER TABLE locked\n        ADD COLUMN c int"
+        in message
+    )
+    assert (
+        f"next step: end that session or let it finish (SELECT pg_terminate_backend({blocker}) ends it)"
+        in (message)
     )
     assert "raise the limit (--lock-timeout; 0: no limit)" in message
     assert "the file's transaction was rolled back and the files before it stay applied" in message
@@ -286,8 +290,9 @@ def test_an_interrupted_apply_leaves_no_session_running_on_the_server(fresh_db, 
         assert stopped.value.exit_code == 128 + number
     notes = " ".join(stopped.value.__notes__)
     assert "the apply's session on the server (pid " in notes
-    assert "was ended: 0001_step.sql was cancelled and its transaction rolled back; the apply lock is free" in (
-        notes
+    assert (
+        "was ended: 0001_step.sql was cancelled and its transaction rolled back; the apply lock is free"
+        in (notes)
     )
     assert tables(db) == {"locked"}
     assert apply_lock_is_free(db)
@@ -306,7 +311,9 @@ def test_the_server_holds_the_session_to_the_limits_a_margin_later():
 
 def test_the_options_are_added_to_those_the_dsn_has():
     conninfo = runner.with_options("dbname=x options='-c search_path=public'", "-c lock_timeout=5000")
-    assert psycopg.conninfo.conninfo_to_dict(conninfo)["options"] == "-c search_path=public -c lock_timeout=5000"
+    assert (
+        psycopg.conninfo.conninfo_to_dict(conninfo)["options"] == "-c search_path=public -c lock_timeout=5000"
+    )
     assert runner.with_options("dbname=x", "") == "dbname=x"
 
 
@@ -331,7 +338,14 @@ def test_the_psql_path_finds_the_file_and_line_of_a_query_the_server_shows():
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0.25, "0.2 s"), (9.96, "10.0 s"), (41, "41 s"), (120, "2 min"), (125, "2 min 5 s"), (7300, "2 h 1 min")],
+    [
+        (0.25, "0.2 s"),
+        (9.96, "10.0 s"),
+        (41, "41 s"),
+        (120, "2 min"),
+        (125, "2 min 5 s"),
+        (7300, "2 h 1 min"),
+    ],
 )
 def test_durations_read_as_people_say_them(seconds, shown):
     assert waits.duration(seconds) == shown
