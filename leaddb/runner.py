@@ -107,7 +107,7 @@ def apply(
     started = time.perf_counter()
     limits = waits.current()
     try:
-        conn = connect(with_options(conninfo, limits.server_options()), application_name=APPLICATION)
+        conn = connect(waits.with_options(conninfo, limits.server_options()), application_name=APPLICATION)
     except psycopg.Error as exc:
         # psycopg's message names host, port and database; whatever came from the DSN is scrubbed
         raise BackendError(
@@ -150,16 +150,6 @@ def apply(
     return result
 
 
-def with_options(conninfo: str, options: str) -> str:
-    """``conninfo`` with ``options`` (``-c name=value …``) added to any it has."""
-    if not options:
-        return conninfo
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    given = conninfo_to_dict(conninfo).get("options") or ""
-    return make_conninfo(conninfo, options=f"{given} {options}".strip())
-
-
 def _take_lock(conn: psycopg.Connection, watcher: waits.Watcher) -> None:
     """The apply lock: another applier of this database may hold it (reported while it does)."""
     watcher.running("this apply")
@@ -189,7 +179,7 @@ def end_session(conn: psycopg.Connection, conninfo: str, pid: int, doing: str) -
         pass
     who = f"the apply's session on the server (pid {pid})"
     try:
-        _, left = terminate(conninfo, APPLICATION, pid=pid)
+        _, left = waits.terminate(conninfo, APPLICATION, pid=pid)
     except psycopg.Error as exc:
         reason = masking.scrub(" ".join(str(exc).split()), conninfo)
         return (
@@ -200,27 +190,6 @@ def end_session(conn: psycopg.Connection, conninfo: str, pid: int, doing: str) -
         return f"{who} is still there and holds the apply lock: SELECT pg_terminate_backend({pid}) ends it"
     running = f": {doing} was cancelled and its transaction rolled back" if doing else ""
     return f"{who} was ended{running}; the apply lock is free"
-
-
-# the sessions called %(name)s (only %(pid)s, when it is not null); each is then ended on its own:
-# a function in a WHERE clause may be called before the other conditions are
-_MINE = (
-    "SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s "
-    "AND (%(pid)s::int IS NULL OR pid = %(pid)s::int)"
-)
-
-
-def terminate(conninfo: str, application: str, *, pid: int | None = None) -> tuple[list[int], int]:
-    """End the sessions called ``application`` (only ``pid``, if given) and wait for them, a
-    bounded while (``pg_terminate_backend``'s timeout): the pids ended, and how many are left."""
-    params = {"name": application, "pid": pid}
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5, application_name="leaddb") as check:
-        check.execute("SET statement_timeout = '15s'")
-        ended = [row[0] for row in check.execute(_MINE, params).fetchall()]
-        for found in ended:
-            check.execute("SELECT pg_terminate_backend(%s, 5000)", (found,))
-        left = len(check.execute(_MINE, params).fetchall())
-    return ended, left
 
 
 def _apply_statement_by_statement(

@@ -37,6 +37,7 @@ with this module.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -491,3 +492,77 @@ def locator(statements: list[tuple[str, str]]) -> Callable[[str], str | None]:
         return None
 
     return locate
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+# what the sessions of this process's catalog reads are called on the server (pg_stat_activity)
+READER = f"leaddb read (client pid {os.getpid()})"
+
+
+def with_options(conninfo: str, options: str) -> str:
+    """``conninfo`` with ``options`` (``-c name=value …``) added to any it has."""
+    if not options:
+        return conninfo
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = conninfo_to_dict(conninfo).get("options") or ""
+    return make_conninfo(conninfo, options=f"{given} {options}".strip())
+
+
+# the sessions called %(name)s (only %(pid)s, when it is not null); each is then ended on its own:
+# a function in a WHERE clause may be called before the other conditions are
+_MINE = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = %(name)s "
+    "AND (%(pid)s::int IS NULL OR pid = %(pid)s::int)"
+)
+
+
+def terminate(conninfo: str, application: str, *, pid: int | None = None) -> tuple[list[int], int]:
+    """End the sessions called ``application`` (only ``pid``, if given) and wait for them, a
+    bounded while (``pg_terminate_backend``'s timeout): the pids ended, and how many are left."""
+    import psycopg
+
+    params = {"name": application, "pid": pid}
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5, application_name="leaddb") as check:
+        check.execute("SET statement_timeout = '15s'")
+        ended = [row[0] for row in check.execute(_MINE, params).fetchall()]
+        for found in ended:
+            check.execute("SELECT pg_terminate_backend(%s, 5000)", (found,))
+        left = len(check.execute(_MINE, params).fetchall())
+    return ended, left
+
+
+@contextmanager
+def watched(conninfo: str, what: str, *, state: str = "nothing was changed"):
+    """A session for reading (the catalog, the diagram's model), watched and bounded as the
+    runner's are: a read that waits for a table another session has locked (``pg_get_expr``
+    locks the table it reads a default of) is reported and given up past the limits; ``what``
+    names it in the lines, ``state`` says what was left. Interrupted, its session is ended."""
+    import psycopg
+
+    limits = current()
+    conn = psycopg.connect(
+        with_options(conninfo, limits.server_options()), autocommit=True, application_name=READER
+    )
+    pid = conn.info.backend_pid
+    try:
+        with Watcher(conninfo, pid=pid, limits=limits) as watcher:
+            watcher.running(what)
+            try:
+                yield conn
+            except psycopg.Error:
+                if watcher.fired is not None:
+                    raise watcher.fired.error(None, state) from None
+                raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: its server session goes too
+        conn.close()
+        try:
+            _, left = terminate(conninfo, READER, pid=pid)
+            if not left:
+                exc.add_note(f"{what}: its session on the server (pid {pid}) was ended")
+        except psycopg.Error:
+            pass  # a read holds nothing; the task's message says the rest
+        raise
+    finally:
+        conn.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from leaddb import cli, runner, waits
+from leaddb import catalog, cli, runner, waits
 from leaddb.errors import MigrationError, Stopped, WaitTimeout
 from leaddb.migrations import Migration
 
@@ -67,6 +67,20 @@ def sessions_of_the_runner(conninfo: str) -> list[tuple]:
         ).fetchall()
 
 
+def none_left(conninfo: str, application: str = runner.APPLICATION) -> bool:
+    """No session called ``application`` on the server, once a closed one has finished exiting
+    (closing a connection ends an idle session, a moment later): polled, a bounded while."""
+    deadline = datetime.now(UTC) + timedelta(seconds=WAIT)
+    while datetime.now(UTC) < deadline:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (application,)
+            ).fetchall():
+                return True
+        threading.Event().wait(0.05)
+    return False
+
+
 def apply_lock_is_free(conninfo: str) -> bool:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (runner.ADVISORY_LOCK_KEY,)).fetchone()[0]
@@ -108,7 +122,7 @@ def test_a_blocked_statement_is_reported_then_given_up_naming_the_blocker(fresh_
         with waits.limits(waits.Limits(lock=1.5, **FAST)):
             with pytest.raises(WaitTimeout) as failure:
                 runner.apply(db, [migration(1, text)])
-        assert sessions_of_the_runner(db) == []  # nothing of the apply runs on, while the blocker stays
+        assert none_left(db)  # nothing of the apply runs on, while the blocker stays
     message = str(failure.value)
     assert message.startswith("0001_step.sql:3: gave up after waiting "), message
     assert "(limit 1.5 s (--lock-timeout)) for AccessExclusiveLock on relation locked" in message
@@ -205,6 +219,22 @@ def test_a_limit_the_watcher_could_not_enforce_the_server_enforces(fresh_db, mon
     assert tables(db) == {"locked"}
 
 
+def test_a_catalog_read_blocked_by_a_locked_table_is_reported_and_bounded_too(fresh_db, lines):
+    """Reading a column's default (pg_get_expr) waits for a table another session holds
+    exclusively: introspect, drift, status and reapply read so, and say so, within the limit."""
+    db = fresh_db()
+    with holding(db, "LOCK TABLE leads IN ACCESS EXCLUSIVE MODE") as blocker:
+        with waits.limits(waits.Limits(lock=1.5, **FAST)):
+            with pytest.raises(WaitTimeout) as failure:
+                catalog.snapshot_of(db)
+        assert none_left(db, waits.READER)
+    message = str(failure.value)
+    assert message.startswith("reading the schema from the catalog: gave up after waiting "), message
+    assert f"for AccessShareLock on relation leads, held by pid {blocker} (role " in message
+    assert message.endswith("0: no limit), then run the task again; nothing was changed")
+    assert any(line.startswith("waiting: reading the schema from the catalog waits for ") for line in lines)
+
+
 # -- slow, blocked by nobody -----------------------------------------------------------------------
 
 
@@ -230,7 +260,7 @@ def test_a_slow_statement_blocked_by_nobody_is_told_apart_and_given_up(fresh_db,
         "limit 1.5 s (--statement-timeout)"
     )
     assert not [line for line in lines if line.startswith("waiting: ")]
-    assert sessions_of_the_runner(db) == []  # the sleep is not running on
+    assert none_left(db)  # the sleep is not running on
     assert tables(db) == set()
     assert apply_lock_is_free(db)
 
@@ -310,11 +340,11 @@ def test_the_server_holds_the_session_to_the_limits_a_margin_later():
 
 
 def test_the_options_are_added_to_those_the_dsn_has():
-    conninfo = runner.with_options("dbname=x options='-c search_path=public'", "-c lock_timeout=5000")
+    conninfo = waits.with_options("dbname=x options='-c search_path=public'", "-c lock_timeout=5000")
     assert (
         psycopg.conninfo.conninfo_to_dict(conninfo)["options"] == "-c search_path=public -c lock_timeout=5000"
     )
-    assert runner.with_options("dbname=x", "") == "dbname=x"
+    assert waits.with_options("dbname=x", "") == "dbname=x"
 
 
 def test_a_lock_is_named_in_words():

@@ -173,7 +173,7 @@ def stop(container, pid_file: str, conninfo: str | None, token: str) -> str:
     said = []
     if conninfo:
         try:
-            ended, left = runner.terminate(conninfo, token)
+            ended, left = waits.terminate(conninfo, token)
             pids = ", ".join(map(str, ended)) or "none left"
             said.append(
                 f"psql's session on the server (pid {pids}) is still there and holds the apply lock"
