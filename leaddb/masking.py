@@ -1,25 +1,27 @@
 """Secrets out of every message that came near a connection string.
 
-A DSN may carry secrets: ``password=…`` and ``sslpassword=…`` in the key=value form, the
-``user:secret@`` of a URI and its ``?password=…``. libpq's own messages quote the parts of a DSN
-it cannot read (``missing "=" after "horse" in connection info string``: a word of the password
-``correct horse``), and a DSN it cannot read has no password anyone can point at. So there is
-one rule, :func:`scrub`, for any message and the raw DSN it came near:
+A DSN may carry secrets: ``password=…`` (and ``sslpassword``, ``oauth_client_secret``, the
+``scram_*_key``s) in the key=value form, the ``user:secret@`` of a URI and its ``?password=…``.
+libpq's own messages quote the parts of a DSN it cannot read (``missing "=" after "horse" in
+connection info string``: a word of the password ``correct horse``), and a DSN it cannot read
+has no password anyone can point at. So there is one rule, :func:`scrub`, for any message and
+the raw DSN it came near:
 
-- every secret value, as libpq read it and as it was written (quoted, escaped, percent-encoded),
-  and every piece of it of at least ``MIN_PIECE`` characters (split at white space and at the
-  characters that end a value in either form), becomes ``***``, wherever it appears;
-- where the DSN cannot be parsed, what follows a ``password`` key up to the end of the DSN
-  counts as secret, and libpq's quotes are not echoed at all (``"…"`` stands for each);
+- every secret value, as libpq read it and as it was written (quoted, escaped, percent-encoded,
+  as ``repr`` shows it), and every piece of it of at least ``MIN_PIECE`` characters (split at
+  white space and at the characters that end a value in either form), becomes ``***``, wherever
+  it appears; so does a "port" that is not a number (a password whose ``@`` went missing);
+- where the DSN names a secret but cannot be parsed, what follows the key runs to the end of
+  the DSN, every piece of the DSN but libpq's keywords counts as secret, and libpq's quotes of
+  it are not echoed at all (``"…"`` stands for each);
 - a message that would still hold a secret after that is withheld whole.
 
 :func:`masked` shows a DSN itself, its secrets as ``***`` (one that cannot be parsed as
 ``<unparsable DSN>``). Secrets shorter than ``MIN_PIECE`` characters are masked in a DSN shown,
-but not hunted for in the rest of a message (every "a" would go). Where a DSN cannot be parsed,
-libpq's keywords (``host``, ``user``, …) are not taken for parts of the password, so that
-messages can still name them; nor can a password be told apart from the field it was mistyped
-into (``postgresql://app:000`` is the host ``app`` on port 000), though a port that is not a
-number is masked.
+but not hunted for in the rest of a message (every "a" would go). libpq's keywords (``host``,
+``user``, …) are never taken for parts of a password, so that messages can still name them; and
+a password typed where another field belongs cannot be told from it (``postgresql://app:000``
+is the host ``app`` on port 000).
 
 psycopg is imported when a DSN is first looked at, not with this module.
 """
@@ -97,11 +99,11 @@ def _keywords() -> frozenset[str]:
 
 def secrets_of(dsn: str) -> set[str]:
     """What :func:`scrub` removes for ``dsn``: each secret, its spellings and its pieces; for a
-    DSN that cannot be parsed, every piece of it but libpq's keywords (which part was the
-    password, nobody can say)."""
+    DSN that names a secret but cannot be parsed, every piece of it but libpq's keywords (which
+    part was the secret, nobody can say)."""
     params = _parsed(dsn)
     values = _written(dsn, readable=params is not None)
-    if params is None:
+    if params is None and values:  # it names a secret, but which part it is, nobody can say
         keywords = _keywords()
         values.update(p for p in {*_DELIMITERS.split(dsn), *dsn.split()} if p not in keywords)
     for key in SECRET_KEYS:

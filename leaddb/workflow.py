@@ -447,8 +447,14 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         results.append(report.StepResult(name, time.perf_counter() - started, True))
         say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     console.print_verify(backend.name, results)
-    with file_errors("write the reports to", _shown(report_dir, options)):
-        json_path, junit_path = report.write(results, report_dir, backend=backend.name)
+    try:
+        with file_errors("write the reports to", _shown(report_dir, options)):
+            json_path, junit_path = report.write(results, report_dir, backend=backend.name)
+    except LeadDbError as unwritten:
+        if failure is None:
+            raise
+        say(f"note: {unwritten.detail}")  # the step's failure is the one to report
+        raise failure from None
     say(f"reports: {_shown(json_path, options)} {_shown(junit_path, options)}")
     if "bench" in outcome:
         console.print_targets(outcome["bench"])

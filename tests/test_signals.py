@@ -318,6 +318,7 @@ def test_sigterm_to_nox_verify_stops_the_pipeline_and_leaves_the_lock_free(tmp_p
     nox = Running(
         [python, "-m", "nox", "-s", "verify", "--", "--backend", "local", "--bench-runs", "10000"], root, env
     )
+    holder = None
     try:
         nox.wait_for("bench: 10000 fresh resets")
         holder = int(lock.read_text(encoding="utf-8").split()[0])  # the invoke process, as the lock says
@@ -326,6 +327,9 @@ def test_sigterm_to_nox_verify_stops_the_pipeline_and_leaves_the_lock_free(tmp_p
         assert wait_gone(holder), f"invoke db.verify (pid {holder}) lives on after nox ended"
     finally:
         nox.stop()
+        if holder is not None and not gone(holder):  # the bug: it lives on; it is ours to end
+            os.kill(holder, signal.SIGKILL)
+            wait_gone(holder)
         subprocess.run(
             [sys.executable, "-m", "invoke", "db.down", "--backend", "local"],
             cwd=root,

@@ -328,6 +328,34 @@ def test_an_interrupted_apply_leaves_no_session_running_on_the_server(fresh_db, 
     assert apply_lock_is_free(db)
 
 
+def test_closing_a_session_mid_statement_leaves_it_waiting_and_end_session_ends_it(fresh_db):
+    """Why the runner ends its session from another one: a server process waiting for a lock does
+    not read the socket, so a closed client leaves it waiting (and holding what it holds)."""
+    db = fresh_db(None)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE locked (id int PRIMARY KEY)")
+    with holding(db, "LOCK TABLE locked IN ACCESS EXCLUSIVE MODE"):
+        waiting = []
+        for _ in range(2):
+            session = psycopg.connect(db, autocommit=True, application_name=runner.APPLICATION)
+            session.pgconn.send_query(b"ALTER TABLE locked ADD COLUMN c int")  # the server waits
+            waiting.append(session)
+        assert wait_for(
+            lambda: [s for s in sessions_of_the_runner(db) if s[1] == "active"][1:], threading.main_thread()
+        )
+        closed, ended = waiting
+        closed_pid, ended_pid = closed.info.backend_pid, ended.info.backend_pid
+        closed.close()
+        note = runner.end_session(ended, db, ended_pid, "the statement")
+        left = [pid for pid, *_ in sessions_of_the_runner(db)]
+        assert closed_pid in left  # closed, and still waiting on the server
+        assert ended_pid not in left
+        assert note.endswith(
+            "was ended: the statement was cancelled and its transaction rolled back; the apply lock is free"
+        )
+        waits.terminate(db, runner.APPLICATION)  # the test's own leftover
+
+
 # -- the pieces --------------------------------------------------------------------------------------
 
 
