@@ -28,7 +28,6 @@ from pathlib import Path
 
 from invoke import Exit
 
-from leaddb import platforms
 from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError, Stopped, file_error
 
 DEFAULT_RUNS = 10
@@ -103,6 +102,8 @@ def stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from leaddb import platforms  # here: this module stays light for tasks.py's first import
+
     names = {int(signal.SIGINT): "SIGINT", **{number: name for name, number in platforms.stop_signals()}}
     stopping: list[int] = []
 
