@@ -13,6 +13,7 @@ which step stopped, the locks free) instead of living on without its parent. nox
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
@@ -22,9 +23,13 @@ nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "uv|venv"
 
 
-# nox waits this long for a command it stops to finish stopping, before it kills it: the tasks'
-# clean-up (cancel the statement, end the server session, say what was left) is bounded well below
-STOP_GRACE = {"interrupt_timeout": 1.0, "terminate_timeout": 60.0}
+# How nox stops the command it runs when it is stopped itself: after interrupt_timeout it sends the
+# command SIGTERM, then waits terminate_timeout before it kills it; the tasks' clean-up (cancel the
+# statement, end the server session, say what was left) is bounded well below that. On POSIX a
+# SIGTERM may have reached nox alone, so the command hears of it after a second; on Windows the
+# console's Ctrl-C or Ctrl-Break reaches every process in it, and nox's "terminate" is a hard kill,
+# so nox leaves the command that time to stop by itself.
+STOP_GRACE = {"interrupt_timeout": 60.0 if sys.platform == "win32" else 1.0, "terminate_timeout": 60.0}
 
 
 def _stop_on_signals() -> None:

@@ -107,7 +107,8 @@ def apply(
     started = time.perf_counter()
     limits = waits.current()
     try:
-        conn = connect(waits.with_options(conninfo, limits.server_options()), application_name=APPLICATION)
+        options = waits.session_options(conninfo, limits.server_options())
+        conn = connect(conninfo, application_name=APPLICATION, **options)
     except psycopg.Error as exc:
         # psycopg's message names host, port and database; whatever came from the DSN is scrubbed
         raise BackendError(

@@ -500,14 +500,17 @@ def locator(statements: list[tuple[str, str]]) -> Callable[[str], str | None]:
 READER = f"leaddb read (client pid {os.getpid()})"
 
 
-def with_options(conninfo: str, options: str) -> str:
-    """``conninfo`` with ``options`` (``-c name=value …``) added to any it has."""
+def session_options(conninfo: str, options: str) -> dict[str, str]:
+    """The ``options`` keyword to connect with: ``options`` after any the DSN has (parsed only
+    when it has some: a connection string costs a parse)."""
     if not options:
-        return conninfo
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        return {}
+    given = ""
+    if "options" in conninfo:
+        from psycopg.conninfo import conninfo_to_dict
 
-    given = conninfo_to_dict(conninfo).get("options") or ""
-    return make_conninfo(conninfo, options=f"{given} {options}".strip())
+        given = conninfo_to_dict(conninfo).get("options") or ""
+    return {"options": f"{given} {options}".strip()}
 
 
 # the sessions called %(name)s (only %(pid)s, when it is not null); each is then ended on its own:
@@ -543,7 +546,10 @@ def watched(conninfo: str, what: str, *, state: str = "nothing was changed"):
 
     limits = current()
     conn = psycopg.connect(
-        with_options(conninfo, limits.server_options()), autocommit=True, application_name=READER
+        conninfo,
+        autocommit=True,
+        application_name=READER,
+        **session_options(conninfo, limits.server_options()),
     )
     pid = conn.info.backend_pid
     try:

@@ -368,11 +368,12 @@ def test_the_server_holds_the_session_to_the_limits_a_margin_later():
 
 
 def test_the_options_are_added_to_those_the_dsn_has():
-    conninfo = waits.with_options("dbname=x options='-c search_path=public'", "-c lock_timeout=5000")
-    assert (
-        psycopg.conninfo.conninfo_to_dict(conninfo)["options"] == "-c search_path=public -c lock_timeout=5000"
-    )
-    assert waits.with_options("dbname=x", "") == "dbname=x"
+    given = "dbname=x options='-c search_path=public'"
+    assert waits.session_options(given, "-c lock_timeout=5000") == {
+        "options": "-c search_path=public -c lock_timeout=5000"
+    }
+    assert waits.session_options("dbname=x", "-c lock_timeout=5000") == {"options": "-c lock_timeout=5000"}
+    assert waits.session_options("dbname=x", "") == {}
 
 
 def test_a_lock_is_named_in_words():
