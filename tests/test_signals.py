@@ -23,8 +23,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from session_checks import apply_lock_is_free
 
-from leaddb import locks, runner
+from leaddb import locks
 from leaddb.backends.local import scratch_root
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -135,14 +136,6 @@ def applies_on(conninfo: str) -> list[tuple]:
             "SELECT pid, state, wait_event_type, query FROM pg_stat_activity "
             "WHERE application_name LIKE 'leaddb apply (client pid %%)'"
         ).fetchall()
-
-
-def apply_lock_is_free(conninfo: str) -> bool:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (runner.ADVISORY_LOCK_KEY,)).fetchone()[0]
-        if taken:
-            conn.execute(runner.UNLOCK)
-        return taken
 
 
 def gone(pid: int) -> bool:

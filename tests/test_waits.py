@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from session_checks import apply_lock_is_free
 
 from leaddb import catalog, cli, runner, waits
 from leaddb.errors import MigrationError, Stopped, WaitTimeout
@@ -79,14 +80,6 @@ def none_left(conninfo: str, application: str = runner.APPLICATION) -> bool:
                 return True
         threading.Event().wait(0.05)
     return False
-
-
-def apply_lock_is_free(conninfo: str) -> bool:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (runner.ADVISORY_LOCK_KEY,)).fetchone()[0]
-        if taken:
-            conn.execute(runner.UNLOCK)
-        return taken
 
 
 def tables(conninfo: str) -> set[str]:

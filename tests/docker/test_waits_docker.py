@@ -15,8 +15,9 @@ import time
 import psycopg
 import pytest
 from docker_support import GOOD_MIGRATIONS, write_migrations
+from session_checks import apply_lock_is_free
 
-from leaddb import cli, runner, waits
+from leaddb import cli, waits
 from leaddb.errors import Stopped, WaitTimeout
 from leaddb.migrations import discover
 
@@ -54,14 +55,6 @@ def psql_in(container) -> list[str]:
         ["sh", "-c", 'for p in /proc/[0-9]*; do tr "\\0" " " < "$p/cmdline"; echo; done']
     )
     return [line for line in output.decode("utf-8", "replace").splitlines() if line.startswith("psql ")]
-
-
-def apply_lock_is_free(conninfo: str) -> bool:
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (runner.ADVISORY_LOCK_KEY,)).fetchone()[0]
-        if taken:
-            conn.execute(runner.UNLOCK)
-        return taken
 
 
 def test_a_blocked_psql_apply_is_reported_and_given_up_naming_file_and_line(
