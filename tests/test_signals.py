@@ -318,6 +318,8 @@ def test_sigterm_to_nox_verify_stops_the_pipeline_and_leaves_the_lock_free(tmp_p
         os.kill(nox.process.pid, signal.SIGTERM)
         code, out, err = nox.finish()
         assert wait_gone(holder), f"invoke db.verify (pid {holder}) lives on after nox ended"
+        with locks.hold(lock, "db.bench", "the test"):  # free: the next run is not refused
+            pass
     finally:
         nox.stop()
         if holder is not None and not gone(holder):  # the bug: it lives on; it is ours to end
@@ -338,5 +340,3 @@ def test_sigterm_to_nox_verify_stops_the_pipeline_and_leaves_the_lock_free(tmp_p
     assert "Traceback" not in text
     report = (root / "reports" / "verify.json").read_text(encoding="utf-8")
     assert '"name": "bench"' in report and '"message": "stopped by SIGTERM"' in report
-    with locks.hold(lock, "db.bench", "the test"):  # free: the next run is not refused
-        pass
