@@ -4,6 +4,11 @@ Each session installs its lock (requirements/<lock>.txt: every package pinned an
 hashed) and then the project without dependencies into its own virtualenv; `nox -R -s tests`
 reuses it. `nox -s lock` rewrites the locks from pyproject.toml. Arguments after `--` go to
 the underlying command, e.g. `nox -s verify -- --backend docker` or `nox -s tests -- -k drift`.
+
+SIGTERM or SIGHUP to nox (Windows: Ctrl-Break, or its console window closing) stops the session
+as Ctrl-C does: nox then stops the command it runs (SIGTERM), and `invoke db.verify` stops the
+way its tasks document (the statement in progress cancelled on the server, the reports saying
+which step stopped, the locks free) instead of living on without its parent. nox exits 130.
 """
 
 from __future__ import annotations
@@ -19,12 +24,42 @@ nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "uv|venv"
 
 
+# How nox stops the command it runs when it is stopped itself: after interrupt_timeout it sends the
+# command SIGTERM, then waits terminate_timeout before it kills it; the tasks' clean-up (cancel the
+# statement, end the server session, say what was left) is bounded well below that. On POSIX a
+# SIGTERM may have reached nox alone, so the command hears of it after a second; on Windows the
+# console's Ctrl-C or Ctrl-Break reaches every process in it, and nox's "terminate" is a hard kill,
+# so nox leaves the command that time to stop by itself.
+STOP_GRACE = {"interrupt_timeout": 60.0 if sys.platform == "win32" else 1.0, "terminate_timeout": 60.0}
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (SIGBREAK on Windows) to nox stop it as Ctrl-C does: nox's answer to a
+    KeyboardInterrupt is to stop the command it runs, which otherwise would run on without it.
+    Once: a second signal while the command stops must not cut the wait short. Names looked up
+    here, when the session runs: each platform has only some of them."""
+    import signal
+
+    stopping = []
+
+    def stop(number, frame):
+        if not stopping:
+            stopping.append(number)
+            raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP", "SIGBREAK"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) != signal.SIG_IGN:  # nohup stays nohup
+            signal.signal(number, stop)
+
+
 # requirements/<lock>.txt <- pyproject.toml's dependencies plus this extra (None: none), and the
 # build backend (requirements/build.in); the other requirements/*.in are tools' own locks
 LOCKS = {"base": None, "test": "test", "lint": "lint", "mutation": "mutation"}
 
 
 def _install(session: nox.Session, lock: str = "base", *, project: bool = True) -> None:
+    _stop_on_signals()  # every session installs first: from here on, a signal stops what it runs
     session.install("--quiet", "--require-hashes", "-r", f"requirements/{lock}.txt")
     if project:  # its dependencies and build backend came from the lock
         session.install("--quiet", "--no-deps", "--no-build-isolation", ".")
@@ -34,7 +69,7 @@ def _install(session: nox.Session, lock: str = "base", *, project: bool = True) 
 def verify(session: nox.Session) -> None:
     """Reset, apply, reapply, introspect, drift and bench in one reproducible run."""
     _install(session)
-    session.run("invoke", "db.verify", *session.posargs)
+    session.run("invoke", "db.verify", *session.posargs, **STOP_GRACE)
 
 
 @nox.session

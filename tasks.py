@@ -1,10 +1,13 @@
 """invoke tasks: `invoke --list`. Each task is argument handling plus one library call.
 
 Defaults come from invoke config (``invoke.yaml``) or ``INVOKE_DB_BACKEND`` /
-``INVOKE_DB_DSN``; a flag wins over both. Every flag is checked before any work.
-Exit codes: 0 ok, 1 failure, 2 MIGRATION_PATH_UNSPECIFIED, 3 SCHEMA_DRIFT,
-4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed, 6 MIGRATIONS_PENDING,
-130 interrupted (Ctrl-C).
+``INVOKE_DB_DSN`` / ``INVOKE_DB_LOCK_TIMEOUT`` / ``INVOKE_DB_STATEMENT_TIMEOUT``; a flag wins
+over both. Every flag is checked before any work.
+Exit codes: 0 ok, 1 failure (a lock or statement timeout too), 2 MIGRATION_PATH_UNSPECIFIED,
+3 SCHEMA_DRIFT, 4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed, 6 MIGRATIONS_PENDING,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP), 149 Ctrl-Break or the
+console window closed (Windows' SIGBREAK); each stop cancels the statement in progress on the
+server and says what was left.
 """
 
 from __future__ import annotations
@@ -22,38 +25,46 @@ PROJECT_DIR = Path(__file__).resolve().parent
 BACKEND_HELP = "auto (Docker if an engine answers, else local), docker, local or dsn"
 DSN_HELP = "libpq connection string of an existing server (implies --backend dsn under auto)"
 COMMON_HELP = {"backend": BACKEND_HELP, "dsn": DSN_HELP}
+WAIT_HELP = {
+    "lock_timeout": "give up a statement that waits this long for another session's lock "
+    "(seconds, or 30s, 2min; default 120; 0: no limit)",
+    "statement_timeout": "give up a statement that runs this long, waiting or not (default 0: no limit)",
+}
+APPLY_HELP = {**COMMON_HELP, **WAIT_HELP}
 
 
-def _options(c, backend: str | None, dsn: str | None) -> workflow.Options:
+def _options(c, backend: str | None, dsn: str | None, lock_timeout=None, statement_timeout=None):
     backend, dsn = cli.connection(backend, dsn, c.db.backend, c.db.dsn)
-    return workflow.Options(backend=backend, dsn=dsn, project_dir=PROJECT_DIR)
+    limits = cli.wait_limits(lock_timeout, statement_timeout, c.db.lock_timeout, c.db.statement_timeout)
+    return workflow.Options(backend=backend, dsn=dsn, project_dir=PROJECT_DIR, limits=limits)
 
 
 @task(
     help={
-        **COMMON_HELP,
+        **APPLY_HELP,
         "force": "with docker/dsn: also remove a volume or database this tool did not create",
         "fast": "keep the running server; recreate the database from a template built once per migration set",
     }
 )
 @cli.boundary
-def reset(c, backend=None, dsn=None, force=False, fast=False):
+def reset(c, backend=None, dsn=None, force=False, fast=False, lock_timeout=None, statement_timeout=None):
     """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
-    workflow.reset(_options(c, backend, dsn), force=force, fast_reset=fast)
+    options = _options(c, backend, dsn, lock_timeout, statement_timeout)
+    workflow.reset(options, force=force, fast_reset=fast)
 
 
-@task(help=COMMON_HELP)
+@task(help=APPLY_HELP)
 @cli.boundary
-def apply(c, backend=None, dsn=None):
+def apply(c, backend=None, dsn=None, lock_timeout=None, statement_timeout=None):
     """Apply every migration in order to the running database (psql -v ON_ERROR_STOP=1 semantics)."""
-    workflow.apply(_options(c, backend, dsn))
+    workflow.apply(_options(c, backend, dsn, lock_timeout, statement_timeout))
 
 
-@task(help=COMMON_HELP)
+@task(help=APPLY_HELP)
 @cli.boundary
-def reapply(c, backend=None, dsn=None):
+def reapply(c, backend=None, dsn=None, lock_timeout=None, statement_timeout=None):
     """Apply every migration again; any error or change is NON_IDEMPOTENT_MIGRATION (exit 4)."""
-    workflow.reapply(_options(c, backend, dsn))
+    workflow.reapply(_options(c, backend, dsn, lock_timeout, statement_timeout))
 
 
 @task(help={**COMMON_HELP, "json": "also write the catalog snapshot to this JSON file"})
@@ -72,7 +83,7 @@ def drift(c, backend=None, dsn=None):
 
 @task(
     help={
-        **COMMON_HELP,
+        **APPLY_HELP,
         "runs": f"number of fresh resets to time (default {cli.DEFAULT_RUNS})",
         "json": "also write the results here",
         "scale": "comma-separated sizes of generated schemas to apply, e.g. 10,100,1000 "
@@ -80,10 +91,12 @@ def drift(c, backend=None, dsn=None):
     }
 )
 @cli.boundary
-def bench(c, backend=None, dsn=None, runs=None, json=None, scale=None):
+def bench(
+    c, backend=None, dsn=None, runs=None, json=None, scale=None, lock_timeout=None, statement_timeout=None
+):
     """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
     workflow.run_bench(
-        _options(c, backend, dsn),
+        _options(c, backend, dsn, lock_timeout, statement_timeout),
         runs=cli.count("--runs", runs, default=cli.DEFAULT_RUNS),
         json_path=cli.output_file("--json", json),
         scale=cli.sizes("--scale", scale),
@@ -130,17 +143,19 @@ def erd(c, backend=None, dsn=None, out=None, svg=None):
 
 @task(
     help={
-        **COMMON_HELP,
+        **APPLY_HELP,
         "bench_runs": f"fresh resets timed by the bench step (default {cli.DEFAULT_BENCH_RUNS}; "
         "more for steadier p95/p99)",
         "report_dir": "where verify.json and verify.junit.xml go (default reports/)",
     }
 )
 @cli.boundary
-def verify(c, backend=None, dsn=None, bench_runs=None, report_dir=None):
+def verify(
+    c, backend=None, dsn=None, bench_runs=None, report_dir=None, lock_timeout=None, statement_timeout=None
+):
     """The whole pipeline: reset+apply, reapply, introspect, drift, status, diagram, bench; reports."""
     workflow.verify(
-        _options(c, backend, dsn),
+        _options(c, backend, dsn, lock_timeout, statement_timeout),
         bench_runs=cli.count("--bench-runs", bench_runs, default=cli.DEFAULT_BENCH_RUNS),
         report_dir=cli.output_directory("--report-dir", report_dir, default=PROJECT_DIR / "reports"),
     )
@@ -160,7 +175,9 @@ def down(c, backend=None, dsn=None):
     workflow.down(_options(c, backend, dsn))
 
 
-DEFAULTS = {"db": {"backend": "auto", "dsn": ""}}
+# the wait limits' "" is "the default" (leaddb.waits): a string, so that invoke reads INVOKE_DB_* as text
+# and the flags' checks (leaddb.cli.wait_limits) name a bad value instead of invoke's cast failing
+DEFAULTS = {"db": {"backend": "auto", "dsn": "", "lock_timeout": "", "statement_timeout": ""}}
 db = Collection("db", reset, apply, reapply, introspect, drift, status, dump, erd, bench, verify, lint, down)
 db.configure(DEFAULTS)
 ns = Collection()

@@ -3,8 +3,11 @@ task passes through.
 
 ``boundary`` turns what a task raises into what the user sees: an expected failure
 (``LeadDbError``) is one message and its exit code; Ctrl-C is "interrupted" with what the
-task left behind, exit 130; anything else is a bug in this tool, said so, with the full
-traceback written to a file rather than thrown at the user.
+task left behind, exit 130, and SIGTERM or SIGHUP (Windows: SIGBREAK) stop the task the same
+way (``stop_signals``), exit 128 + the signal's number; an ``OSError`` - a file that cannot be
+read or written, a full or read-only disk - is an ordinary failure too; anything else is a bug
+in this tool, said so, with the full traceback written to a file rather than thrown at the user.
+Every message is scrubbed of the task's DSN's secrets (``leaddb.masking``) first.
 
 This module imports nothing heavy, so ``tasks.py`` can import it first and catch a Ctrl-C
 while the rest loads (``starting``).
@@ -15,7 +18,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +28,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError
+from leaddb.errors import EXIT_FAILURE, Interrupted, LeadDbError, OptionError, Stopped, file_error
 
 DEFAULT_RUNS = 10
 DEFAULT_BENCH_RUNS = 5
@@ -58,7 +63,7 @@ LEFT_BEHIND: dict[str, tuple[str, str]] = {
         "`invoke db.reset` recreates it; run the bench again",
     ),
     "verify": (
-        "the reports were not written, and {built} may be half-created",
+        "{built} may be half-created",
         "`invoke db.verify` starts the pipeline again from a fresh reset",
     ),
     "lint": ("nothing was changed", "run `invoke db.lint` again"),
@@ -68,10 +73,80 @@ LEFT_BEHIND: dict[str, tuple[str, str]] = {
 }
 
 
-def interrupted(task: str, backend: str = "auto") -> Interrupted:
+def interrupted(task: str, backend: str = "auto", stop: BaseException | None = None) -> Interrupted:
+    """What Ctrl-C (or ``stop``: a KeyboardInterrupt, a ``Stopped`` for SIGTERM and the like)
+    left: the task's usual state, then what the code it stopped in said (its notes: the
+    statement it cancelled, the session it ended)."""
     state, step = LEFT_BEHIND.get(task, ("the task stopped part-way", "run it again"))
     state = state.format(built=BUILT.get(backend, BUILT["auto"]))
-    return Interrupted(f"interrupted: db.{task} stopped; {state}", hint=step)
+    notes = "".join(f"\n  {note}" for note in getattr(stop, "__notes__", ()))
+    if isinstance(stop, Stopped):
+        return Interrupted(
+            f"terminated ({stop.signal_name}): db.{task} stopped; {state}{notes}",
+            hint=step,
+            exit_code=stop.exit_code,
+        )
+    return Interrupted(f"interrupted: db.{task} stopped; {state}{notes}", hint=step)
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """While a task runs, SIGTERM and SIGHUP (Windows: SIGBREAK, from Ctrl-Break or the console
+    window closing; ``platforms.stop_signals``) stop it as Ctrl-C does: raised where the task is
+    (``Stopped``, a KeyboardInterrupt), so the statement in progress is cancelled on the server
+    and its session ended before the task says what it left. A signal that arrives while the
+    task is stopping is ignored: the clean-up is bounded, and a second Ctrl-C (nox sends one
+    when it is interrupted itself) must not cut it short. A signal ignored when the task starts
+    (``nohup``, a background job) stays ignored. Only the main thread can install handlers;
+    elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from leaddb import platforms  # here: this module stays light for tasks.py's first import
+
+    names = {int(signal.SIGINT): "SIGINT", **{number: name for name, number in platforms.stop_signals()}}
+    stopping: list[int] = []
+
+    def handler(number, frame):
+        if stopping:
+            return
+        stopping.append(number)
+        if number == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(names[number], number)
+
+    previous = {}
+    for number in names:
+        try:
+            if signal.getsignal(number) == signal.SIG_IGN:
+                continue
+            previous[number] = signal.signal(number, handler)
+        except (OSError, ValueError):  # not a signal this host can catch
+            continue
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, signal.SIG_DFL if old is None else old)
+
+
+def _dsn_named(args, kwargs) -> str:
+    """The DSN a task was told to use (flag, then invoke config), for scrubbing its messages."""
+    try:
+        given = kwargs.get("dsn")
+        if given is None and args:
+            given = args[0].config.db.dsn
+        return "" if given is None else str(given)
+    except Exception:  # noqa: BLE001 - no DSN to scrub for
+        return ""
+
+
+def _scrubbed(message: str, dsn: str) -> str:
+    if not dsn:
+        return message
+    from leaddb import masking
+
+    return masking.scrub(message, dsn)
 
 
 def _backend_named(args, kwargs) -> str:
@@ -83,10 +158,10 @@ def _backend_named(args, kwargs) -> str:
         return "auto"
 
 
-def _bug_report(task: str, exc: BaseException) -> Exit:
+def _bug_report(task: str, exc: BaseException, dsn: str = "") -> Exit:
     """An exception no check anticipated: a bug here, not a mistake of the user's. The
     traceback goes to a file (the user may have typed a password into the command line)."""
-    text = "".join(traceback.format_exception(exc))
+    text = _scrubbed("".join(traceback.format_exception(exc)), dsn)
     try:
         fd, name = tempfile.mkstemp(prefix="leaddb-bug-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
@@ -94,7 +169,7 @@ def _bug_report(task: str, exc: BaseException) -> Exit:
         where = f"the full traceback is in {name}"
     except OSError:
         where = "the traceback could not be written to the temporary directory"
-    summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    summary = _scrubbed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300], dsn)
     return Exit(
         f"internal error in db.{task}: {summary}\n"
         f"  this is a bug in leaddb, not in your input; {where}\n"
@@ -110,17 +185,22 @@ def boundary(body):
 
     @functools.wraps(body)
     def run(*args, **kwargs):
+        dsn = _dsn_named(args, kwargs)
         try:
-            return body(*args, **kwargs)
+            with stop_signals():
+                return body(*args, **kwargs)
         except LeadDbError as exc:
-            raise Exit(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            failure = interrupted(task, _backend_named(args, kwargs))
-            raise Exit(str(failure), failure.exit_code) from None
+            raise Exit(_scrubbed(str(exc), dsn), exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Stopped)
+            failure = interrupted(task, _backend_named(args, kwargs), exc)
+            raise Exit(_scrubbed(str(failure), dsn), failure.exit_code) from None
         except Exit:
             raise
+        except OSError as exc:  # a file, a disk, a socket: the user's environment, not a bug
+            failure = file_error(exc, "use")
+            raise Exit(_scrubbed(str(failure), dsn), failure.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - reported as a bug, with the traceback in a file
-            raise _bug_report(task, exc) from None
+            raise _bug_report(task, exc, dsn) from None
 
     return run
 
@@ -260,25 +340,72 @@ def connection(backend, dsn, configured_backend, configured_dsn) -> tuple[str, s
     return name, text
 
 
+_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)?\s*", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+MAX_WAIT_LIMIT = 86_400.0  # a day: more is a typo, and "no limit" is 0
+
+
+def wait_limits(lock, statement, configured_lock, configured_statement):
+    """``--lock-timeout`` and ``--statement-timeout`` (else invoke config / ``INVOKE_DB_*``):
+    seconds, or with a unit (``30s``, ``2min``, ``500ms``); 0 is no limit (``leaddb.waits``)."""
+    from leaddb import waits
+
+    lock_s, lock_source = _limit(
+        "--lock-timeout",
+        lock,
+        "INVOKE_DB_LOCK_TIMEOUT",
+        "db.lock_timeout",
+        configured_lock,
+        waits.DEFAULT_LOCK_TIMEOUT,
+    )
+    statement_s, statement_source = _limit(
+        "--statement-timeout",
+        statement,
+        "INVOKE_DB_STATEMENT_TIMEOUT",
+        "db.statement_timeout",
+        configured_statement,
+        waits.DEFAULT_STATEMENT_TIMEOUT,
+    )
+    return waits.Limits(
+        lock=lock_s, statement=statement_s, lock_source=lock_source, statement_source=statement_source
+    )
+
+
+def _limit(flag: str, given, variable: str, setting: str, configured, default: float) -> tuple[float, str]:
+    value = given if given is not None else configured
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default, flag
+    where = _source(flag, given, variable, setting)
+    source = flag if given is not None else where
+    text = str(value)
+    hint = f"seconds, or with a unit: e.g. {flag} 30, 30s, 2min or 500ms; 0 for no limit"
+    found = None if isinstance(value, bool) else _SECONDS.fullmatch(text)
+    if found is None:
+        raise OptionError(f"{where}: {text.strip()[:40]!r} is not a number of seconds", hint=hint)
+    seconds = float(found[1]) * _UNITS[(found[2] or "s").lower()]
+    if seconds > MAX_WAIT_LIMIT:
+        raise OptionError(
+            f"{where}: {text.strip()[:20]!r} is more than a day ({MAX_WAIT_LIMIT:.0f} s)", hint=hint
+        )
+    return seconds, source
+
+
 def _check_dsn(text: str, where: str) -> None:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    from leaddb import masking
+
     try:
         conninfo_to_dict(text)
-    except psycopg.Error as exc:
-        reason = _without_secrets(str(exc).strip(), text)
+    except (psycopg.Error, ValueError) as exc:  # ValueError: a %-escape that is not UTF-8
+        # libpq quotes what it cannot read; and a word of the password may be one of the hint's
         raise OptionError(
-            f"{where}: not a connection string libpq can read ({reason})",
-            hint="e.g. postgresql://user@host:5432/dbname or 'host=… port=… dbname=… user=…'",
+            masking.scrub(f"{where}: not a connection string libpq can read ({str(exc).strip()})", text),
+            hint=masking.scrub(
+                "e.g. postgresql://user@host:5432/dbname or 'host=… port=… dbname=… user=…'", text
+            ),
         ) from None
-
-
-def _without_secrets(reason: str, dsn: str) -> str:
-    """libpq quotes the part of a DSN it cannot read, which may be the password."""
-    for secret in re.findall(r"(?:password\s*=\s*|://[^:/@\s]*:)([^\s@'\"]+)", dsn):
-        reason = reason.replace(secret, "***")
-    return reason
 
 
 def _check_boot_timeout() -> None:
@@ -321,6 +448,8 @@ def output_directory(flag: str, value, *, default: Path) -> Path:
     if value is not None and (not str(value).strip() or "\0" in str(value)):
         raise OptionError(f"{flag} needs a directory name")
     path = Path(str(value)) if value is not None else default
+    if value is None and flag.startswith("--"):
+        flag = f"{flag} (default {path})"  # the user passed none: say which directory it is
     try:
         _check_directory(flag, path, create=True)
     except OSError as exc:

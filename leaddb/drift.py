@@ -23,7 +23,7 @@ import psycopg
 
 from leaddb import cache, catalog, janitor
 from leaddb.catalog import CatalogObject, Snapshot
-from leaddb.errors import MigrationError, SpecError
+from leaddb.errors import MigrationError, SpecError, file_error
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -110,6 +110,8 @@ def verbatim_differences(spec: Spec, project_dir: Path) -> list[str]:
         except FileNotFoundError:
             problems.append(f"spec block {block.where}: names {block.name}, which does not exist")
             continue
+        except OSError as exc:  # unreadable (permissions), or not a file: the user's to fix
+            raise file_error(exc, "read", block.name) from None
         if block.sql not in text:
             first = _first_difference(block.sql, text)
             problems.append(

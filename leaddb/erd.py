@@ -16,7 +16,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from psycopg.rows import dict_row
 
 from leaddb.catalog import SCHEMA, query
@@ -86,7 +85,12 @@ class Model:
 def read(conninfo: str, schema: str = SCHEMA) -> Model:
     """The diagram's content from the catalog (catalog queries only)."""
     params = {"schema": schema}
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+    from leaddb import waits  # a read that waits on a locked table is reported and bounded
+
+    with (
+        waits.watched(conninfo, "reading the diagram from the catalog") as conn,
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
         tables = [r["name"] for r in cur.execute(query("tables"), params).fetchall()]
         columns = cur.execute(query("columns"), params).fetchall()
         keys = cur.execute(query("key_columns"), params).fetchall()

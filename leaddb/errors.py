@@ -8,6 +8,10 @@ traceback written to a file.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_MIGRATION_PATH_UNSPECIFIED = 2
@@ -16,6 +20,10 @@ EXIT_NON_IDEMPOTENT_MIGRATION = 4
 EXIT_BENCHMARK_TARGET_MISSED = 5
 EXIT_MIGRATIONS_PENDING = 6
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# Stopped by another signal that asks a program to stop: 128 + its number, as shells report a
+# program the signal ended (SIGHUP 129, SIGTERM 143; Windows' SIGBREAK, from Ctrl-Break or the
+# console window closing, 149)
+EXIT_SIGNAL_BASE = 128
 
 
 class LeadDbError(Exception):
@@ -69,6 +77,11 @@ class MigrationError(LeadDbError):
     """A migration failed on first apply (not an idempotency problem)."""
 
 
+class WaitTimeout(LeadDbError):
+    """A statement waited for another session's lock, or ran, longer than its limit
+    (``--lock-timeout``, ``--statement-timeout``): cancelled, its transaction rolled back."""
+
+
 class BackendError(LeadDbError):
     """A server could not be created, booted, reached or removed."""
 
@@ -79,6 +92,70 @@ class OptionError(LeadDbError):
 
 
 class Interrupted(LeadDbError):
-    """Ctrl-C (KeyboardInterrupt): what state the task left, and the next step."""
+    """Ctrl-C (KeyboardInterrupt), or a signal that asks the task to stop (``Stopped``): what
+    state the task left, and the next step."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int | None = None) -> None:
+        if exit_code is not None:
+            self.exit_code = exit_code
+        super().__init__(message, hint=hint)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, SIGHUP (Windows: SIGBREAK) while a task runs: raised where the task is, as Ctrl-C's
+    KeyboardInterrupt is, so the same clean-up runs (psycopg cancels a statement in progress on any
+    KeyboardInterrupt, and so does the runner); ``leaddb.cli`` installs the handler."""
+
+    def __init__(self, signal_name: str, number: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.number = number
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGNAL_BASE + self.number
+
+
+class FileError(LeadDbError):
+    """A file or directory the task reads or writes cannot be: permissions, a full or read-only
+    disk, a name that is not what it should be. The user's environment, not a bug."""
+
+
+# the next step for the usual reasons a file cannot be read or written
+_FILE_HINTS = {
+    errno.EACCES: "check its permissions (and those of the directories above it) for the user you run as",
+    errno.EPERM: "check its permissions (and those of the directories above it) for the user you run as",
+    errno.EROFS: "the file system is read-only: use a writable copy of the checkout, or point the task "
+    "at a writable location",
+    errno.ENOSPC: "the disk is full: free some space, or point the task at another disk",
+    errno.EDQUOT: "your disk quota is used up: free some space, or point the task at another disk",
+    errno.ENOENT: "check that the path exists",
+    errno.ENOTDIR: "a file stands where a directory should be: check the path",
+    errno.EISDIR: "a directory stands where a file should be: check the path",
+}
+
+
+def file_error(exc: OSError, doing: str, shown: str | None = None) -> FileError:
+    """One message for an ``OSError`` while the task reads or writes a file: ``doing`` says what
+    (e.g. "write the status to"), ``shown`` the path as the user knows it (default: the one the
+    error names)."""
+    where = shown or exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if where is None:  # no file named: a socket, a pipe, the operating system refusing something
+        return FileError(
+            f"{type(exc).__name__}: {reason}",
+            hint="the operating system refused what the task asked for; see the reason, then run it again",
+        )
+    hint = _FILE_HINTS.get(exc.errno or 0, "check the path, its permissions and the disk")
+    return FileError(f"cannot {doing} {where}: {reason}", hint=hint)
+
+
+@contextmanager
+def file_errors(doing: str, shown: str | None = None) -> Iterator[None]:
+    """Around reading or writing one file: an ``OSError`` becomes :func:`file_error`'s message."""
+    try:
+        yield
+    except OSError as exc:
+        raise file_error(exc, doing, shown) from None

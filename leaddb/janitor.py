@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
+from leaddb import masking
 from leaddb.errors import BackendError
 
 
@@ -45,8 +46,9 @@ def scratch_database(maintenance_conninfo: str, *, purpose: str) -> Iterator[str
         with maintenance(maintenance_conninfo) as conn:
             create_database(conn, name, template="template0")
     except psycopg.Error as exc:
+        reason = masking.scrub(str(exc).strip(), maintenance_conninfo)
         raise BackendError(
-            f"cannot create a scratch database for the {purpose} step: {str(exc).strip()}",
+            f"cannot create a scratch database for the {purpose} step: {reason}",
             hint="it is created and dropped on the same server: connect as a role with CREATEDB "
             "that can reach the 'postgres' database",
         ) from None

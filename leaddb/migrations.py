@@ -18,7 +18,7 @@ from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 
 from leaddb import compose, paths
-from leaddb.errors import MigrationPathUnspecified
+from leaddb.errors import MigrationPathUnspecified, file_error
 from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME, Spec
 
 # the file rules (naming, text, header, one transaction, ...) are leaddb.rules, imported where they
@@ -237,7 +237,11 @@ def _scan(directory: Path, root: Path | None) -> tuple[list[Migration], list]:
     def display(path: Path) -> str:
         return paths.shown(path, root)
 
-    files, violations = rules.scan(directory, display)
+    try:
+        files, violations = rules.scan(directory, display)
+    except OSError as exc:  # a directory or a file the user may not read: theirs to fix, not a bug
+        where = display(Path(exc.filename)) if exc.filename else display(directory)
+        raise file_error(exc, "read", where) from None
     return [Migration(path, number, text, root) for path, number, text in files], violations
 
 

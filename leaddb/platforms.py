@@ -213,6 +213,24 @@ def bind_probe(address: str, port: int, *, windows: bool = IS_WINDOWS) -> OSErro
     return None
 
 
+# Besides Ctrl-C (SIGINT, everywhere), what asks a running task to stop: on POSIX, SIGTERM (kill,
+# a service manager, a CI runner cancelling a job) and SIGHUP (the terminal went away); on
+# Windows, SIGBREAK, which the C runtime raises for Ctrl-Break and for the console window being
+# closed (CTRL_CLOSE_EVENT; Windows ends the process about 5 s later). Windows has no SIGHUP, and
+# its SIGTERM is never sent by another process. Names with their usual numbers, looked up when
+# asked: nothing outside this module names a signal only one platform has.
+_STOP_SIGNALS = {"posix": (("SIGTERM", 15), ("SIGHUP", 1)), "windows": (("SIGBREAK", 21),)}
+
+
+def stop_signals(*, windows: bool = IS_WINDOWS) -> tuple[tuple[str, int], ...]:
+    """The signals other than SIGINT that ask a task to stop, as (name, number) of this host's
+    ``signal`` module (the usual number where the host has no such signal: another platform's)."""
+    import signal
+
+    wanted = _STOP_SIGNALS["windows" if windows else "posix"]
+    return tuple((name, int(getattr(signal, name, number))) for name, number in wanted)
+
+
 def docker_default_host(*, windows: bool = IS_WINDOWS) -> str:
     """Where docker-py looks when DOCKER_HOST is unset: Docker Desktop's named pipe on Windows."""
     return "npipe:////./pipe/docker_engine" if windows else "unix:///var/run/docker.sock"

@@ -17,10 +17,17 @@ simple-protocol message holding the whole file would run the same way but report
 until the whole message ends: a server killed mid-file would leave no trace of which
 statement it was running.) Any other file is sent statement by statement, as psql does:
 its statements commit one by one.
+
+A statement that waits or runs long is watched and bounded (``leaddb.waits``: a line says what
+it waits on, the limits cancel it). An interrupted apply - Ctrl-C, SIGTERM, SIGHUP - does not
+leave its server session behind: the statement in progress is cancelled, and the session is
+ended and awaited from another one (:func:`end_session`), so its transaction is rolled back and
+the apply lock is free before the task reports what it left.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ import psycopg
 from psycopg import generators, pq
 from psycopg.pq.abc import PGresult
 
+from leaddb import masking, waits
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement, transaction_control
 
@@ -39,6 +47,9 @@ from leaddb.migrations import Migration, Statement, transaction_control
 # pg_advisory_lock key shared by every applier of this schema: "leaddb" in ASCII
 ADVISORY_LOCK_KEY = 0x6C6561646462
 LOCK = f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})"
+APPLY_LOCK = "the apply lock (the advisory lock every apply of this database takes)"
+# what the sessions of this process's applies are called on the server (pg_stat_activity)
+APPLICATION = f"leaddb apply (client pid {os.getpid()})"
 UNLOCK = f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})"
 # The end of every file is the end of a ``psql -f`` session: no transaction left open (inside
 # one, now() is that transaction's start, earlier than this statement's), no setting carried
@@ -94,43 +105,104 @@ def apply(
     """
     result = ApplyResult()
     started = time.perf_counter()
+    limits = waits.current()
     try:
-        conn = connect(conninfo)
+        options = waits.session_options(conninfo, limits.server_options())
+        conn = connect(conninfo, application_name=APPLICATION, **options)
     except psycopg.Error as exc:
-        # psycopg's message names host, port and database, never the password
+        # psycopg's message names host, port and database; whatever came from the DSN is scrubbed
         raise BackendError(
-            f"cannot connect to the database: {str(exc).strip()}",
+            f"cannot connect to the database: {masking.scrub(str(exc).strip(), conninfo)}",
             hint="check that the server runs (`invoke db.reset` creates one) and the DSN is right",
         ) from None
-    with conn:
-        notices: list[str] = []
-        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        conn.execute(LOCK)
-        result.lock_wait_seconds = time.perf_counter() - started
-        pipeline = psycopg.Pipeline.is_supported()  # libpq 14 or later
-        for migration in migrations:
-            file_started = time.perf_counter()
-            notices.clear()
-            if pipeline and migration.single_transaction:
-                _apply_in_one_round_trip(conn, migration, reapply, project_dir)
-            else:
-                _apply_statement_by_statement(conn, migration, reapply, project_dir)
-            file_result = FileResult(
-                migration, time.perf_counter() - file_started, len(migration.statements), tuple(notices)
-            )
-            result.files.append(file_result)
-            if on_file:
-                on_file(file_result)
-        conn.execute(UNLOCK)
+    pid = conn.info.backend_pid
+    watcher = waits.Watcher(conninfo, pid=pid, limits=limits, named_locks={ADVISORY_LOCK_KEY: APPLY_LOCK})
+    doing = [APPLY_LOCK]  # what runs, for the message when the apply is interrupted
+    try:
+        with watcher:
+            notices: list[str] = []
+            conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+            _take_lock(conn, watcher)
+            result.lock_wait_seconds = time.perf_counter() - started
+            pipeline = psycopg.Pipeline.is_supported()  # libpq 14 or later
+            for migration in migrations:
+                file_started = time.perf_counter()
+                notices.clear()
+                doing[0] = migration.display(project_dir)
+                if pipeline and migration.single_transaction:
+                    _apply_in_one_round_trip(conn, migration, reapply, project_dir, watcher)
+                else:
+                    _apply_statement_by_statement(conn, migration, reapply, project_dir, watcher)
+                watcher.idle()
+                file_result = FileResult(
+                    migration, time.perf_counter() - file_started, len(migration.statements), tuple(notices)
+                )
+                result.files.append(file_result)
+                if on_file:
+                    on_file(file_result)
+            doing[0] = ""
+            conn.execute(UNLOCK)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (leaddb.errors.Stopped)
+        exc.add_note(end_session(conn, conninfo, pid, doing[0]))
+        raise
+    finally:
+        conn.close()  # not `with conn`: its exit would try a rollback in pipeline mode, and log that
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _take_lock(conn: psycopg.Connection, watcher: waits.Watcher) -> None:
+    """The apply lock: another applier of this database may hold it (reported while it does)."""
+    watcher.running("this apply")
+    try:
+        conn.execute(LOCK)
+    except psycopg.Error as exc:
+        verdict = watcher.verdict(exc)
+        if verdict is not None:
+            raise verdict.error(None, "nothing was applied") from None
+        lost = "the connection to the server was lost" if conn.broken else "the server refused it"
+        raise BackendError(
+            f"waiting for {APPLY_LOCK}: {lost} ({' '.join(str(exc).split())})",
+            hint="check that the server runs, then run the task again; nothing was applied",
+        ) from None
+    watcher.idle()
+
+
+def end_session(conn: psycopg.Connection, conninfo: str, pid: int, doing: str) -> str:
+    """After an interruption: the apply's server session must not outlive it. psycopg cancels a
+    statement in progress when KeyboardInterrupt reaches it, and closing the connection ends an
+    idle session; a session still there (a cancel that did not land, a wait the server never
+    noticed the client leave) is terminated, and awaited, from a session of our own. What became
+    of it, in words, for the task's message."""
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - whatever state it was in, the check below decides
+        pass
+    who = f"the apply's session on the server (pid {pid})"
+    try:
+        _, left = waits.terminate(conninfo, APPLICATION, pid=pid)
+    except psycopg.Error as exc:
+        reason = masking.scrub(" ".join(str(exc).split()), conninfo)
+        return (
+            f"{who} could not be checked ({reason}): if it is still there it holds the apply lock "
+            f"until it ends (SELECT pg_terminate_backend({pid}) ends it)"
+        )
+    if left:
+        return f"{who} is still there and holds the apply lock: SELECT pg_terminate_backend({pid}) ends it"
+    running = f": {doing} was cancelled and its transaction rolled back" if doing else ""
+    return f"{who} was ended{running}; the apply lock is free"
+
+
 def _apply_statement_by_statement(
-    conn: psycopg.Connection, migration: Migration, reapply: bool, project_dir: Path | None
+    conn: psycopg.Connection,
+    migration: Migration,
+    reapply: bool,
+    project_dir: Path | None,
+    watcher: waits.Watcher,
 ) -> None:
     for statement in migration.statements:
         in_transaction = conn.info.transaction_status == pq.TransactionStatus.INTRANS
+        watcher.running(f"{migration.display(project_dir)}:{statement.line}")
         try:
             conn.execute(statement.sql)  # type: ignore[arg-type]  # no params: sent as written
         except psycopg.Error as exc:
@@ -139,16 +211,25 @@ def _apply_statement_by_statement(
             if conn.info.transaction_status == pq.TransactionStatus.ACTIVE:  # left in COPY mode
                 raise _copy_refused(conn, migration, statement, project_dir, in_transaction) from None
             rolled_back = _end_failed_transaction(conn) or transaction_control(statement) == "commit"
+            verdict = watcher.verdict(exc)
+            if verdict is not None:
+                raise _timed_out(verdict, migration, statement, project_dir, rolled_back) from None
             raise _failure(exc, migration, statement, reapply, project_dir, rolled_back) from None
+    watcher.idle()
     _end_of_file(conn, migration, project_dir)
 
 
 def _apply_in_one_round_trip(
-    conn: psycopg.Connection, migration: Migration, reapply: bool, project_dir: Path | None
+    conn: psycopg.Connection,
+    migration: Migration,
+    reapply: bool,
+    project_dir: Path | None,
+    watcher: waits.Watcher,
 ) -> None:
     """Pipeline the file's statements, then the session reset, with one sync (module docstring)."""
     pgconn, encoding = conn.pgconn, conn.info.encoding
     queries = [s.sql for s in migration.statements] + [RESET_SESSION]
+    shown = migration.display(project_dir)
     pgconn.enter_pipeline_mode()
     for sql in queries:
         pgconn.send_query_params(sql.encode(encoding), None)
@@ -158,6 +239,12 @@ def _apply_in_one_round_trip(
     try:
         conn.wait(generators.send(pgconn))
         for _ in queries:
+            # the server starts a statement when it has reported the one before
+            watcher.running(
+                f"{shown}:{migration.statements[completed].line}"
+                if completed < len(migration.statements)
+                else f"{shown}: the end-of-file reset"
+            )
             result = conn.wait(generators.fetch(pgconn))
             if result is not None and result.status in _COPY:
                 raise _copy_refused(conn, migration, migration.statements[completed], project_dir, True)
@@ -184,6 +271,9 @@ def _apply_in_one_round_trip(
         )
     # whichever statement failed, COMMIT included, the file's one transaction left nothing
     statement = migration.statements[completed]
+    verdict = watcher.verdict(error)
+    if verdict is not None:
+        raise _timed_out(verdict, migration, statement, project_dir, True)
     raise _failure(error, migration, statement, reapply, project_dir, True)
 
 
@@ -264,6 +354,30 @@ def _connection_lost(
     )
 
 
+def _timed_out(
+    verdict: waits.Verdict,
+    migration: Migration,
+    statement: Statement,
+    project_dir: Path | None,
+    rolled_back: bool,
+):
+    """The watcher cancelled ``statement`` past a limit: its line, the file and line, and what
+    stays."""
+    return verdict.error(
+        f"{migration.display(project_dir)}:{statement.line}",
+        left_state(migration, rolled_back),
+        statement.sql,
+    )
+
+
+def left_state(migration: Migration, rolled_back: bool) -> str:
+    return (
+        "the file's transaction was rolled back and the files before it stay applied"
+        if rolled_back
+        else f"{migration.name} has no transaction of its own: its statements before this one stay applied"
+    )
+
+
 def _failure(
     exc: psycopg.Error,
     migration: Migration,
@@ -307,11 +421,7 @@ def migration_failure(
     body = "\n".join("    " + text for text in statement.sql.splitlines()) if statement else ""
     start = statement.line if statement else line
     text = f"{message} [SQLSTATE {sqlstate or '?????'}]{extra}\n  statement (line {start}):\n{body}"
-    state = (
-        "the file's transaction was rolled back and the files before it stay applied"
-        if rolled_back
-        else f"{migration.name} has no transaction of its own: its statements before this one stay applied"
-    )
+    state = left_state(migration, rolled_back)
     if sqlstate == "42501":  # insufficient_privilege: the role, not the file, is at fault
         return MigrationError(
             f"{where}: {text}",

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from leaddb import cli, console, paths
+from leaddb import cli, console, paths, waits
 from leaddb.console import say, seconds
 from leaddb.errors import (
     BenchmarkTargetMissed,
     LeadDbError,
     NonIdempotentMigration,
     SchemaDrift,
+    Stopped,
+    file_errors,
 )
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -41,11 +43,14 @@ class Options:
     backend: str = "auto"
     dsn: str = ""
     project_dir: Path = PROJECT_DIR
+    limits: waits.Limits | None = None  # how long a statement may wait or run (the task's flags)
 
 
 def _select(options: Options) -> Backend:
     from leaddb import backends
 
+    if options.limits is not None:
+        waits.configure(options.limits)
     return backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
 
 
@@ -219,12 +224,14 @@ def check_diagram(conninfo: str, project_dir: Path) -> None:
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
     model = erd.read(conninfo)
     current = erd.markdown(model)
-    committed = path.read_bytes()
+    with file_errors("read", erd.MARKDOWN_PATH.as_posix()):
+        committed = path.read_bytes()
     if committed != current.encode("utf-8"):
         where = erd.stale_lines(committed.decode("utf-8", errors="replace"), current)
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
     readme = project_dir / erd.README_PATH
-    text = readme.read_bytes().decode("utf-8", errors="replace") if readme.is_file() else ""
+    with file_errors("read", erd.README_PATH.as_posix()):
+        text = readme.read_bytes().decode("utf-8", errors="replace") if readme.is_file() else ""
     expected = erd.embed(text, model)
     if expected is not None and expected != text:
         where = erd.stale_lines(text, expected)
@@ -275,7 +282,8 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
     found = schema_status.check(files, live, reference, reference_name=name)
     console.print_status(found)
     if json_path:
-        found.save(json_path)
+        with file_errors("write the status to", _shown(json_path, options)):
+            found.save(json_path)
         say(f"status written to {_shown(json_path, options)}")
     found.raise_for_state()
     return found
@@ -289,23 +297,27 @@ def diagram(options: Options, *, markdown_path: Path | None = None, svg_path: Pa
     model = erd.read(backend.conninfo())
     committed = markdown_path is None  # the committed diagram, which the README embeds too
     markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
-    erd.write_markdown(model, markdown_path)
+    with file_errors("write the diagram to", _shown(markdown_path, options)):
+        erd.write_markdown(model, markdown_path)
     counts = f"{len(model.tables)} tables, {len(model.foreign_keys)} foreign keys, {len(model.enums)} enums"
     say(f"wrote {_shown(markdown_path, options)} ({counts})")
     readme = options.project_dir / erd.README_PATH
     if committed and readme.is_file():
         try:
-            text = readme.read_bytes().decode("utf-8")
+            with file_errors("read", _shown(readme, options)):
+                text = readme.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             say(f"note: {_shown(readme, options)} is not UTF-8: its diagram block was left alone")
             return model
         updated = erd.embed(text, model)
         if updated is not None and updated != text:
-            readme.write_text(updated, encoding="utf-8", newline="\n")
+            with file_errors("write the diagram into", _shown(readme, options)):
+                readme.write_text(updated, encoding="utf-8", newline="\n")
             say(f"updated the diagram in {_shown(readme, options)}")
     svg_path = svg_path or options.project_dir / "reports" / "schema.svg"
     if erd.dot_program():
-        erd.svg(model, svg_path)
+        with file_errors("write the diagram to", _shown(svg_path, options)):
+            erd.svg(model, svg_path)
         say(f"wrote {_shown(svg_path, options)}")
     else:
         say("no SVG: Graphviz's `dot` is not on PATH (Debian: apt-get install graphviz)")
@@ -364,13 +376,15 @@ def run_bench(
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = results / f"{stamp}-{backend.name}"
-    bench.save(result, stem.with_suffix(".json"))
-    bench.plot(result, stem.with_suffix(".png"))
-    if result.scale:
-        bench.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
+    with file_errors("write the results to", _shown(results, options)):
+        bench.save(result, stem.with_suffix(".json"))
+        bench.plot(result, stem.with_suffix(".png"))
+        if result.scale:
+            bench.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
     say(f"results: {_shown(stem.with_suffix('.json'), options)} and .png")
     if json_path:
-        bench.save(result, json_path)
+        with file_errors("write the results to", _shown(json_path, options)):
+            bench.save(result, json_path)
     if not result.passed:
         missed = ", ".join(p for p, ok in result.verdict.items() if not ok)
         raise BenchmarkTargetMissed(
@@ -393,7 +407,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     from leaddb import report
 
     backend = _select(options)
-    options = Options(backend.name, options.dsn, options.project_dir)  # resolve auto once
+    options = replace(options, backend=backend.name)  # resolve auto once
     report_dir = report_dir or options.project_dir / "reports"
     steps = [
         ("apply", lambda: reset(options)),
@@ -417,6 +431,12 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         started = time.perf_counter()
         try:
             outcome[name] = step()
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the reports say where it stopped
+            code = exc.exit_code if isinstance(exc, Stopped) else 130
+            how = f"stopped by {exc.signal_name}" if isinstance(exc, Stopped) else "interrupted (Ctrl-C)"
+            results.append(report.StepResult(name, time.perf_counter() - started, False, code, how))
+            exc.add_note(_stopped_reports(results, report_dir, backend.name, name, options))
+            raise
         except LeadDbError as exc:
             failure = exc
             results.append(
@@ -427,13 +447,32 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         results.append(report.StepResult(name, time.perf_counter() - started, True))
         say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     console.print_verify(backend.name, results)
-    json_path, junit_path = report.write(results, report_dir, backend=backend.name)
+    try:
+        with file_errors("write the reports to", _shown(report_dir, options)):
+            json_path, junit_path = report.write(results, report_dir, backend=backend.name)
+    except LeadDbError as unwritten:
+        if failure is None:
+            raise
+        say(f"note: {unwritten.detail}")  # the step's failure is the one to report
+        raise failure from None
     say(f"reports: {_shown(json_path, options)} {_shown(junit_path, options)}")
     if "bench" in outcome:
         console.print_targets(outcome["bench"])
     if failure:
         raise failure
     return results
+
+
+def _stopped_reports(results: list, report_dir: Path, backend: str, step: str, options: Options) -> str:
+    """The reports of a verify that was stopped in ``step``: what they and the pipeline say."""
+    from leaddb import report
+
+    try:
+        paths = report.write(results, report_dir, backend=backend)
+    except OSError as exc:
+        return f"verify stopped in its {step} step; the reports could not be written ({exc.strerror or exc})"
+    shown = " and ".join(_shown(path, options) for path in paths)
+    return f"verify stopped in its {step} step, which {shown} record as stopped; no later step ran"
 
 
 def lint_migrations(options: Options) -> None:

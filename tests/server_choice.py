@@ -37,7 +37,7 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from leaddb import compose, migrations
+from leaddb import compose, masking, migrations
 from leaddb.backends.base import Backend
 from leaddb.backends.dsn import mask
 from leaddb.errors import BackendError, LeadDbError
@@ -149,7 +149,7 @@ def running(choice: Choice, project_dir: Path) -> Iterator[Backend]:
 
 
 def _setup_failed(choice: Choice, exc: Exception) -> NoTestServer:
-    return NoTestServer(f"{choice.header} could not be set up: {exc}")
+    return NoTestServer(masking.scrub(f"{choice.header} could not be set up: {exc}", choice.dsn))
 
 
 @contextmanager
@@ -178,8 +178,8 @@ def check_can_create_databases(conninfo: str) -> None:
     except psycopg.Error as exc:
         raise NoTestServer(
             f"{DSN_ENV}: cannot connect to the 'postgres' maintenance database, {where}: "
-            f"{str(exc).strip()}\n  next step: the suite creates and drops its databases from "
-            "'postgres'; let the role connect to it"
+            f"{masking.scrub(str(exc).strip(), conninfo)}\n  next step: the suite creates and drops its "
+            "databases from 'postgres'; let the role connect to it"
         ) from None
     refused = refusal(where, version=version, user=user, can_create=allowed)
     if refused:

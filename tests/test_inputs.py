@@ -313,6 +313,14 @@ def as_printed(expected: str, root: Path) -> str:
         (["db.verify", "--report-dir", "{root}/tasks.py"], "--report-dir: {path}/tasks.py is a file"),
         (["db.verify", "--report-dir", "{root}/tasks.py/sub"], "--report-dir: {path}/tasks.py (in"),
         (["db.apply", "--backend", "dsn", "--dsn", "host=x password=s3kr1t junk"], "--dsn: not a connection"),
+        (["db.apply", "--lock-timeout", "abc"], "--lock-timeout: 'abc' is not a number of seconds"),
+        (["db.reset", "--statement-timeout=-1"], "--statement-timeout: '-1' is not a number of seconds"),
+        (["db.verify", "--lock-timeout", "2d"], "--lock-timeout: '2d' is not a number of seconds"),
+        (["db.reapply", "--lock-timeout", "1e3"], "--lock-timeout: '1e3' is not a number of seconds"),
+        (["db.bench", "--lock-timeout", "\u0663"], "--lock-timeout: '\u0663' is not a number of seconds"),
+        (["db.apply", "--lock-timeout", "90000"], "--lock-timeout: '90000' is more than a day (86400 s)"),
+        (["db.apply", "--statement-timeout", "25h"], "--statement-timeout: '25h' is more than a day"),
+        (["db.apply", "--lock-timeout", "9" * 5000], f"--lock-timeout: '{'9' * 20}' is more than a day"),
     ],
 )
 def test_every_flag_is_checked_before_any_work(ws, argv, start):
@@ -402,6 +410,18 @@ def test_the_boot_timeout_checked_up_front_is_the_one_the_docker_backend_reads()
             "soon",
             "db.reset",
             "LEADDB_DOCKER_BOOT_TIMEOUT='soon' is not a number",
+        ),
+        (
+            "INVOKE_DB_LOCK_TIMEOUT",
+            "soon",
+            "db.apply",
+            "INVOKE_DB_LOCK_TIMEOUT (or db.lock_timeout in invoke.yaml): 'soon' is not a number of seconds",
+        ),
+        (
+            "INVOKE_DB_STATEMENT_TIMEOUT",
+            "-5",
+            "db.introspect",
+            "INVOKE_DB_STATEMENT_TIMEOUT (or db.statement_timeout in invoke.yaml): '-5' is not a number",
         ),
     ],
 )
@@ -508,6 +528,145 @@ def test_schema_dump_with_a_merge_conflict_or_a_directory_is_one_message(ws):
     ws.write(dump, None)
     (ws.root / dump).mkdir()
     assert_one_message(ws("db.dump"), 1, f"{ws.root / dump}: cannot be written")
+
+
+# -- files that cannot be read or written: the user's environment, not a bug ----------------------
+
+
+@contextlib.contextmanager
+def as_user(name: str) -> Iterator[None]:
+    """This process's effective user and groups are ``name``'s for the block (it runs as root):
+    files are then opened as that user would open them. Back to root afterwards."""
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    groups = os.getgroups()
+    os.setgroups([])
+    os.setegid(entry.pw_gid)
+    os.seteuid(entry.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
+
+
+def non_root(ws: Arena, task: str) -> Outcome:
+    """``task`` as the unprivileged ``nobody`` (as root) or as the user the suite runs as."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return ws(task)
+    ws(task)  # once as root first: the task's modules are loaded (root's installs nobody cannot read)
+    with as_user("nobody"):
+        return ws(task, env={"HOME": str(ws.root)})  # invoke reads ~/.invoke.yaml
+
+
+@pytest.mark.posix_only("chmod makes a directory unreadable; on Windows it sets an attribute only")
+@pytest.mark.parametrize("what", ["directory", "file"])
+def test_an_unreadable_migrations_directory_or_file_is_one_message(ws, what):
+    directory = ws.root / MIGRATIONS
+    target = directory if what == "directory" else directory / MIGRATION_NAMES[2]
+    for way in (ws.root.parent, ws.root):  # the way there is open; only the target is closed
+        way.chmod(0o755)
+    target.chmod(0o000)
+    try:
+        outcome = non_root(ws, "db.lint")
+    finally:
+        target.chmod(0o755 if what == "directory" else 0o644)
+        ws.root.parent.chmod(0o700)
+    shown = MIGRATIONS if what == "directory" else f"{MIGRATIONS}/{MIGRATION_NAMES[2]}"
+    assert_one_message(outcome, 1, f"cannot read {shown}: Permission denied")
+    assert "next step: check its permissions (and those of the directories above it)" in outcome.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "start"),
+    [
+        (
+            ["db.status", "--json", "/dev/full"],
+            "cannot write the status to /dev/full: No space left on device",
+        ),
+        (["db.erd", "--out", "/dev/full"], "cannot write the diagram to /dev/full: No space left on device"),
+        (["db.introspect", "--json", "/dev/full"], "/dev/full: cannot be written: No space left on device"),
+    ],
+)
+def test_output_to_a_full_disk_is_one_message(ws, argv, start):
+    outcome = ws(*argv)
+    assert_one_message(outcome, 1, start)
+
+
+@pytest.mark.linux_only("sysfs refuses a new file even to root, though access() says it may")
+def test_output_where_nothing_may_be_written_is_one_message(ws):
+    outcome = ws("db.status", "--json", "/sys/kernel/leaddb-status.json")
+    assert_one_message(
+        outcome, 1, "cannot write the status to /sys/kernel/leaddb-status.json: Permission denied"
+    )
+
+
+def test_a_reports_directory_that_cannot_be_made_is_one_message_after_the_step_s_own(ws):
+    """verify's reports go into reports/: a dangling link in its place cannot be made a
+    directory. The step's own failure is still the one reported (the arena's database was not
+    made by this tool, so the reset refuses), the reports' after it."""
+    (ws.root / "reports").symlink_to(ws.root / "no" / "such" / "place")
+    outcome = ws("db.verify")
+    assert_one_message(outcome, 1, f"database {ws.dbname!r} on ")
+    assert "note: cannot write the reports to reports: File exists" in outcome.out
+
+
+@pytest.mark.linux_only("a read-only bind mount")
+def test_a_read_only_checkout_reads_and_says_what_it_cannot_write(arena, tmp_path):
+    """A checkout on a read-only mount (as root: permissions would not stop root): the tasks that
+    only read work; each that writes into the checkout is one message naming the file."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("a bind mount needs root (CI is set: this test must run)", pytrace=False)
+        pytest.skip("a bind mount needs root")
+    root = tmp_path / "read-only"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy(PROJECT_DIR / name, root / name)
+    for name in PROJECT_DIRS:
+        shutil.copytree(PROJECT_DIR / name, root / name)
+    shutil.copy(PROJECT_DIR / "README.md", root / "README.md")
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True, timeout=60)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True, timeout=60)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_DIR),
+            "INVOKE_DB_BACKEND": "dsn",
+            "INVOKE_DB_DSN": arena.dsn,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+        def run(*argv: str) -> subprocess.CompletedProcess:
+            done = subprocess.run(
+                [sys.executable, "-m", "invoke", *argv],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert "Traceback" not in done.stdout + done.stderr and "internal error" not in done.stderr, done
+            return done
+
+        assert run("db.lint").returncode == 0
+        assert run("db.status").returncode == 0
+        dump = run("db.dump")
+        assert dump.returncode == 1
+        assert "api/db/schema.snapshot.json: cannot be written: Read-only file system" in dump.stderr
+        erd = run("db.erd")
+        assert erd.returncode == 1
+        assert erd.stderr.startswith("cannot write the diagram to docs/schema.md: Read-only file system")
+        assert "next step: the file system is read-only" in erd.stderr
+        verify = run("db.verify")
+        assert verify.returncode == 1
+        assert verify.stderr.startswith(
+            f"--report-dir (default {root / 'reports'}): the directory {root} is not writable"
+        ), verify.stderr
+    finally:
+        subprocess.run(["umount", str(root)], check=False, timeout=60)
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
@@ -703,6 +862,13 @@ bad_count = st.one_of(
 ).filter(lambda v: not _valid_count(v))
 size_entry = st.one_of(st.integers(1, 10**6).map(str), st.integers(-100, 0).map(str), junk, st.just(""))
 bad_sizes = st.lists(size_entry, min_size=1, max_size=4).map(",".join).filter(lambda v: not _valid_sizes(v))
+SECONDS = re.compile(r"\s*[0-9]+(?:\.[0-9]+)?\s*(?:ms|s|min|h)?\s*", re.IGNORECASE)
+bad_seconds = st.one_of(
+    junk,
+    st.integers(-(10**6), -1).map(str),
+    st.integers(86_401, 10**9).map(str),
+    st.sampled_from(["1e3", "nan", "inf", "2d", "1,5", "-0.5", "30 sec", "5m"]),
+).filter(lambda v: v.strip() and not (SECONDS.fullmatch(v) and float(re.sub(r"[^0-9.]", "", v)) <= 86_400))
 bad_backend = st.one_of(
     st.text(TEXT, min_size=1, max_size=12), st.sampled_from(["Nonsense", "postgres", "dockr", "dsn2"])
 ).filter(lambda v: v.strip().lower() not in (*NAMES, ""))
@@ -716,6 +882,8 @@ def flag_cases(draw) -> Case:
         )
     )
     bad = {"--backend": bad_backend}
+    if task in ("db.apply", "db.reapply", "db.reset", "db.bench", "db.verify"):
+        bad |= {"--lock-timeout": bad_seconds, "--statement-timeout": bad_seconds}
     if task == "db.bench":
         bad |= {"--runs": bad_count, "--scale": bad_sizes, "--json": BAD_JSON}
     if task == "db.verify":

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from leaddb import janitor, runner
+from leaddb import janitor, masking, runner
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
 from leaddb.errors import BackendError, LeadDbError
@@ -66,14 +66,8 @@ CHANGES_NOTHING = frozenset({"db.down"})
 
 
 def mask(conninfo: str) -> str:
-    """The connection string with any password replaced by ***."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return "<unparsable DSN>"
-    if params.get("password"):
-        params["password"] = "***"
-    return make_conninfo(**params)
+    """The connection string with every secret replaced by *** (``leaddb.masking``)."""
+    return masking.masked(conninfo)
 
 
 def lock_key(dbname: str) -> int:
@@ -135,8 +129,8 @@ class DsnBackend(Backend):
             )
         try:
             self.params = conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError as exc:
-            raise BackendError(f"invalid DSN {mask(dsn)}: {exc}") from None
+        except (psycopg.ProgrammingError, ValueError) as exc:  # ValueError: a %-escape not UTF-8
+            raise BackendError(f"invalid DSN {mask(dsn)}: {masking.scrub(str(exc).strip(), dsn)}") from None
         self.dsn = dsn
         self.dbname = self.params.get("dbname") or "postgres"
         self.masked = mask(dsn)
@@ -186,9 +180,9 @@ class DsnBackend(Backend):
         try:
             return psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
         except psycopg.Error as exc:  # also a parameter psycopg itself rejects (ProgrammingError)
+            reason = masking.scrub(_reason(exc), conninfo)
             raise BackendError(
-                f"cannot connect to {mask(conninfo)}: {_reason(exc)}",
-                hint=connection_hint(_reason(exc), dbname),
+                f"cannot connect to {mask(conninfo)}: {reason}", hint=connection_hint(reason, dbname)
             ) from None
 
     def _maintenance(self, **kwargs) -> psycopg.Connection:
@@ -198,7 +192,7 @@ class DsnBackend(Backend):
             conn = psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
         except psycopg.Error as exc:
             raise BackendError(
-                f"cannot connect to {mask(conninfo)}: {_reason(exc)}",
+                f"cannot connect to {mask(conninfo)}: {masking.scrub(_reason(exc), conninfo)}",
                 hint="check that the server runs and the DSN is right; tasks that change the database "
                 f"also connect to {MAINTENANCE_DB!r} on the same server (the task lock lives there, and a "
                 "reset creates, renames and drops databases from it), so the role needs CONNECT on it and "

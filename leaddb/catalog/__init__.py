@@ -139,5 +139,9 @@ def snapshot(conn: psycopg.Connection, schema: str = SCHEMA) -> Snapshot:
 
 
 def snapshot_of(conninfo: str, schema: str = SCHEMA) -> Snapshot:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    """The snapshot, read on a session watched as applies are (``leaddb.waits``): reading a
+    column's default waits for a table another session holds exclusively, visibly and bounded."""
+    from leaddb import waits
+
+    with waits.watched(conninfo, "reading the schema from the catalog") as conn:
         return snapshot(conn, schema)

@@ -333,6 +333,7 @@ class DockerBackend(Backend):
             reapply=reapply,
             project_dir=self.project_dir,
             on_file=on_file,
+            conninfo=self.conninfo(),
         )
 
     def down(self) -> str:

@@ -4,16 +4,23 @@ One psql session for all files, holding the runner's advisory lock across them a
 running the runner's end-of-file statement after each (``leaddb.runner``: one definition
 of each rule, used by both appliers). Server timestamps printed between files time each
 file; psql's own messages name the failing file and line.
+
+Its server session is called by a name of its own (``PGAPPNAME``), so the host can watch it as
+it watches the runner's (``leaddb.waits``: what a slow statement waits on, the limits, which
+``PGOPTIONS`` also gives the server) and, when the task is interrupted, end it: the session is
+terminated from the host and awaited, then psql itself is stopped (a shell in the container
+wrote its pid), so nothing of the apply runs on, holds the apply lock or is rolled back later.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from leaddb import compose, runner
+from leaddb import compose, masking, runner, waits
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
 
@@ -27,6 +34,10 @@ PSQL_FOLLOWUP = re.compile(r"^(DETAIL|HINT|CONTEXT|LINE \d+|QUERY|LOCATION):")
 MARK = "leaddb-mark"
 # printed before the lock, after it and after each file: server timestamps time the files
 MARK_QUERY = "SELECT 'leaddb-mark', extract(epoch FROM clock_timestamp())"
+# psql in the background of a shell that wrote its pid (to stop it when the task is interrupted)
+# and removes that file when psql ends; the shell exits with psql's code
+WITH_PID_FILE = '"$@" & pid=$!; echo "$pid" > "$0"; wait "$pid"; code=$?; rm -f "$0"; exit "$code"'
+STOP_BY_PID_FILE = '[ -f "$0" ] && kill -TERM "$(cat "$0")" 2>/dev/null; rm -f "$0"; true'
 
 
 def statement_at(migration: Migration, line: int) -> Statement | None:
@@ -80,8 +91,11 @@ def apply(
     reapply: bool,
     project_dir: Path,
     on_file=None,
+    conninfo: str | None = None,
 ) -> runner.ApplyResult:
-    """Every file of ``mounted`` (the directory bind-mounted at the init directory) in order."""
+    """Every file of ``mounted`` (the directory bind-mounted at the init directory) in order.
+    ``conninfo`` reaches the same database from the host: for watching psql's session, and ending
+    it when the task is interrupted."""
     paths: dict[str, Migration] = {}
     for migration in migrations:
         if migration.path.resolve().parent != mounted:
@@ -91,8 +105,32 @@ def apply(
                 hint="apply the files of the mounted migrations directory",
             )
         paths[str(compose.INITDB_DIR / migration.name)] = migration
+    token = f"leaddb-psql-{secrets.token_hex(6)}"
+    pid_file = f"/tmp/{token}.pid"
+    limits = waits.current()
+    environment = {"PGAPPNAME": token, "PGOPTIONS": limits.server_options()}
+    command = ["sh", "-c", WITH_PID_FILE, pid_file, *argv(user, dbname, port, list(paths))]
+    locate = waits.locator(
+        [(f"{m.display(project_dir)}:{st.line}", st.sql) for m in migrations for st in m.statements]
+    )
+    watcher = waits.Watcher(
+        conninfo or "",
+        application=token,
+        limits=limits,
+        named_locks={runner.ADVISORY_LOCK_KEY: runner.APPLY_LOCK},
+        locate=locate,
+    )
     started = time.perf_counter()
-    exit_code, (out, err) = container.exec_run(argv(user, dbname, port, list(paths)), demux=True)
+    try:
+        if conninfo:
+            watcher.__enter__()
+            watcher.running(None)
+        exit_code, (out, err) = container.exec_run(command, demux=True, environment=environment)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: psql and its session go too
+        exc.add_note(stop(container, pid_file, conninfo, token))
+        raise
+    finally:
+        watcher.__exit__(None, None, None)
     elapsed = time.perf_counter() - started
     stdout = (out or b"").decode("utf-8", "replace")
     stderr = (err or b"").decode("utf-8", "replace")
@@ -107,6 +145,8 @@ def apply(
         if found and found["level"] in ("NOTICE", "WARNING", "INFO"):
             notices.setdefault(found["file"], []).append(found["message"])
     if exit_code != 0:
+        if watcher.fired is not None:
+            raise _timed_out(watcher.fired, stderr, paths, project_dir)
         if runner.TRANSACTION_LEFT_OPEN in stderr and 2 <= len(marks) < len(paths) + 2:
             raise runner.unterminated_transaction(list(paths.values())[len(marks) - 2], project_dir)
         raise _failure(stderr, paths, reapply, exit_code, container.name, project_dir)
@@ -123,6 +163,57 @@ def apply(
         if on_file:
             on_file(file_result)
     return result
+
+
+def stop(container, pid_file: str, conninfo: str | None, token: str) -> str:
+    """After an interruption: end psql's session on the server (its statement and transaction
+    with it, and the apply lock), then psql. What became of them, in words."""
+    import psycopg
+
+    said = []
+    if conninfo:
+        try:
+            ended, left = waits.terminate(conninfo, token)
+            pids = ", ".join(map(str, ended)) or "none left"
+            said.append(
+                f"psql's session on the server (pid {pids}) is still there and holds the apply lock"
+                if left
+                else f"psql's session on the server (pid {pids}) was ended: the statement in progress was "
+                "cancelled and its transaction rolled back; the apply lock is free"
+            )
+        except psycopg.Error as exc:
+            reason = masking.scrub(" ".join(str(exc).split()), conninfo)
+            said.append(f"psql's session on the server could not be ended ({reason})")
+    try:
+        container.exec_run(["sh", "-c", STOP_BY_PID_FILE, pid_file])
+        said.append(f"psql in container {container.name} was stopped")
+    except Exception as exc:  # noqa: BLE001 - the engine's reason, reported
+        said.append(f"psql in container {container.name} could not be stopped ({exc})")
+    return "; ".join(said)
+
+
+def _timed_out(verdict: waits.Verdict, stderr: str, paths: dict[str, Migration], project_dir: Path):
+    """The watcher cancelled psql's statement past a limit: psql's error names file and line."""
+    found = next(
+        (m for line in stderr.splitlines() if (m := PSQL_MESSAGE.match(line)) and m["level"] == "ERROR"), None
+    )
+    migration = paths.get(found["file"]) if found else None
+    statement = statement_at(migration, int(found["line"])) if migration and found else None
+    if migration is None or statement is None:
+        return verdict.error(None, "the file being applied was rolled back if it is one transaction")
+    return verdict.error(
+        f"{migration.display(project_dir)}:{statement.line}",
+        runner.left_state(migration, _wrapped(migration)),
+        statement.sql,
+    )
+
+
+def _wrapped(migration: Migration) -> bool:
+    """psql stops at the error and its session ends: an open transaction is rolled back."""
+    return bool(migration.statements) and migration.statements[0].sql.upper() in (
+        "BEGIN",
+        "START TRANSACTION",
+    )
 
 
 def _failure(
@@ -152,11 +243,7 @@ def _failure(
         if not PSQL_FOLLOWUP.match(extra) or extra.startswith("LOCATION:"):
             break
         details.append(extra.lower().split(":", 1)[0] + ":" + extra.split(":", 1)[1])
-    # psql stops at the error and its session ends: an open transaction is rolled back
-    wrapped = bool(migration.statements) and migration.statements[0].sql.upper() in (
-        "BEGIN",
-        "START TRANSACTION",
-    )
+    wrapped = _wrapped(migration)
     return runner.migration_failure(
         migration,
         statement,
