@@ -533,6 +533,7 @@ def test_schema_dump_with_a_merge_conflict_or_a_directory_is_one_message(ws):
 # -- files that cannot be read or written: the user's environment, not a bug ----------------------
 
 
+@pytest.mark.posix_only("switches the effective user: POSIX credentials")
 @contextlib.contextmanager
 def as_user(name: str) -> Iterator[None]:
     """This process's effective user and groups are ``name``'s for the block (it runs as root):
@@ -552,6 +553,7 @@ def as_user(name: str) -> Iterator[None]:
         os.setgroups(groups)
 
 
+@pytest.mark.posix_only("runs the task as another user (effective uid): POSIX credentials")
 def non_root(ws: Arena, task: str) -> Outcome:
     """``task`` as the unprivileged ``nobody`` (as root) or as the user the suite runs as."""
     if os.name != "posix" or os.geteuid() != 0:
