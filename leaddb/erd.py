@@ -16,10 +16,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from psycopg.rows import dict_row
 
-from leaddb.catalog import SCHEMA, query
+from leaddb.catalog import SCHEMA, connect, query
 from leaddb.errors import LeadDbError
 
 MARKDOWN_PATH = Path("docs/schema.md")
@@ -86,7 +85,7 @@ class Model:
 def read(conninfo: str, schema: str = SCHEMA) -> Model:
     """The diagram's content from the catalog (catalog queries only)."""
     params = {"schema": schema}
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connect(conninfo) as conn, conn.cursor(row_factory=dict_row) as cur:
         tables = [r["name"] for r in cur.execute(query("tables"), params).fetchall()]
         columns = cur.execute(query("columns"), params).fetchall()
         keys = cur.execute(query("key_columns"), params).fetchall()

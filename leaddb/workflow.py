@@ -273,6 +273,10 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
                 "or run `invoke db.status --detail`",
             ) from None
     found = schema_status.check(files, live, reference, reference_name=name)
+    if found.pending:  # not silently: say where the missing tables are, if they are elsewhere
+        wanted = [o.name for o in reference.of_kind("table") if not live.get("table", o.name)]
+        for schema, tables in catalog.tables_elsewhere(backend.conninfo(), wanted).items():
+            found.notes.append(schema_status.elsewhere_note(schema, tables))
     console.print_status(found)
     if json_path:
         found.save(json_path)

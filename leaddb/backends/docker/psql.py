@@ -1,9 +1,10 @@
 """Apply the mounted migration files with ``psql -v ON_ERROR_STOP=1 -f`` inside the container.
 
-One psql session for all files, holding the runner's advisory lock across them and
-running the runner's end-of-file statement after each (``leaddb.runner``: one definition
-of each rule, used by both appliers). Server timestamps printed between files time each
-file; psql's own messages name the failing file and line.
+One psql session for all files, with the runner's pinned session settings (``PGOPTIONS``),
+holding the runner's advisory lock across them and running the runner's end-of-file statement
+after each (``leaddb.runner``: one definition of each rule, used by both appliers). Server
+timestamps printed between files time each file; psql's own messages name the failing file
+and line.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ def apply(
             )
         paths[str(compose.INITDB_DIR / migration.name)] = migration
     started = time.perf_counter()
-    exit_code, (out, err) = container.exec_run(argv(user, dbname, port, list(paths)), demux=True)
+    exit_code, (out, err) = container.exec_run(
+        argv(user, dbname, port, list(paths)),
+        demux=True,
+        environment=runner.session_environment(),  # the runner's pinned settings: schema public, UTF-8
+    )
     elapsed = time.perf_counter() - started
     stdout = (out or b"").decode("utf-8", "replace")
     stderr = (err or b"").decode("utf-8", "replace")
