@@ -34,12 +34,14 @@ def _options(c, backend: str | None, dsn: str | None) -> workflow.Options:
         **COMMON_HELP,
         "force": "with docker/dsn: also remove a volume or database this tool did not create",
         "fast": "keep the running server; recreate the database from a template built once per migration set",
+        "end-sessions": "with dsn: end other clients' sessions on the database being replaced "
+        "(without it a reset refuses while there are any, naming them)",
     }
 )
 @cli.boundary
-def reset(c, backend=None, dsn=None, force=False, fast=False):
+def reset(c, backend=None, dsn=None, force=False, fast=False, end_sessions=False):
     """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
-    workflow.reset(_options(c, backend, dsn), force=force, fast_reset=fast)
+    workflow.reset(_options(c, backend, dsn), force=force, fast_reset=fast, end_sessions=end_sessions)
 
 
 @task(help=COMMON_HELP)

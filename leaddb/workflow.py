@@ -66,7 +66,9 @@ def _shown(path: Path, options: Options) -> str:
     return paths.shown(path, options.project_dir)
 
 
-def reset(options: Options, *, force: bool = False, fast_reset: bool = False) -> BootReport:
+def reset(
+    options: Options, *, force: bool = False, fast_reset: bool = False, end_sessions: bool = False
+) -> BootReport:
     backend, files = _prepare(options)
     how = " (fast: recreate from the template database)" if fast_reset else ""
     say(f"resetting {backend.describe()}{how}")
@@ -77,7 +79,7 @@ def reset(options: Options, *, force: bool = False, fast_reset: bool = False) ->
             backend.start()
             boot = fast.reset(backend, files)
         else:
-            boot = backend.reset(files, force=force)
+            boot = backend.reset(files, force=force, end_sessions=end_sessions)
     console.print_boot(boot)
     say(f"ready: {backend.describe()}")
     return boot
