@@ -40,7 +40,7 @@ def reset(backend: Backend, migrations: Sequence[Migration]) -> BootReport:
         )
     report = BootReport(f"{backend.name} --fast")
     target = conninfo_to_dict(backend.conninfo())["dbname"]
-    janitor.check_target(target, action="recreate", source="POSTGRES_DB (docker-compose.yml or .env)")
+    janitor.check_target(target, action="recreate", source=backend.database_setting)
     template = template_name(migrations)
     complete = f"every migration of set {checksum(list(migrations))} applied"
     with janitor.maintenance(backend.conninfo("postgres")) as conn:

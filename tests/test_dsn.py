@@ -636,15 +636,22 @@ def test_a_dsn_name_the_server_would_cut_is_refused_up_front(scene, tail):
     assert scene.precious(cut) == ["still here"]
 
 
-def test_what_an_interrupted_reset_left_is_dropped_by_the_next(scene, migration_files):
+def test_what_an_interrupted_reset_left_is_dropped_by_the_next(scene, migration_files, capsys):
     """A crash after the swap's commit leaves the old database as a marked tombstone; one during
-    the build, the half-built database (marked as soon as it exists)."""
+    the build, the half-built database (marked as soon as it exists). Every database the reset
+    drops is named before the first is dropped."""
     scene.create()
-    scene.create(side_name(scene.dbname, OLD_SUFFIX))
-    scene.create(side_name(scene.dbname, NEW_SUFFIX))
-    backend = DsnBackend(Path.cwd(), scene.dsn())
-    with backend.lock("db.reset"):
-        backend.reset(migration_files)
+    new, old = side_name(scene.dbname, NEW_SUFFIX), side_name(scene.dbname, OLD_SUFFIX)
+    scene.create(old)
+    scene.create(new)
+    reset(scene, migration_files)
+    said = capsys.readouterr().out.splitlines()
+    assert said[:3] == [
+        f"dsn: this reset drops '{new}' (left behind by an interrupted reset), '{old}' (left behind by an "
+        f"interrupted reset), '{scene.dbname}' (replaced by the rebuilt one once it is complete)",
+        f"dsn: dropping '{new}', left behind by an interrupted reset",
+        f"dsn: dropping '{old}', left behind by an interrupted reset",
+    ]
     assert scene.databases() == {scene.dbname}
     assert scene.snapshot().get("table", "leads")
 

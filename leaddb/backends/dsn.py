@@ -474,9 +474,10 @@ class DsnBackend(Backend):
         drops = self._drops(target, new, old, present)
         if problems:
             self._refuse(problems, drops)
-        if drops:
+        leftovers = [name for name in (new, old) if name in facts]
+        if leftovers:  # more than the database the DSN names: every one, before any is dropped
             say(f"dsn: this reset drops {drops}")
-        return facts.get(target), [name for name in (new, old) if name in facts]
+        return facts.get(target), leftovers
 
     def _sessions_that_stay(self, conn: psycopg.Connection, names: list[str]) -> list[database.Session]:
         """Other clients' sessions on ``names``, after a moment for those that are closing (a
