@@ -44,13 +44,24 @@ def _options(c, backend: str | None, dsn: str | None, lock_timeout=None, stateme
         **APPLY_HELP,
         "force": "with docker/dsn: also remove a volume or database this tool did not create",
         "fast": "keep the running server; recreate the database from a template built once per migration set",
+        "end-sessions": "with dsn: end other clients' sessions on the database being replaced "
+        "(without it a reset refuses while there are any, naming them)",
     }
 )
 @cli.boundary
-def reset(c, backend=None, dsn=None, force=False, fast=False, lock_timeout=None, statement_timeout=None):
+def reset(
+    c,
+    backend=None,
+    dsn=None,
+    force=False,
+    fast=False,
+    end_sessions=False,
+    lock_timeout=None,
+    statement_timeout=None,
+):
     """Fresh cluster/volume/database, boot, apply every migration; prints each phase's time."""
     options = _options(c, backend, dsn, lock_timeout, statement_timeout)
-    workflow.reset(options, force=force, fast_reset=fast)
+    workflow.reset(options, force=force, fast_reset=fast, end_sessions=end_sessions)
 
 
 @task(help=APPLY_HELP)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from leaddb import fast, janitor, platforms
+from leaddb import fast, janitor, platforms, runner
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
@@ -199,11 +199,12 @@ def psql_note(psql: str) -> str:
 
 
 def psql_per_file(conninfo: str, migrations: Sequence[Migration], psql: str | None = None) -> float:
-    """``psql -X -v ON_ERROR_STOP=1 -f FILE`` once per file, as the manual path does."""
+    """``psql -X -v ON_ERROR_STOP=1 -f FILE`` once per file, as the manual path does (in a
+    session with the runner's pinned settings, as ours: the same schema, the same work)."""
     psql = psql or psql_program()
     if psql is None:
         raise FileNotFoundError("psql")
-    params = conninfo_to_dict(conninfo)
+    params = conninfo_to_dict(runner.session_conninfo(conninfo))
     env = {**os.environ}
     if params.get("password"):  # never on the command line, where `ps` shows it
         env["PGPASSWORD"] = str(params.pop("password"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from psycopg.rows import dict_row
 
-from leaddb.catalog import SCHEMA, query
+from leaddb.catalog import SCHEMA, connect, query
 from leaddb.errors import LeadDbError
 
 MARKDOWN_PATH = Path("docs/schema.md")
@@ -88,7 +88,7 @@ def read(conninfo: str, schema: str = SCHEMA) -> Model:
     from leaddb import waits  # a read that waits on a locked table is reported and bounded
 
     with (
-        waits.watched(conninfo, "reading the diagram from the catalog") as conn,
+        waits.watched(conninfo, "reading the diagram from the catalog", connect=connect) as conn,
         conn.cursor(row_factory=dict_row) as cur,
     ):
         tables = [r["name"] for r in cur.execute(query("tables"), params).fetchall()]

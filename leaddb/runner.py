@@ -35,6 +35,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import generators, pq
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq.abc import PGresult
 
 from leaddb import masking, waits
@@ -86,8 +87,69 @@ class ApplyResult:
         return sum(len(f.notices) for f in self.files)
 
 
-def connect(conninfo: str, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(conninfo, autocommit=True, prepare_threshold=None, **kwargs)
+# The settings every session of the tool pins, whatever the server, the database or the role
+# say (``ALTER DATABASE … SET``, ``ALTER ROLE … [IN DATABASE …] SET``, the server's file): they
+# decide where DDL puts what it creates, how it parses the migrations' literals, and how the
+# catalog spells what it reads back. A role's ``search_path = myschema, public`` would otherwise
+# put every table into ``myschema``, and read every definition back schema-qualified. Each is a
+# setting any role may set (a connection that sets a superuser-only one is refused). Sent as the
+# connection's startup options, so they are the session's defaults: ``RESET ALL`` (the end of
+# every file, ``END_OF_FILE``) returns to them, not to the role's. Left alone on purpose: the
+# timeouts (their own rules), settings that fail loudly rather than change the result
+# (``default_transaction_read_only``, ``row_security``), and output-only ones (``lc_*``,
+# ``client_min_messages``, ``bytea_output``).
+SESSION_SETTINGS = (
+    ("search_path", "public"),  # the spec's schema; objects go there, names print unqualified
+    ("default_tablespace", ""),  # the database's own tablespace
+    ("default_table_access_method", "heap"),
+    ("check_function_bodies", "on"),  # a function body is checked when it is created
+    ("standard_conforming_strings", "on"),  # a backslash in a '…' literal is a backslash
+    ("transform_null_equals", "off"),  # "x = NULL" stays what it says
+    ("array_nulls", "on"),
+    ("quote_all_identifiers", "off"),  # definitions read back as PostgreSQL normally spells them
+    ("DateStyle", "ISO,MDY"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),  # a timestamptz literal means one instant (the postgres image's zone)
+    ("extra_float_digits", "1"),
+)
+SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS)
+# Names and definitions come back as text in any database: a SQL_ASCII one would otherwise hand
+# them over as bytes (b'leads'), and migrations are UTF-8 files.
+CLIENT_ENCODING = "UTF8"
+
+
+# Every session says whose it is in pg_stat_activity: a session a killed run left running on
+# the server (a statement the server has not yet noticed the client is gone for) is told from
+# other people's by it.
+APPLICATION_PREFIX = "leaddb "
+
+
+def session_conninfo(conninfo: str, extra_options: str = "") -> str:
+    """``conninfo`` with ``extra_options`` (a task's limits, ``leaddb.waits``) and the session's
+    pinned settings appended to its own ``options`` (or to ``PGOPTIONS``, which libpq reads only
+    when there are none), so the pinned ones win over all of them."""
+    given = conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS", "")
+    options = " ".join(part for part in (given, extra_options, SESSION_OPTIONS) if part)
+    return make_conninfo(
+        conninfo,
+        options=options,
+        client_encoding=CLIENT_ENCODING,
+        application_name=f"{APPLICATION_PREFIX}client pid {os.getpid()}",
+    )
+
+
+def session_environment(extra_options: str = "") -> dict[str, str]:
+    """The same settings for a ``psql`` that reads them from its environment."""
+    options = " ".join(part for part in (extra_options, SESSION_OPTIONS) if part)
+    return {"PGOPTIONS": options, "PGCLIENTENCODING": CLIENT_ENCODING}
+
+
+def connect(conninfo: str, *, options: str = "", **kwargs) -> psycopg.Connection:
+    """A session of the tool's: autocommit, the pinned settings (``SESSION_SETTINGS``) after
+    ``options`` (a keyword ``options`` would replace them, so it is merged here)."""
+    return psycopg.connect(
+        session_conninfo(conninfo, options), autocommit=True, prepare_threshold=None, **kwargs
+    )
 
 
 def apply(
@@ -107,8 +169,7 @@ def apply(
     started = time.perf_counter()
     limits = waits.current()
     try:
-        options = waits.session_options(conninfo, limits.server_options())
-        conn = connect(conninfo, application_name=APPLICATION, **options)
+        conn = connect(conninfo, application_name=APPLICATION, options=limits.server_options())
     except psycopg.Error as exc:
         # psycopg's message names host, port and database; whatever came from the DSN is scrubbed
         raise BackendError(

@@ -258,3 +258,13 @@ def _reference_notes(creator: dict, reference: Snapshot, reference_name: str) ->
         f"{len(unclaimed)} no file creates, e.g. {sample}): those objects were checked for presence "
         "only. Rebuild it: `invoke db.reset`, then `invoke db.dump`, and commit it"
     ]
+
+
+def elsewhere_note(schema: str, tables: list[str]) -> str:
+    """What to say when tables the files create sit in another schema than ``public``."""
+    shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+    return (
+        f"schema {schema!r} holds {len(tables)} of the tables the migrations create ({shown}): applied "
+        "there under another search_path (a role's or a database's setting)? These tasks apply and read "
+        "schema public only, whatever the search_path; move or drop those tables, then `invoke db.apply`"
+    )

@@ -500,19 +500,6 @@ def locator(statements: list[tuple[str, str]]) -> Callable[[str], str | None]:
 READER = f"leaddb read (client pid {os.getpid()})"
 
 
-def session_options(conninfo: str, options: str) -> dict[str, str]:
-    """The ``options`` keyword to connect with: ``options`` after any the DSN has (parsed only
-    when it has some: a connection string costs a parse)."""
-    if not options:
-        return {}
-    given = ""
-    if "options" in conninfo:
-        from psycopg.conninfo import conninfo_to_dict
-
-        given = conninfo_to_dict(conninfo).get("options") or ""
-    return {"options": f"{given} {options}".strip()}
-
-
 # the sessions called %(name)s (only %(pid)s, when it is not null); each is then ended on its own:
 # a function in a WHERE clause may be called before the other conditions are
 _MINE = (
@@ -537,20 +524,18 @@ def terminate(conninfo: str, application: str, *, pid: int | None = None) -> tup
 
 
 @contextmanager
-def watched(conninfo: str, what: str, *, state: str = "nothing was changed"):
+def watched(conninfo: str, what: str, *, state: str = "nothing was changed", connect=None):
     """A session for reading (the catalog, the diagram's model), watched and bounded as the
     runner's are: a read that waits for a table another session has locked (``pg_get_expr``
     locks the table it reads a default of) is reported and given up past the limits; ``what``
-    names it in the lines, ``state`` says what was left. Interrupted, its session is ended."""
+    names it in the lines, ``state`` says what was left. Interrupted, its session is ended.
+    ``connect`` makes the session (default: the runner's, with its pinned settings)."""
     import psycopg
 
+    if connect is None:
+        from leaddb.runner import connect
     limits = current()
-    conn = psycopg.connect(
-        conninfo,
-        autocommit=True,
-        application_name=READER,
-        **session_options(conninfo, limits.server_options()),
-    )
+    conn = connect(conninfo, application_name=READER, options=limits.server_options())
     pid = conn.info.backend_pid
     try:
         with Watcher(conninfo, pid=pid, limits=limits) as watcher:

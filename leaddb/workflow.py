@@ -71,7 +71,9 @@ def _shown(path: Path, options: Options) -> str:
     return paths.shown(path, options.project_dir)
 
 
-def reset(options: Options, *, force: bool = False, fast_reset: bool = False) -> BootReport:
+def reset(
+    options: Options, *, force: bool = False, fast_reset: bool = False, end_sessions: bool = False
+) -> BootReport:
     backend, files = _prepare(options)
     how = " (fast: recreate from the template database)" if fast_reset else ""
     say(f"resetting {backend.describe()}{how}")
@@ -82,7 +84,7 @@ def reset(options: Options, *, force: bool = False, fast_reset: bool = False) ->
             backend.start()
             boot = fast.reset(backend, files)
         else:
-            boot = backend.reset(files, force=force)
+            boot = backend.reset(files, force=force, end_sessions=end_sessions)
     console.print_boot(boot)
     say(f"ready: {backend.describe()}")
     return boot
@@ -280,6 +282,10 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
                 "or run `invoke db.status --detail`",
             ) from None
     found = schema_status.check(files, live, reference, reference_name=name)
+    if found.pending:  # not silently: say where the missing tables are, if they are elsewhere
+        wanted = [o.name for o in reference.of_kind("table") if not live.get("table", o.name)]
+        for schema, tables in catalog.tables_elsewhere(backend.conninfo(), wanted).items():
+            found.notes.append(schema_status.elsewhere_note(schema, tables))
     console.print_status(found)
     if json_path:
         with file_errors("write the status to", _shown(json_path, options)):

@@ -6,7 +6,6 @@ from it. Tests reach the server through the backend interface only."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -111,36 +110,54 @@ def server(request):
 
 
 @pytest.fixture(scope="session")
-def template_db(server, migration_files) -> str:
-    """A database with every migration applied, once per session; fresh ones are its copies."""
-    name = f"leaddb_template_{secrets.token_hex(4)}"
+def keeper(server):
+    """The session that makes, marks and drops the suite's own databases (``janitor``'s scratch
+    databases) and holds their locks while the run lives: a run killed midway leaves marked
+    databases, which the next run sweeps; no sweep drops a live run's."""
     with janitor.maintenance(server.conninfo("postgres")) as conn:
-        janitor.create_database(conn, name)
+        janitor.sweep_once(conn)
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def template_db(server, keeper, migration_files) -> str:
+    """A database with every migration applied, once per session; fresh ones are its copies."""
+    name = janitor.create_scratch(keeper, "template")
     try:
         server.apply(migration_files, dbname=name)
         yield name
     finally:
-        with janitor.maintenance(server.conninfo("postgres")) as conn:
-            janitor.drop_database(conn, name)
+        janitor.drop_scratch(keeper, name)
 
 
 @pytest.fixture
-def fresh_db(server, template_db):
+def fresh_db(server, keeper, template_db):
     """Factory: a new database, from the migrated template (default) or empty (``None``);
     dropped after the test."""
     created = []
 
     def make(template: str | None = template_db) -> str:
-        name = f"t_{secrets.token_hex(6)}"
-        with janitor.maintenance(server.conninfo("postgres")) as conn:
-            janitor.create_database(conn, name, template=template or "template0")
+        name = janitor.create_scratch(keeper, "t", template=template or "template0")
         created.append(name)
         return server.conninfo(name)
 
     yield make
-    with janitor.maintenance(server.conninfo("postgres")) as conn:
-        for name in created:
-            janitor.drop_database(conn, name)
+    for name in created:
+        janitor.drop_scratch(keeper, name)
+
+
+@pytest.fixture
+def scene(server):
+    """The suite's server as a shared server (tests/dsn_scene.py): roles, databases, sessions and
+    settings of the test's own, removed afterwards. Its superuser sets them up."""
+    from dsn_scene import Scene
+
+    server_choice.skip_unless_superuser(
+        server.conninfo("postgres"), in_ci=IN_CI, needed_for="roles, sessions and settings of its own"
+    )
+    made = Scene(server)
+    yield made
+    made.remove()
 
 
 @pytest.fixture

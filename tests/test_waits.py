@@ -360,13 +360,21 @@ def test_the_server_holds_the_session_to_the_limits_a_margin_later():
     assert waits.Limits(lock=0, statement=0).server_options() == ""
 
 
-def test_the_options_are_added_to_those_the_dsn_has():
-    given = "dbname=x options='-c search_path=public'"
-    assert waits.session_options(given, "-c lock_timeout=5000") == {
-        "options": "-c search_path=public -c lock_timeout=5000"
-    }
-    assert waits.session_options("dbname=x", "-c lock_timeout=5000") == {"options": "-c lock_timeout=5000"}
-    assert waits.session_options("dbname=x", "") == {}
+def test_the_limits_go_between_the_dsns_options_and_the_pinned_settings(monkeypatch):
+    """A keyword ``options`` would replace the DSN's own and the pinned settings: the runner
+    merges the limits in, in this order, so the pinned settings win and the DSN's stay."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from leaddb import runner
+
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    given = "dbname=x options='-c work_mem=8MB'"
+    options = conninfo_to_dict(runner.session_conninfo(given, "-c lock_timeout=5000"))["options"]
+    assert options == f"-c work_mem=8MB -c lock_timeout=5000 {runner.SESSION_OPTIONS}"
+    options = conninfo_to_dict(runner.session_conninfo("dbname=x", ""))["options"]
+    assert options == runner.SESSION_OPTIONS
+    environment = runner.session_environment("-c lock_timeout=5000")
+    assert environment["PGOPTIONS"] == f"-c lock_timeout=5000 {runner.SESSION_OPTIONS}"
 
 
 def test_a_lock_is_named_in_words():

@@ -15,7 +15,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leaddb import runner
+from psycopg.conninfo import conninfo_to_dict
+
+from leaddb import janitor, runner
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 
@@ -93,13 +95,19 @@ class Backend(ABC):
 
     name: str
     capabilities: Capabilities
+    database_setting = "POSTGRES_DB (docker-compose.yml or .env)"
+    """Where the name of the project's database comes from, for messages about it."""
 
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = project_dir
 
     @abstractmethod
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
-        """A fresh server or database with every migration applied (the caller holds ``lock``)."""
+    def reset(
+        self, migrations: Sequence[Migration], *, force: bool = False, end_sessions: bool = False
+    ) -> BootReport:
+        """A fresh server or database with every migration applied (the caller holds ``lock``).
+        ``end_sessions``: other clients' sessions on a database being replaced may be ended
+        (on a server that is not ours; without it a reset refuses while there are any)."""
 
     @abstractmethod
     def start(self) -> None:
@@ -134,9 +142,14 @@ class Backend(ABC):
         reapply: bool = False,
         on_file=None,
     ) -> runner.ApplyResult:
-        """Apply the files in order to ``dbname`` (default: the project's database)."""
+        """Apply the files in order to ``dbname`` (default: the project's database, never one of
+        the server's own nor a name the server would cut: ``janitor.name_problem``)."""
+        conninfo = self.conninfo(dbname)
+        if dbname is None:
+            target = conninfo_to_dict(conninfo).get("dbname") or ""
+            janitor.check_target(target, action="apply the migrations to", source=self.database_setting)
         return runner.apply(
-            self.conninfo(dbname), migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
+            conninfo, migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
 
     def drop_init_cache(self) -> None:

@@ -1,15 +1,24 @@
 """Any existing PostgreSQL 15 server, by libpq connection string.
 
 The server is not ours: ``reset`` recreates only the database the DSN names, and only when
-that database carries this tool's marker comment (or does not exist), unless ``--force``.
-``down`` touches nothing.
+that database carries this tool's mark (``leaddb.janitor``: the last line of its comment,
+tied to its oid) or does not exist, unless ``--force``. ``down`` touches nothing.
 
-A reset never loses what it cannot rebuild. It checks first that the DSN's role may create
-databases (``CREATEDB``) and may drop and rename the target (it owns it, or is a superuser);
-then it builds the new database beside the old one, under a temporary name, with every
-migration applied; only then does it swap the two in one transaction (old → tombstone, new →
-target) and drop the tombstone. Any failure before the swap leaves the old database as it was
-and drops the half-built one. A crash leaves at most a marked ``<db>__leaddb_new`` or
+A reset decides first, then acts, and never loses what it cannot rebuild. Before anything is
+created, dropped or ended it proves, and names in one refusal whatever fails: that the role
+may create databases (``CREATEDB``) and drop and rename the target (owns it, or is a
+superuser); that the target is this tool's (or ``--force``); that ``<db>__leaddb_new`` and
+``<db>__leaddb_old``, if they exist, are this tool's (``--force`` never covers them: a
+database of that name without the mark is someone else's); that no other client has a
+session on any of them (unless ``--end-sessions``: then that this role may end each one); that
+no prepared transaction, replication slot or subscription holds them; and that everything
+that belongs to the database rather than to its schema can be carried over
+(``leaddb.backends.database``: owner, encoding and locale, tablespace, connection limit, ACL,
+settings, comment). Then it names every database it will drop, builds the new database
+beside the old one under a temporary name with those properties and every migration applied,
+compares the two, and only then swaps them in one transaction (old → tombstone, new → target)
+and drops the tombstone. Any failure before the swap leaves the old database as it was and
+drops the half-built one. A crash leaves at most a marked ``<db>__leaddb_new`` or
 ``<db>__leaddb_old``, which the next reset drops.
 
 Every task that changes the database holds a server-side advisory lock keyed on the target
@@ -23,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,13 +42,17 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from leaddb import janitor, masking, runner
+from leaddb.backends import database
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
 from leaddb.errors import BackendError, LeadDbError
 from leaddb.migrations import Migration
 
-MARKER_COMMENT = "leaddb scratch database: safe to drop with invoke db.reset"
-RESERVED = ("postgres", "template0", "template1")
+# The mark of the databases a reset makes (``leaddb.janitor.mark``): its kind, and what it says.
+MARK = "database"
+MARK_NOTE = "built by invoke db.reset, which replaces it"
+TOMBSTONE_NOTE = "replaced by invoke db.reset; dropped by it, or by the next reset"
+RESERVED = janitor.RESERVED
 
 # Where the task lock lives and the databases are created, renamed and dropped from. Advisory
 # locks are scoped to the database of the session that takes them, so every task must take the
@@ -48,14 +62,18 @@ RESERVED = ("postgres", "template0", "template1")
 MAINTENANCE_DB = "postgres"
 
 # The database a reset builds, and the old one between the swap and its drop. Both carry the
-# marker comment, so the next reset drops them when a crash left them behind.
+# mark (``MARK``, made for their own oid), so the next reset drops them when a crash left them
+# behind; a database of either name without it is someone else's, and never dropped.
 NEW_SUFFIX = "__leaddb_new"
 OLD_SUFFIX = "__leaddb_old"
-MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by the server
+MAX_IDENTIFIER_BYTES = janitor.MAX_NAME_BYTES  # longer names are cut by the server
 
-# Ending a session takes a moment; a new one may connect between the end and the rename.
+# Ending a session takes a moment; a new one may connect between the end and the rename
+# (with --end-sessions; without it a session that connects meanwhile refuses the swap).
 SWAP_ATTEMPTS = 3
 TERMINATE_WAIT_MS = 5000
+# A client that has just closed its connection may be listed among the sessions for a moment.
+SESSION_GRACE = 1.0
 
 # application_name of the lock's session: how a refused task learns which task holds the lock
 LOCK_APPLICATION = "leaddb "
@@ -119,6 +137,7 @@ _guard = threading.Lock()
 class DsnBackend(Backend):
     name = "dsn"
     capabilities = Capabilities(owns_server=False)
+    database_setting = "the DSN's dbname"
 
     def __init__(self, project_dir: Path, dsn: str) -> None:
         super().__init__(project_dir)
@@ -134,6 +153,12 @@ class DsnBackend(Backend):
         self.dsn = dsn
         self.dbname = self.params.get("dbname") or "postgres"
         self.masked = mask(dsn)
+        too_long = janitor.length_problem(self.dbname)
+        if too_long:  # the server would connect every task to the cut name: another database
+            raise BackendError(
+                f"the DSN names database {self.dbname!r}: {too_long}",
+                hint=f"name a database of at most {MAX_IDENTIFIER_BYTES} bytes in the DSN; nothing was done",
+            )
 
     def start(self) -> None:
         # fail here, with the DSN masked, rather than later in psycopg with a traceback
@@ -156,10 +181,12 @@ class DsnBackend(Backend):
         """As every backend's, but never into the maintenance or template databases: a DSN
         without ``dbname`` (this backend then connects to ``postgres``) must not get the
         schema in a database that is not the project's."""
-        if dbname is None and self.dbname in RESERVED:
+        problem = janitor.name_problem(self.dbname) if dbname is None else None
+        if problem:
             named = "names no database" if not self.params.get("dbname") else f"names {self.dbname!r}"
             raise BackendError(
-                f"refusing to apply the migrations to the {self.dbname!r} database: the DSN {named}",
+                f"refusing to apply the migrations to the {self.dbname!r} database: the DSN {named} "
+                f"({problem})",
                 hint="name the project's database in the DSN, e.g. dbname=leadgen "
                 "(`invoke db.reset --backend dsn` builds it)",
             )
@@ -178,7 +205,7 @@ class DsnBackend(Backend):
     def _connect(self, dbname: str, **kwargs) -> psycopg.Connection:
         conninfo = self.conninfo(dbname)
         try:
-            return psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
+            return runner.connect(conninfo, **self._timeout(), **kwargs)
         except psycopg.Error as exc:  # also a parameter psycopg itself rejects (ProgrammingError)
             reason = masking.scrub(_reason(exc), conninfo)
             raise BackendError(
@@ -189,7 +216,7 @@ class DsnBackend(Backend):
         """A session on ``postgres`` that no idle timeout of the server ends mid-task."""
         conninfo = self.conninfo(MAINTENANCE_DB)
         try:
-            conn = psycopg.connect(conninfo, autocommit=True, **self._timeout(), **kwargs)
+            conn = runner.connect(conninfo, **self._timeout(), **kwargs)
         except psycopg.Error as exc:
             raise BackendError(
                 f"cannot connect to {mask(conninfo)}: {masking.scrub(_reason(exc), conninfo)}",
@@ -317,14 +344,17 @@ class DsnBackend(Backend):
 
     # -- reset -------------------------------------------------------------------------
 
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
-        """Build the new database beside the old one, then swap (see the module's docstring).
-        The caller holds ``lock``."""
+    def reset(
+        self, migrations: Sequence[Migration], *, force: bool = False, end_sessions: bool = False
+    ) -> BootReport:
+        """Decide, then build the new database beside the old one, then swap (the module's
+        docstring). The caller holds ``lock``."""
         report = BootReport(self.name)
         target = self.dbname
-        if target in RESERVED:
+        problem = janitor.name_problem(target)
+        if problem:
             raise BackendError(
-                f"refusing to recreate the {target!r} database",
+                f"refusing to recreate the {target!r} database: {problem}",
                 hint="name a scratch database in the DSN, e.g. dbname=leadgen_scratch",
             )
         if target.endswith((NEW_SUFFIX, OLD_SUFFIX)):
@@ -336,35 +366,41 @@ class DsnBackend(Backend):
         new, old = side_name(target, NEW_SUFFIX), side_name(target, OLD_SUFFIX)
         with self._maintenance() as conn:
             with report.phase("check"):
-                exists = self._check(conn, target, new, old, force)
+                existing, leftovers = self._decide(conn, target, new, old, force, end_sessions)
+                self._drop_leftovers(conn, leftovers)
             with report.phase("create"), self._server_errors(f"creating database {new!r}"):
-                janitor.create_database(conn, new)
+                database.create_like(conn, new, existing)
                 try:
-                    conn.execute(self._comment(new))
+                    keep = database.user_comment(existing.comment) if existing else ""
+                    janitor.mark(conn, new, MARK, MARK_NOTE, keep=keep)
                 except BaseException:
                     self._drop_quietly(conn, new)
                     raise
             with report.phase("apply"):
                 report.apply = self._apply_to_new(conn, migrations, new)
+            with report.phase("carry"):
+                if existing is not None:
+                    self._carry(conn, new, existing)
             with report.phase("swap"):
-                self._swap(conn, target, new, old, exists)
+                self._swap(conn, target, new, old, existing is not None, end_sessions)
         return report
 
-    def _check(self, conn: psycopg.Connection, target: str, new: str, old: str, force: bool) -> bool:
-        """Everything the reset will need, proved before anything is created or dropped; drops
-        what an earlier, interrupted reset left. Whether the target exists."""
+    def _decide(
+        self, conn: psycopg.Connection, target: str, new: str, old: str, force: bool, end_sessions: bool
+    ) -> tuple[database.Facts | None, list[str]]:
+        """Everything the reset will need, proved before anything is created, dropped or ended;
+        every reason to refuse named in one message. The target's properties (None: it does not
+        exist) and the leftovers of an interrupted reset, to drop."""
         with self._server_errors("reading the role and the databases"):
             role, superuser, createdb = conn.execute(
                 "SELECT rolname, rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user"
             ).fetchone()
-            databases = {
-                name: (owner, comment, may_drop, template)
-                for name, owner, comment, may_drop, template in conn.execute(
-                    "SELECT datname, pg_get_userbyid(datdba), shobj_description(oid, 'pg_database'), "
-                    "pg_has_role(datdba, 'USAGE'), datistemplate FROM pg_database WHERE datname = ANY(%s)",
-                    ([target, new, old],),
-                )
-            }
+            facts = database.read(conn, [target, new, old])
+            present = [name for name in (target, new, old) if name in facts]
+            # on the reset's own leftovers, a session of ours is a killed run's: the drop ends it
+            busy = [s for s in self._sessions_that_stay(conn, present) if s.database == target or not s.ours]
+            blockers = database.blockers(conn, present) if present else []
+            uncarriable = database.uncarriable(conn, facts[target]) if target in facts else []
         if not (superuser or createdb):
             raise BackendError(
                 f"role {role!r} on {self.masked} may not create databases (it has no CREATEDB), so a "
@@ -372,46 +408,113 @@ class DsnBackend(Backend):
                 hint=f"as a superuser: ALTER ROLE {sql.Identifier(role).as_string(conn)} CREATEDB; "
                 "or use a DSN whose role has it",
             )
-        for name in (target, new, old):
-            if name not in databases:
-                continue
-            owner, comment, may_drop, template = databases[name]
-            if template:
-                raise BackendError(
-                    f"database {name!r} on {self.masked} is a template database; refusing to drop it",
-                    hint="name a scratch database in the DSN",
-                )
-            if comment != MARKER_COMMENT and not force:
-                if name == target:
-                    raise BackendError(
-                        f"database {name!r} on {self.masked} was not created by this tool",
-                        hint="pass --force to drop it anyway, or name a scratch database in the DSN",
-                    )
-                raise BackendError(
-                    f"database {name!r} on {self.masked} is in the way: a reset of {target!r} builds "
-                    "under that name, and it was not created by this tool",
-                    hint="drop or rename it yourself, or pass --force to let the reset drop it",
-                )
-            if not may_drop:
-                raise BackendError(
-                    f"database {name!r} on {self.masked} belongs to role {owner!r}; role {role!r} may not "
-                    f"drop or rename it, so a reset could not replace it; nothing was changed",
-                    hint=f"connect as {owner!r} (or a superuser), or name a database of your own in the DSN",
-                )
-        for leftover in (new, old):
-            if leftover in databases:
-                say(f"dsn: dropping {leftover!r}, left behind by an interrupted reset")
-                with self._server_errors(f"dropping the leftover database {leftover!r}"):
-                    janitor.drop_database(conn, leftover)
-        return target in databases
+        problems: list[tuple[str, str]] = []  # (what, the next step)
+        where = self.masked
 
-    def _comment(self, dbname: str) -> sql.Composed:
-        return sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(MARKER_COMMENT)
+        def refuse(what: str, step: str) -> None:
+            problems.append((what, step))
+
+        for name in present:
+            found = facts[name]
+            if found.template:
+                refuse(
+                    f"database {name!r} on {where} is a template database; refusing to drop it",
+                    "name a scratch database in the DSN",
+                )
+                continue
+            ours = janitor.is_marked(found.comment, found.oid, MARK)
+            if name == target and not ours and found.comment != database.LEGACY_MARK and not force:
+                refuse(
+                    f"database {name!r} on {where} was not created by this tool",
+                    "pass --force to replace it anyway (its schema and data are lost; what belongs to the "
+                    "database itself is carried over), or name a scratch database in the DSN",
+                )
+            elif name != target and not ours:
+                refuse(
+                    f"database {name!r} on {where} is in the way: a reset of {target!r} builds under that "
+                    "name, and it was not created by this tool (--force does not drop it)",
+                    "if it is not needed, drop or rename it yourself (DROP DATABASE "
+                    f"{sql.Identifier(name).as_string(conn)}), then run db.reset again",
+                )
+            if not found.may_drop:
+                refuse(
+                    f"database {name!r} on {where} belongs to role {found.owner!r}; role {role!r} may not "
+                    "drop or rename it, so a reset could not replace it",
+                    f"connect as {found.owner!r} (or a superuser), or name a database of your own in the DSN",
+                )
+        kept = [s for s in busy if not s.may_end]
+        if busy and not end_sessions:
+            refuse(
+                f"other clients have sessions on {_names(sorted({s.database for s in busy}))} on {where}: "
+                f"{'; '.join(s.describe() for s in busy)}",
+                "close them and run db.reset again, or pass --end-sessions to let the reset end them "
+                "(their open transactions are rolled back)",
+            )
+        elif kept:
+            refuse(
+                f"database {kept[0].database!r} on {where} has sessions this role may not end "
+                f"({'; '.join(s.describe() for s in kept)})",
+                "close them (or have a superuser run SELECT pg_terminate_backend(pid)) and run db.reset "
+                "again",
+            )
+        for blocker in blockers:
+            refuse(f"{blocker} (on {where})", "see above: a reset would lose it")
+        if uncarriable:
+            refuse(
+                f"database {target!r} on {where} has properties of its own that role {role!r} could not "
+                f"give the rebuilt database, so they would be lost: {'; '.join(uncarriable)}",
+                "connect as a role that may (a superuser), or change or drop those properties yourself",
+            )
+        drops = self._drops(target, new, old, present)
+        if problems:
+            self._refuse(problems, drops)
+        leftovers = [name for name in (new, old) if name in facts]
+        if leftovers:  # more than the database the DSN names: every one, before any is dropped
+            say(f"dsn: this reset drops {drops}")
+        return facts.get(target), leftovers
+
+    def _sessions_that_stay(self, conn: psycopg.Connection, names: list[str]) -> list[database.Session]:
+        """Other clients' sessions on ``names``, after a moment for those that are closing (a
+        client that has just disconnected may still be listed for a few milliseconds)."""
+        if not names:
+            return []
+        deadline = time.monotonic() + SESSION_GRACE
+        while (busy := database.sessions(conn, names)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return busy
+
+    @staticmethod
+    def _drops(target: str, new: str, old: str, present: list[str]) -> str:
+        why = {
+            target: "replaced by the rebuilt one once it is complete",
+            new: "left behind by an interrupted reset",
+            old: "left behind by an interrupted reset",
+        }
+        return ", ".join(f"{name!r} ({why[name]})" for name in (new, old, target) if name in present)
+
+    def _refuse(self, problems: list[tuple[str, str]], drops: str) -> None:
+        would = f" (a reset would drop {drops})" if drops else ""
+        steps = "; ".join(dict.fromkeys(step for _, step in problems))
+        if len(problems) == 1:
+            raise BackendError(f"{problems[0][0]}; nothing was changed{would}", hint=steps)
+        listing = "\n".join(f"  - {what}" for what, _ in problems)
+        raise BackendError(
+            f"a reset of {self.dbname!r} on {self.masked} is refused; nothing was changed{would}:\n{listing}",
+            hint=steps,
         )
 
+    def _drop_leftovers(self, conn: psycopg.Connection, leftovers: list[str]) -> None:
+        """Drop the leftovers of an interrupted reset: ours (marked), and ``_decide`` found no
+        one else's session on them (or was told to end them); a killed run's own sessions there
+        end with them."""
+        for leftover in leftovers:
+            say(f"dsn: dropping {leftover!r}, left behind by an interrupted reset")
+            with self._server_errors(f"dropping the leftover database {leftover!r}"):
+                janitor.drop_database(conn, leftover)
+
     def _drop_quietly(self, conn: psycopg.Connection, dbname: str) -> bool:
-        """Drop ``dbname`` after another failure, which stays the one reported."""
+        """Drop ``dbname`` (the database being built: its sessions are ours) after another
+        failure, which stays the one reported."""
         try:
             janitor.drop_database(conn, dbname)
             return True
@@ -437,7 +540,29 @@ class DsnBackend(Backend):
             self._drop_quietly(conn, new)
             raise
 
-    def _swap(self, conn: psycopg.Connection, target: str, new: str, old: str, exists: bool) -> None:
+    def _carry(self, conn: psycopg.Connection, new: str, existing: database.Facts) -> None:
+        """Give the new database what belongs to the old one itself, then compare the two: the
+        swap happens only when nothing would be lost."""
+        try:
+            with self._server_errors(f"carrying the properties of {existing.name!r} over to {new!r}"):
+                failed = database.carry(conn, new, existing)
+                rebuilt = database.read(conn, [new])[new]
+            lost = database.lost(existing, rebuilt)
+            if failed or lost:
+                listing = "\n".join(f"  - {line}" for line in failed + lost)
+                raise BackendError(
+                    f"what belongs to database {existing.name!r} on {self.masked} itself could not all be "
+                    f"carried over to the rebuilt one, so the reset stopped before the swap; {new!r} was "
+                    f"dropped and {existing.name!r} is unchanged:\n{listing}",
+                    hint="connect as a role that may set these (a superuser), or change them yourself first",
+                )
+        except BaseException:
+            self._drop_quietly(conn, new)
+            raise
+
+    def _swap(
+        self, conn: psycopg.Connection, target: str, new: str, old: str, exists: bool, end_sessions: bool
+    ) -> None:
         """``new`` becomes ``target`` in one transaction; the old one, renamed ``old``, is dropped."""
         rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
         try:
@@ -446,21 +571,23 @@ class DsnBackend(Backend):
                     conn.execute(rename.format(sql.Identifier(new), sql.Identifier(target)))
                 return
             for attempt in range(1, SWAP_ATTEMPTS + 1):
-                # we may drop it (marked, or --force): its sessions would end with it anyway
                 with self._server_errors(f"ending the sessions on {target!r}"):
-                    self._end_sessions(conn, target)
+                    self._end_sessions(conn, target, end_sessions)
                 try:
                     with conn.transaction():
-                        conn.execute(self._comment(target))  # the tombstone is ours to drop
+                        janitor.mark(conn, target, MARK, TOMBSTONE_NOTE)  # the tombstone is ours to drop
                         conn.execute(rename.format(sql.Identifier(target), sql.Identifier(old)))
                         conn.execute(rename.format(sql.Identifier(new), sql.Identifier(target)))
                     break
                 except psycopg.errors.ObjectInUse as exc:
-                    if attempt == SWAP_ATTEMPTS:
+                    if not end_sessions or attempt == SWAP_ATTEMPTS:
+                        busy = database.sessions(conn, [target])
+                        named = "; ".join(s.describe() for s in busy) or _reason(exc)
                         raise BackendError(
-                            f"cannot replace database {target!r} on {self.masked}: sessions keep "
-                            f"connecting to it ({_reason(exc)}); nothing was changed",
-                            hint=f"stop what connects to {target!r} and run db.reset again",
+                            f"cannot replace database {target!r} on {self.masked}: sessions connected to it "
+                            f"while the new one was built ({named}); nothing was changed",
+                            hint=f"stop what connects to {target!r} and run db.reset again"
+                            + ("" if end_sessions else ", or pass --end-sessions to let the reset end them"),
                         ) from None
                 except psycopg.Error as exc:
                     if conn.broken:  # the commit may or may not have reached the server
@@ -478,27 +605,30 @@ class DsnBackend(Backend):
         except BaseException:
             self._drop_quietly(conn, new)
             raise
-        if not self._drop_quietly(conn, old):
+        try:
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(old)))
+        except psycopg.Error:
             say(f"dsn: could not drop the old database, now {old!r}; the next db.reset drops it")
 
-    def _end_sessions(self, conn: psycopg.Connection, dbname: str) -> None:
-        """End every session on ``dbname``, or refuse naming those this role may not end."""
-        kept = []
-        for pid, user in conn.execute(
-            # sessions of a role (backend_type is hidden from other roles); autovacuum workers,
-            # which have none, the rename ends itself
-            "SELECT pid, usename FROM pg_stat_activity "
-            "WHERE datname = %s AND usesysid IS NOT NULL AND pid <> pg_backend_pid()",
-            (dbname,),
-        ).fetchall():
-            try:
-                conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, TERMINATE_WAIT_MS))
-            except psycopg.errors.InsufficientPrivilege:
-                kept.append(f"pid {pid} of role {user!r}")
+    def _end_sessions(self, conn: psycopg.Connection, dbname: str, end_sessions: bool) -> None:
+        """With ``end_sessions``, end every other client's session on ``dbname`` (all of which
+        ``_decide`` found this role may end); a session that connected meanwhile and may not be
+        ended refuses the swap before any is ended. Without it, nothing: the swap's rename
+        refuses while any is there."""
+        if not end_sessions:
+            return
+        busy = database.sessions(conn, [dbname])
+        kept = [s for s in busy if not s.may_end]
         if kept:
             raise BackendError(
                 f"database {dbname!r} on {self.masked} has sessions this role may not end "
-                f"({', '.join(kept)}); nothing was changed",
+                f"({'; '.join(s.describe() for s in kept)}); nothing was changed",
                 hint="close them (or have a superuser run SELECT pg_terminate_backend(pid)) and run "
                 "db.reset again",
             )
+        for session in busy:
+            conn.execute("SELECT pg_terminate_backend(%s, %s)", (session.pid, TERMINATE_WAIT_MS))
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)

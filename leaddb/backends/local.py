@@ -578,14 +578,19 @@ class LocalBackend(Backend):
             env = compose.load_service(self.project_dir).environment
         except compose.ComposeError:
             env = {}
-        return env.get("POSTGRES_DB") or DEFAULT_DBNAME
+        name = env.get("POSTGRES_DB") or DEFAULT_DBNAME
+        janitor.check_target(name, action="create", source=self.database_setting)  # before anything
+        return name
 
     def lock(self, task: str, *, shared: bool = False):
         return locks.hold(self._private() / "reset.lock", task, str(self.cluster.root), shared=shared)
 
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+    def reset(
+        self, migrations: Sequence[Migration], *, force: bool = False, end_sessions: bool = False
+    ) -> BootReport:
         report = BootReport(self.name)
         state_dir = self._private()
+        dbname = self._dbname()
         try:
             self.cluster.check_owned()
             initdb = find_binary("initdb")  # first: a missing binary must leave the old cluster be
@@ -599,7 +604,7 @@ class LocalBackend(Backend):
                 with report.phase("initdb (cold)"):
                     pristine.build()
             with report.phase("copy pristine"):
-                state = self.cluster.create(pristine, self._dbname())
+                state = self.cluster.create(pristine, dbname)
             with report.phase("start"):
                 self.cluster.start()
         except OSError as exc:  # the state directory cannot be written or removed

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
+from leaddb import runner
 from leaddb.errors import LeadDbError
 
 SCHEMA = "public"
@@ -138,10 +140,51 @@ def snapshot(conn: psycopg.Connection, schema: str = SCHEMA) -> Snapshot:
     return Snapshot(objects)
 
 
+class _TextOfAnyBytes(Loader):
+    """Text from a SQL_ASCII database, whose bytes are whatever its clients sent: UTF-8 where
+    they are, escaped (``\\xe9``) where they are not, never ``b'…'`` nor an error."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode("utf-8", "backslashreplace")
+
+
+_TEXT_TYPES = ("text", "name", "varchar", "bpchar", '"char"')
+
+
+def connect(conninfo: str, **kwargs) -> psycopg.Connection:
+    """A reading session (the runner's pinned settings: schema ``public``, UTF-8). In a SQL_ASCII
+    database the server converts nothing and checks nothing, so names another client wrote in
+    another encoding would fail UTF-8's check: there the bytes are read as they are and decoded
+    here, leniently."""
+    conn = runner.connect(conninfo, **kwargs)
+    if conn.info.parameter_status("server_encoding") == "SQL_ASCII":
+        conn.execute("SET client_encoding = 'SQL_ASCII'")
+        for name in _TEXT_TYPES:
+            conn.adapters.register_loader(name, _TextOfAnyBytes)
+    return conn
+
+
 def snapshot_of(conninfo: str, schema: str = SCHEMA) -> Snapshot:
     """The snapshot, read on a session watched as applies are (``leaddb.waits``): reading a
     column's default waits for a table another session holds exclusively, visibly and bounded."""
     from leaddb import waits
 
-    with waits.watched(conninfo, "reading the schema from the catalog") as conn:
+    with waits.watched(conninfo, "reading the schema from the catalog", connect=connect) as conn:
         return snapshot(conn, schema)
+
+
+def tables_elsewhere(conninfo: str, names: list[str], schema: str = SCHEMA) -> dict[str, list[str]]:
+    """Per other schema, which of the tables ``names`` it holds: where a session with another
+    ``search_path`` may have put them (only read when the schema lacks them, to say so)."""
+    with connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND c.relname = ANY(%s) AND n.nspname <> %s "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' "
+            "ORDER BY 1, 2",
+            (names, schema),
+        ).fetchall()
+    found: dict[str, list[str]] = {}
+    for namespace, table in rows:
+        found.setdefault(namespace, []).append(table)
+    return found

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from leaddb import compose, locks, platforms, runner, statedir
+from leaddb import compose, janitor, locks, platforms, runner, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
 from leaddb.backends.docker import bootlog, engine, floor, psql
 from leaddb.backends.docker.resources import Resources
@@ -98,7 +98,10 @@ class DockerBackend(Backend):
 
     # -- reset -------------------------------------------------------------------------
 
-    def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
+    def reset(
+        self, migrations: Sequence[Migration], *, force: bool = False, end_sessions: bool = False
+    ) -> BootReport:
+        janitor.check_target(self.dbname, action="create", source=self.database_setting)  # before anything
         report = BootReport(self.name)
         resources = self.resources
         with report.phase("create"):
@@ -317,6 +320,7 @@ class DockerBackend(Backend):
         runner over the published port."""
         if dbname not in (None, self.dbname):
             return super().apply(migrations, dbname=dbname, reapply=reapply, on_file=on_file)
+        janitor.check_target(self.dbname, action="apply the migrations to", source=self.database_setting)
         mount = self.service.initdb_mount
         if mount is None:
             raise BackendError(

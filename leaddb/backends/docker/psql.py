@@ -1,6 +1,7 @@
 """Apply the mounted migration files with ``psql -v ON_ERROR_STOP=1 -f`` inside the container.
 
-One psql session for all files, holding the runner's advisory lock across them and
+One psql session for all files, with the runner's pinned session settings (``PGOPTIONS``),
+holding the runner's advisory lock across them and
 running the runner's end-of-file statement after each (``leaddb.runner``: one definition
 of each rule, used by both appliers). Server timestamps printed between files time each
 file; psql's own messages name the failing file and line.
@@ -108,7 +109,8 @@ def apply(
     token = f"leaddb-psql-{secrets.token_hex(6)}"
     pid_file = f"/tmp/{token}.pid"
     limits = waits.current()
-    environment = {"PGAPPNAME": token, "PGOPTIONS": limits.server_options()}
+    # the runner's pinned settings (schema public, UTF-8) after the limits
+    environment = {"PGAPPNAME": token, **runner.session_environment(limits.server_options())}
     command = ["sh", "-c", WITH_PID_FILE, pid_file, *argv(user, dbname, port, list(paths))]
     locate = waits.locator(
         [(f"{m.display(project_dir)}:{st.line}", st.sql) for m in migrations for st in m.statements]
