@@ -3,8 +3,12 @@
 Defaults come from invoke config (``invoke.yaml``) or ``INVOKE_DB_BACKEND`` /
 ``INVOKE_DB_DSN``; a flag wins over both. Every flag is checked before any work.
 Exit codes: 0 ok, 1 failure, 2 MIGRATION_PATH_UNSPECIFIED, 3 SCHEMA_DRIFT,
-4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed, 6 MIGRATIONS_PENDING,
-130 interrupted (Ctrl-C).
+4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed (BENCHMARK_TARGET_MISSED: a bare
+`docker run` of the same container meets it here, or the tool adds more than 25% of the reset),
+6 MIGRATIONS_PENDING, 130 interrupted (Ctrl-C). A target missed only because this machine's
+own floor misses it (a bare `docker run` of the same container misses it too) exits 0, with
+`TIMING TARGET MISSED ON THIS MACHINE` printed and the outcome "missed at this machine's floor"
+recorded in the bench JSON and reports/verify.json.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ def drift(c, backend=None, dsn=None):
 )
 @cli.boundary
 def bench(c, backend=None, dsn=None, runs=None, json=None, scale=None):
-    """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
+    """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when the tool misses one)."""
     workflow.run_bench(
         _options(c, backend, dsn),
         runs=cli.count("--runs", runs, default=cli.DEFAULT_RUNS),

@@ -61,6 +61,8 @@ class FloorBoot:
     """Seconds from creating the server until it answers on its port."""
     remove: float
     """Seconds to remove what the boot created: what a reset pays first for the previous one."""
+    subject: str = "server"
+    """What booted, in the user's words (e.g. the image, "postgres:15")."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +73,14 @@ class Capabilities:
     """The server is this workspace's own: a reset may recreate it, and template databases
     (``db.reset --fast``, the bench's fast resets) may be kept on it."""
 
-    bare_boot: bool = False
-    """It can boot the same server without the migrations (the bench's baseline)."""
-
     cached_init: bool = False
     """A reset reuses something a first reset builds (local: the pristine ``initdb`` output);
     ``drop_init_cache`` forgets it, so that the bench can time a first reset too."""
 
     floor_boot: bool = False
-    """It can time the same fresh boot done by hand without this tool (``floor_boot``), so the
-    bench can report the tool's own overhead as a share of a reset."""
+    """It can time the same fresh boot done by hand without this tool (``floor_boot``), with the
+    migrations and without them, so the bench can report the tool's own overhead as a share of a
+    reset and split a missed target into the bare boot, the migrations and the tool."""
 
 
 class Backend(ABC):
@@ -143,13 +143,9 @@ class Backend(ABC):
         """Forget what ``capabilities.cached_init`` says a reset reuses (nothing by default)."""
         return None
 
-    def bare_boot(self) -> BootReport:
-        """Boot the same server without the migrations (only where ``capabilities.bare_boot``)."""
-        raise BackendError(f"the {self.name} backend cannot boot a bare server")
-
-    def floor_boot(self) -> FloorBoot:
-        """Time the same fresh boot done by hand (only where ``capabilities.floor_boot``); leaves
-        nothing behind."""
+    def floor_boot(self, *, migrations: bool = True) -> FloorBoot:
+        """Time the same fresh boot done by hand (only where ``capabilities.floor_boot``), with the
+        migrations or (``migrations=False``) the bare server alone; leaves nothing behind."""
         raise BackendError(f"the {self.name} backend has no floor boot to compare with")
 
     def server_info(self) -> dict:

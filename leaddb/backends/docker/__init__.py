@@ -8,13 +8,14 @@ introspection uses psycopg over the published loopback port. Only objects carryi
 project's labels are removed (``resources``). The engine: ``engine``.
 
 The rooms: ``engine`` (connecting), ``service`` (compose service → container, labels),
-``resources`` (containers, volumes, network of the project), ``bootlog`` (the boot log,
-its phases and failures), ``psql`` (the in-container applier).
+``compose_cli`` (the config hash and version the Compose CLI gives, for those labels),
+``resources`` (containers, volumes, network of the project, found by their labels),
+``bootlog`` (the boot log, its phases and failures), ``psql`` (the in-container applier),
+``floor`` (the bench's bare ``docker run``).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Sequence
@@ -25,9 +26,10 @@ from psycopg.conninfo import make_conninfo
 
 from leaddb import compose, locks, platforms, runner, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
-from leaddb.backends.docker import bootlog, engine, floor, psql
+from leaddb.backends.docker import bootlog, compose_cli, engine, floor, psql
 from leaddb.backends.docker.resources import Resources
 from leaddb.backends.docker.service import ServiceSpec
+from leaddb.console import say
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 from leaddb.secret_file import secret_value
@@ -37,7 +39,7 @@ DEFAULT_BOOT_TIMEOUT = 180.0
 
 class DockerBackend(Backend):
     name = "docker"
-    capabilities = Capabilities(owns_server=True, bare_boot=True, floor_boot=True)
+    capabilities = Capabilities(owns_server=True, floor_boot=True)
 
     def __init__(
         self,
@@ -69,7 +71,6 @@ class DockerBackend(Backend):
         self.password_file = "" if self.password else env.get("POSTGRES_PASSWORD_FILE", "")
         self.dbname = env.get("POSTGRES_DB") or self.user
         self._client = None
-        self._init_files = True  # False: boot without the migrations mount (``bare_boot``)
 
     # -- engine ------------------------------------------------------------------------
 
@@ -100,19 +101,23 @@ class DockerBackend(Backend):
 
     def reset(self, migrations: Sequence[Migration], *, force: bool = False) -> BootReport:
         report = BootReport(self.name)
-        resources = self.resources
         with report.phase("create"):
             self.spec.check_keys()  # before anything of the previous boot is removed
-            resources.check_image(self.service.image, self.service.compose_file.name)
+            # Compose's own hash and version for the labels, asked now, answered meanwhile
+            question = compose_cli.ask(self.service, self._environ)
+            resources = self.resources
+            image_id = resources.check_image(self.service.image, self.service.compose_file.name)
             removed = resources.remove(force=force)
             # the engine may free the port of the container it just removed a moment later
             # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
             self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
-            resources.ensure_network()
-            resources.create_volumes()
-            container = self.client.containers.create(
-                self.service.image, **self.spec.create_kwargs(self.client, init_files=self._init_files)
-            )
+            answer = question.answer()
+            if note := answer.note():
+                say(note)
+            resources.ensure_network(answer.version)
+            resources.create_volumes(answer.version)
+            kwargs = self.spec.create_kwargs(self.client, labels=self.spec.container_labels(answer, image_id))
+            container = self.client.containers.create(self.service.image, **kwargs)
         start_called = time.perf_counter()  # from here on the engine's clock times the phases
         try:
             container.start()
@@ -123,7 +128,9 @@ class DockerBackend(Backend):
         engine_started = bootlog.parse_timestamp(container.attrs["State"]["StartedAt"])
         waiter = bootlog.LogWaiter(container)
         try:
-            lines = waiter.wait_final_ready(self.boot_timeout, lambda ls: self._boot_failure(ls, migrations))
+            lines = waiter.wait_final_ready(
+                self.boot_timeout, lambda ls: self._boot_failure(ls, migrations, container)
+            )
         finally:
             waiter.close()
         self._wait_connectable(container)
@@ -136,14 +143,9 @@ class DockerBackend(Backend):
         report.apply = None  # the init files ran inside the container: see the "apply" phase
         return report
 
-    def bare_boot(self) -> BootReport:
-        """The same service booting without the migrations mount: what a boot costs alone."""
-        bare = copy.copy(self)
-        bare._init_files = False
-        return bare.reset([])
-
-    def floor_boot(self) -> FloorBoot:
-        """The same container booted by a bare ``docker run`` on the same engine (``floor``).
+    def floor_boot(self, *, migrations: bool = True) -> FloorBoot:
+        """The same container booted by a bare ``docker run`` on the same engine (``floor``);
+        ``migrations=False``: without the migrations mount (the image's bare boot).
 
         Our own container and volume are removed first, as a reset removes them: the floor
         boots with nothing of ours running beside it, as a reset's container does (an idle
@@ -152,7 +154,12 @@ class DockerBackend(Backend):
         self.resources.remove(force=False)
         self.resources.ensure_network()  # the same network setup: a reset finds it there too
         return floor.run(
-            self.client, self.spec, host=self.host_address, user=self.user, timeout=self.boot_timeout
+            self.client,
+            self.spec,
+            host=self.host_address,
+            user=self.user,
+            timeout=self.boot_timeout,
+            migrations=migrations,
         )
 
     def _check_port_free(self, grace: float = 0.0) -> None:
@@ -183,11 +190,11 @@ class DockerBackend(Backend):
         )
 
     def _boot_failure(
-        self, lines: Sequence[bootlog.LogLine], migrations: Sequence[Migration]
+        self, lines: Sequence[bootlog.LogLine], migrations: Sequence[Migration], container
     ) -> BackendError:
         """The container exited before the final server was up."""
-        container = self.resources.container()
-        state = container.attrs["State"] if container is not None else {}
+        container.reload()
+        state = container.attrs["State"]
         code = state.get("ExitCode", "?")
         volumes = ", ".join(self.service.volume_names.values()) or "(no volume)"
         marks = bootlog.boot_marks(lines)

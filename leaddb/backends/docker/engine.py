@@ -17,6 +17,9 @@ from leaddb.errors import BackendError
 
 
 def default_address() -> str:
+    """The engine's address as the user knows it: ``DOCKER_HOST``, else the platform's default
+    (what ``docker.from_env()`` connects to; docker-py's own ``base_url`` reads
+    ``http+docker://localhost`` for a socket or a pipe, an address nobody can use)."""
     return os.environ.get("DOCKER_HOST") or platforms.docker_default_host()
 
 
@@ -34,7 +37,7 @@ def answers(timeout: float = 3) -> tuple[bool, str]:
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
-        return True, client.api.base_url
+        return True, address
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
         return False, f"no Docker engine answered at {address} ({type(exc).__name__})"
 
