@@ -33,7 +33,9 @@
 # alone does not work: dockerd bind-mounts its data root over itself and hides it.) The image is
 # not lost with it: docker/postgres15/build-image.sh keeps the rootfs tar on disk and re-imports
 # it in seconds. The engine's network records are throwaway too: removed before each start, so
-# that dockerd finds no stale default bridge to clear (clearing it also deletes docker0).
+# that dockerd finds no stale default bridge to clear (clearing it also deletes docker0), and
+# with them the containers a previous run left on a disk-backed data root (images and volumes
+# stay).
 #
 # Overridable: LEADDB_CI_DOCKER_DATA_ROOT, LEADDB_CI_DOCKER_RUN_DIR, LEADDB_CI_DOCKER_TIMEOUT,
 # LEADDB_CI_DOCKER_TMPFS.
@@ -199,8 +201,13 @@ start() {
             mount -t tmpfs -o size=8g,mode=0710 leaddb-ci-docker "$DATA_ROOT"
         fi
         # the network records of the last run: their default bridge would be "stale", and dockerd
-        # clears a stale default bridge by deleting docker0 too (20.10, with address pools)
-        rm -f "$DATA_ROOT/network/files/local-kv.db"
+        # clears a stale default bridge by deleting docker0 too (20.10, with address pools); the
+        # containers of the last run go too, below (their networks are gone with the records)
+        leftovers=0
+        if [[ -e "$DATA_ROOT/network/files/local-kv.db" ]]; then
+            leftovers=1
+            rm -f "$DATA_ROOT/network/files/local-kv.db"
+        fi
         FLAGS=(
             --data-root "$DATA_ROOT"
             --exec-root "$EXEC_ROOT"
@@ -235,6 +242,14 @@ start() {
         sleep 0.1
         tenths=$((tenths + 1))
     done
+    if ((${leftovers:-0})) && command -v docker >/dev/null 2>&1; then
+        local stale
+        mapfile -t stale < <(docker -H "$HOST" ps -aq)
+        if ((${#stale[@]})); then
+            log "removing ${#stale[@]} container(s) a previous run left (their networks went with its records)"
+            docker -H "$HOST" rm -f "${stale[@]}" >/dev/null
+        fi
+    fi
     log "ready at $HOST"
     echo "export DOCKER_HOST=$HOST"
 }
