@@ -14,10 +14,14 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leaddb import runner
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
+
+if TYPE_CHECKING:
+    # runner imports psycopg (~0.15 s): a Docker reset needs it only once its container boots
+    from leaddb import runner
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class Backend(ABC):
         on_file=None,
     ) -> runner.ApplyResult:
         """Apply the files in order to ``dbname`` (default: the project's database)."""
+        from leaddb import runner
+
         return runner.apply(
             self.conninfo(dbname), migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
@@ -152,6 +158,8 @@ class Backend(ABC):
         """What the bench records about the server (and the engine, where there is one); a
         ``storage`` entry, where there is one, says in words what the data sits on and is
         printed with the bench's table."""
+        from leaddb import runner
+
         try:
             with runner.connect(self.conninfo("postgres")) as conn:
                 return {"postgresql": conn.execute("SELECT version()").fetchone()[0]}

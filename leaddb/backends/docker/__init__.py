@@ -17,14 +17,14 @@ The rooms: ``engine`` (connecting), ``service`` (compose service → container, 
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from psycopg import pq
-from psycopg.conninfo import make_conninfo
-
-from leaddb import compose, locks, platforms, runner, statedir
+from leaddb import compose, locks, platforms, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
 from leaddb.backends.docker import bootlog, compose_cli, engine, floor, psql
 from leaddb.backends.docker.resources import Resources
@@ -34,7 +34,34 @@ from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 from leaddb.secret_file import secret_value
 
+if TYPE_CHECKING:
+    from leaddb import runner
+
 DEFAULT_BOOT_TIMEOUT = 180.0
+
+
+def _warm_imports() -> None:
+    """What a reset needs only once its container is up (psycopg for the port check, rich for
+    the phase table), imported while the container boots: the process idles then, and a whole
+    `invoke db.reset --backend docker` is that much closer to a bare `docker run`."""
+    try:
+        import psycopg.conninfo  # noqa: F401
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+        from psycopg import pq  # noqa: F401
+    except ImportError:  # the main thread imports them again, and says so
+        pass
+
+
+def _conninfo_text(**params) -> str:
+    """``key=value`` pairs as libpq reads them (psycopg's ``make_conninfo`` quoting), for what a
+    task prints before psycopg is imported."""
+
+    def quoted(value) -> str:
+        text = re.sub(r"([\\'])", r"\\\1", str(value))
+        return f"'{text}'" if not text or re.search(r"\s", text) else text
+
+    return " ".join(f"{key}={quoted(value)}" for key, value in params.items() if value is not None)
 
 
 class DockerBackend(Backend):
@@ -123,6 +150,8 @@ class DockerBackend(Backend):
             container.start()
         except Exception as exc:  # noqa: BLE001 - the engine's reason, reworded
             raise self._start_failure(exc) from None
+        warming = threading.Thread(target=_warm_imports, name="leaddb-warm-imports", daemon=True)
+        warming.start()
         # when the engine started it, read while the server initialises (not after it is ready)
         container.reload()
         engine_started = bootlog.parse_timestamp(container.attrs["State"]["StartedAt"])
@@ -133,6 +162,7 @@ class DockerBackend(Backend):
             )
         finally:
             waiter.close()
+        warming.join()
         self._wait_connectable(container)
         report.phases.extend(bootlog.engine_phases(engine_started, bootlog.boot_marks(lines)))
         detected = time.perf_counter()
@@ -250,6 +280,9 @@ class DockerBackend(Backend):
         """The final server answers on the published loopback port (what introspection uses):
         ``pg_isready``'s question (libpq's PQping: the server takes a connection request), which
         costs no authentication round trips; the first try almost always answers."""
+        from psycopg import pq
+        from psycopg.conninfo import make_conninfo
+
         deadline = time.monotonic() + 30
         self._read_password(container)
         target = make_conninfo(
@@ -284,6 +317,8 @@ class DockerBackend(Backend):
             raise BackendError(
                 f"the password of {self.container_name} is read from the container: start() first"
             )
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo(
             host=self.host_address,
             port=self.port.host_port,
@@ -349,7 +384,7 @@ class DockerBackend(Backend):
         return "docker: removed " + ", ".join(done)
 
     def describe(self) -> str:
-        masked = make_conninfo(
+        masked = _conninfo_text(
             host=self.host_address, port=self.port.host_port, user=self.user, dbname=self.dbname
         )
         secret = (

@@ -22,8 +22,6 @@ from __future__ import annotations
 import socket
 import time
 
-from psycopg.conninfo import make_conninfo
-
 from leaddb.backends.base import FloorBoot
 from leaddb.backends.docker import bootlog
 from leaddb.backends.docker.service import ServiceSpec, Twin
@@ -60,6 +58,8 @@ def run(
 ) -> FloorBoot:
     """One bare boot, timed: create and start until it answers; then its removal.
     ``migrations=False``: without the migrations mount, the image's own first boot."""
+    from psycopg.conninfo import make_conninfo
+
     twin = twin_of(spec, host)
     volumes = [twin.volume(key) for key in spec.service.volume_names]
     remove(client, twin.name, volumes)  # what an interrupted bench left
