@@ -132,13 +132,16 @@ class DockerBackend(Backend):
             self.spec.check_keys()  # before anything of the previous boot is removed
             # Compose's own hash and version for the labels, asked now, answered meanwhile
             question = compose_cli.ask(self.service, self._environ)
-            resources = self.resources
-            image_id = resources.check_image(self.service.image, self.service.compose_file.name)
-            removed = resources.remove(force=force)
-            # the engine may free the port of the container it just removed a moment later
-            # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
-            self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
-            answer = question.answer()
+            try:
+                resources = self.resources
+                image_id = resources.check_image(self.service.image, self.service.compose_file.name)
+                removed = resources.remove(force=force)
+                # the engine may free the port of the container it just removed a moment later
+                # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
+                self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
+                answer = question.answer()
+            finally:
+                question.close()  # a failure (or Ctrl-C) before the answer leaves no CLI running
             if note := answer.note():
                 say(note)
             resources.ensure_network(answer.version)

@@ -30,6 +30,7 @@ from leaddb import compose
 CHECKED_VERSION = "2.40.3"
 TIMEOUT = 15.0  # seconds; `config --hash` reads files only, but the CLI may be slow to start
 HASH_LINE = re.compile(rf"^{re.escape(compose.SERVICE)} ([0-9a-f]{{64}})$")
+SHOWN = {"hash": f"config --hash={compose.SERVICE}", "version": "version --short"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,15 @@ class Question:
                 call.kill()
                 call.wait()
 
+    def close(self) -> None:
+        """End whatever still runs (nothing, once ``answer`` returned) and close the pipes."""
+        self._stop()
+        for call in self._calls.values():
+            if call is not None:
+                for stream in (call.stdout, call.stderr):
+                    if stream is not None:
+                        stream.close()
+
     def _output(self, name: str, timeout: float) -> str:
         call = self._calls[name]
         try:
@@ -115,11 +125,11 @@ class Question:
         except subprocess.TimeoutExpired:
             self._stop()
             raise LookupError(
-                f"`{' '.join(call.args[:3])} …` gave no answer within {timeout:.0f} s"
+                f"`docker compose {SHOWN[name]}` gave no answer within {timeout:.0f} s"
             ) from None
         if call.returncode != 0:
             last = (err.strip().splitlines() or [f"exit status {call.returncode}"])[-1]
-            raise LookupError(f"`docker compose {name}`: {last}")
+            raise LookupError(f"`docker compose {SHOWN[name]}`: {last}")
         return out
 
     def answer(self, timeout: float = TIMEOUT) -> Answer:
