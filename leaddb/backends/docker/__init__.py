@@ -130,11 +130,12 @@ class DockerBackend(Backend):
         report = BootReport(self.name)
         with report.phase("create"):
             self.spec.check_keys()  # before anything of the previous boot is removed
-            # Compose's own hash and version for the labels, asked now, answered meanwhile
+            resources = self.resources  # docker-py, imported and connected
+            image_id = resources.check_image(self.service.image, self.service.compose_file.name)
+            # Compose's own hash and version for the labels, asked now and answered while the
+            # engine removes the previous boot (the longest wait before the new one can start)
             question = compose_cli.ask(self.service, self._environ)
             try:
-                resources = self.resources
-                image_id = resources.check_image(self.service.image, self.service.compose_file.name)
                 removed = resources.remove(force=force)
                 # the engine may free the port of the container it just removed a moment later
                 # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
