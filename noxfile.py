@@ -129,7 +129,8 @@ def lock(session: nox.Session) -> None:
     common = ("--universal", "--generate-hashes", "--python-version", "3.11", "--quiet")
     common += ("--custom-compile-command", "nox -s lock", *session.posargs)
     tools = set(Path("requirements").glob("*.in")) - {Path("requirements/build.in")}
-    for tool in sorted(tools):  # uv.txt, migra.txt (benchmarks/peers.py)
+    # uv.txt; migra.txt (benchmarks/peers.py); compose.txt (CI's Docker Compose v2, .ci/compose-plugin.sh)
+    for tool in sorted(tools):
         session.run(
             "uv", "pip", "compile", tool.as_posix(), *common, "-o", tool.with_suffix(".txt").as_posix()
         )

@@ -4,10 +4,14 @@ Defaults come from invoke config (``invoke.yaml``) or ``INVOKE_DB_BACKEND`` /
 ``INVOKE_DB_DSN`` / ``INVOKE_DB_LOCK_TIMEOUT`` / ``INVOKE_DB_STATEMENT_TIMEOUT``; a flag wins
 over both. Every flag is checked before any work.
 Exit codes: 0 ok, 1 failure (a lock or statement timeout too), 2 MIGRATION_PATH_UNSPECIFIED,
-3 SCHEMA_DRIFT, 4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed, 6 MIGRATIONS_PENDING,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP), 149 Ctrl-Break or the
-console window closed (Windows' SIGBREAK); each stop cancels the statement in progress on the
-server and says what was left.
+3 SCHEMA_DRIFT, 4 NON_IDEMPOTENT_MIGRATION, 5 benchmark target missed (BENCHMARK_TARGET_MISSED: a
+bare `docker run` of the same container meets it here, or the tool adds more than 25% of the
+reset), 6 MIGRATIONS_PENDING, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up
+(SIGHUP), 149 Ctrl-Break or the console window closed (Windows' SIGBREAK); each stop cancels the
+statement in progress on the server and says what was left. A target missed only because this
+machine's own floor misses it (a bare `docker run` of the same container misses it too) exits 0,
+with `TIMING TARGET MISSED ON THIS MACHINE` printed and the outcome "missed at this machine's
+floor" recorded in the bench JSON and reports/verify.json.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def drift(c, backend=None, dsn=None):
 def bench(
     c, backend=None, dsn=None, runs=None, json=None, scale=None, lock_timeout=None, statement_timeout=None
 ):
-    """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when one is missed)."""
+    """Time N fresh resets; p50/p95/p99 against the spec's targets (exit 5 when the tool misses one)."""
     workflow.run_bench(
         _options(c, backend, dsn, lock_timeout, statement_timeout),
         runs=cli.count("--runs", runs, default=cli.DEFAULT_RUNS),

@@ -7,13 +7,16 @@
 #   - `\dt` lists exactly the 13 tables the migrations create;
 #   - `\d+ leads` shows the idempotency and duplicate-detection columns, constraints and
 #     indexes, each in its section; `\d+ sources` and `\d+ offers` describe their tables;
+#   - another service on the project network reaches it as `postgres:5432` (a container of the
+#     same image running `pg_isready -h postgres` on `<project>_default`, as an app container
+#     of the user's would): on a host whose FORWARD policy is DROP this needs the CI engine's
+#     own rule (.ci/docker-engine.sh);
 #   - the sequence's container is the one the tasks' Docker backend manages:
 #     `invoke db.introspect --backend docker` reads it, `invoke db.down --backend docker`
 #     removes it and its volume.
 #
-# `docker compose`: the CLI's own Compose v2 when it has one; otherwise (this CI machine has
-# Debian's Compose v1 only) .ci/docker-compose-v2-shim, installed as the CLI plugin in a
-# DOCKER_CONFIG of its own for this script only.
+# `docker compose` must be the real Compose v2 (CI installs it: .ci/compose-plugin.sh); anything
+# else is refused, so this never passes on a stand-in.
 #
 # Uses the compose project of the compose file (`name: leadgen`) and POSTGRES_PORT (5432) as
 # users get them, so on a shared engine set COMPOSE_PROJECT_NAME and POSTGRES_PORT first: the
@@ -34,15 +37,10 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/leaddb-acceptance.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 
 # -- docker compose ------------------------------------------------------------------------------
-if ! docker compose version >/dev/null 2>&1; then
-    mkdir -p "$scratch/docker-config/cli-plugins"
-    install -m 0755 .ci/docker-compose-v2-shim "$scratch/docker-config/cli-plugins/docker-compose"
-    export DOCKER_CONFIG="$scratch/docker-config"
-    docker compose version >/dev/null 2>&1 || fail "docker compose does not answer, even through .ci/docker-compose-v2-shim"
-    log "docker compose: .ci/docker-compose-v2-shim over $(docker-compose version --short 2>/dev/null || echo 'Compose v1')"
-else
-    log "docker compose: $(docker compose version)"
-fi
+version="$(docker compose version --short 2>/dev/null)" ||
+    fail "docker compose does not answer: install Compose v2 as the docker CLI's plugin (in CI: eval \"\$(bash .ci/compose-plugin.sh)\")"
+[[ "$version" == 2.* || "$version" == v2.* ]] || fail "docker compose is version $version, not Compose v2"
+log "docker compose: $(docker compose version)"
 
 # -- the README's block ----------------------------------------------------------------------------
 block="$(awk '
@@ -158,6 +156,14 @@ container="$(docker compose ps -q postgres)"
 [[ -n "$container" ]] || fail "docker compose ps shows no postgres container after the block"
 name="$(docker inspect --format '{{.Name}}' "$container")"
 [[ "$name" == "/$project-postgres-1" ]] || fail "the container is $name, not $project-postgres-1"
+log "another service on the project network reaches it as postgres:5432"
+network="$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$container")"
+[[ "$network" == "${project}_default " ]] || fail "the container is on the network(s) $network, not ${project}_default"
+image="$(docker inspect --format '{{.Config.Image}}' "$container")"
+if ! docker run --rm --network "${project}_default" --entrypoint pg_isready --label org.leaddb.acceptance=1 \
+    "$image" -h postgres -p 5432 -t 30; then
+    fail "a container on ${project}_default does not reach postgres:5432 (a host firewall dropping the bridge's traffic?)"
+fi
 "${invoke[@]}" db.introspect --backend docker || fail "invoke db.introspect --backend docker failed on it"
 down="$("${invoke[@]}" db.down --backend docker)" || fail "invoke db.down --backend docker failed"
 printf '%s\n' "$down"

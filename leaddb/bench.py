@@ -35,7 +35,6 @@ MIN_RUNS_FOR_P99 = 100
 COLD_BOOT = "fresh boot + apply, cold (initdb, no pristine)"
 EXTRA_METRICS = (
     COLD_BOOT,
-    "bare boot (no migrations)",
     "apply only",
     "reapply",
     "psql -f per file",
@@ -45,31 +44,34 @@ EXTRA_METRICS = (
 
 
 # The floor: the same fresh boot done by hand, without this tool (where the backend has one,
-# ``capabilities.floor_boot``), in the same runs. The tool's own overhead is (reset - floor) /
-# reset: from the medians (the goal's figure), and as the median of each run's own share (the
-# two boots of a run share the machine's load). "with rm": the floor's time includes removing
-# its previous boot, as a reset's does (like for like); "without rm": the floor is only
+# ``capabilities.floor_boot``), in the same runs, twice: with the migrations mounted (the same
+# container a reset makes) and without them (the image's own boot). The tool's own overhead is
+# (reset - floor) / reset: from the medians (the goal's figure), and as the median of each run's
+# own share (the boots of a run share the machine's load). "with rm": the floor's time includes
+# removing its previous boot, as a reset's does (like for like); "without rm": the floor is only
 # `docker run` until it answers, and everything a reset removes counts against the tool.
 FLOOR_WITH_REMOVAL = "{label}: rm + run + answers"
 FLOOR_BOOT_ONLY = "{label}: run + answers"
 OVERHEAD = "tool's own overhead, (reset - floor) / reset, floor {rm}, {how}"
 OVERHEAD_GOAL = 0.10  # issue 13: the tool's own overhead <= 10% of the fresh-boot total
+FLOORS = ("floor", "bare floor")  # a run's records: with the migrations, without them
 
 
 def floor_metrics(record: dict) -> dict[str, float]:
-    """A run's floor figures under their metric names (none when the backend has no floor)."""
-    floor = record.get("floor")
-    if not floor:
-        return {}
-    return {
-        FLOOR_WITH_REMOVAL.format(label=floor["label"]): floor["remove"] + floor["boot"],
-        FLOOR_BOOT_ONLY.format(label=floor["label"]): floor["boot"],
-    }
+    """A run's floor figures under their metric names (none when the backend has no floor): the
+    floor with the migrations first (rm + run, run), then the bare floor's."""
+    figures = {}
+    for key in FLOORS:
+        floor = record.get(key)
+        if floor:
+            figures[FLOOR_WITH_REMOVAL.format(label=floor["label"])] = floor["remove"] + floor["boot"]
+            figures[FLOOR_BOOT_ONLY.format(label=floor["label"])] = floor["boot"]
+    return figures
 
 
 def overhead_shares(totals: Sequence[float], records: Sequence[dict]) -> dict[str, float]:
     """The tool's own overhead as a share of a reset; the first entry is the goal's figure."""
-    if not records or not floor_metrics(records[0]):
+    if not records or not records[0].get("floor"):
         return {}
     reset = statistics.median(totals)
     shares = {}
@@ -80,6 +82,87 @@ def overhead_shares(totals: Sequence[float], records: Sequence[dict]) -> dict[st
             (total - floor) / total for total, floor in zip(totals, floors, strict=True)
         )
     return shares
+
+
+# -- the verdict on the spec's targets ---------------------------------------------------------
+# A target missed because this machine is slower than the spec's reference machine (4 cores,
+# 16 GB, SSD) is told apart from a miss the tool is to blame for. "missed at this machine's
+# floor": the bare `docker run` of the same container (migrations included, no tool) misses the
+# target too, and the tool adds at most TOOL_SHARE_LIMIT of the reset: no tool could meet it
+# here. That outcome is printed prominently and recorded (bench JSON, reports/verify.json), and
+# the tasks exit 0 on it; any other miss exits 5 (BENCHMARK_TARGET_MISSED).
+PASS = "pass"
+MISSED = "missed"
+MISSED_AT_FLOOR = "missed at this machine's floor"
+TOOL_SHARE_LIMIT = 0.25  # of the reset, at the percentile: 2.5x the team's 10% goal, for noise
+
+
+@dataclass
+class TargetVerdict:
+    """One spec target: the reset's percentile against its limit, and why it was missed, split
+    into the image's bare boot (``floor``), what the migrations add and what the tool adds (each
+    the difference of the same percentile of the like-for-like series, so the three add up to
+    ``measured``); the split is None where the backend has no floor."""
+
+    percentile: str
+    limit: float
+    measured: float
+    outcome: str
+    floor: float | None = None
+    migrations: float | None = None
+    tool: float | None = None
+    why: str = ""
+
+
+def _adds(value: float) -> str:
+    from leaddb.console import seconds
+
+    return seconds(value) if value >= 0.0005 else "nothing measurable"
+
+
+def judge(target: str, limit: float, totals: Sequence[float], records: Sequence[dict]) -> TargetVerdict:
+    """The verdict on one target, from the resets' totals and each run's floors (when the
+    backend has them: ``record["floor"]``, with the migrations, and ``record["bare floor"]``)."""
+    from leaddb.console import seconds
+
+    p = float(target.removeprefix("p"))
+    measured = percentile(totals, p)
+    head = f"{target} {seconds(measured)} > {seconds(limit)}"
+    if measured <= limit:
+        return TargetVerdict(target, limit, measured, PASS)
+    if not records or not records[0].get("floor") or not records[0].get("bare floor"):
+        return TargetVerdict(
+            target,
+            limit,
+            measured,
+            MISSED,
+            why=f"{head}: this backend has no bare boot to compare with, so the miss is the tool's "
+            "to explain (see the phases above)",
+        )
+    figures = [list(floor_metrics(r).values()) for r in records]
+    with_migrations = percentile([f[0] for f in figures], p)  # rm + run + answers
+    bare = percentile([f[2] for f in figures], p)
+    migrations, tool = with_migrations - bare, measured - with_migrations
+    subject = records[0]["bare floor"].get("subject") or "server"
+    split = (
+        f"a bare {subject} boot alone takes {seconds(bare)} here; "
+        f"the migrations add {_adds(migrations)}; the tool {_adds(tool)}"
+    )
+    if with_migrations > limit and tool <= TOOL_SHARE_LIMIT * measured:
+        outcome = MISSED_AT_FLOOR
+        reason = (
+            f"the same container by a bare `docker run` ({seconds(with_migrations)}) misses it too: "
+            "this machine is slower than the spec's reference (4 cores, 16 GB, SSD)"
+        )
+    elif with_migrations > limit:
+        outcome = MISSED
+        reason = f"the tool adds more than {100 * TOOL_SHARE_LIMIT:.0f}% of the reset"
+    else:
+        outcome = MISSED
+        reason = f"a bare `docker run` of the same container meets it here ({seconds(with_migrations)})"
+    return TargetVerdict(
+        target, limit, measured, outcome, bare, migrations, tool, why=f"{head}: {split}; {reason}"
+    )
 
 
 # The team's goals on the 2-core CI machine (issue: benchmarks). Reported, never exit-coded:
@@ -143,7 +226,7 @@ class BenchResult:
     runs: list[dict]
     summaries: list[Summary]
     targets: dict[str, float]
-    verdict: dict[str, bool]
+    verdict: list[TargetVerdict]
     machine: dict
     ratios: dict[str, float] = field(default_factory=dict)
     overhead: dict[str, float] = field(default_factory=dict)
@@ -151,8 +234,20 @@ class BenchResult:
     method: str = PERCENTILE_METHOD
 
     @property
+    def outcome(self) -> str:
+        """``missed`` when any target is (exit 5), else ``missed at this machine's floor`` when
+        any is that (exit 0, said prominently), else ``pass``."""
+        outcomes = {v.outcome for v in self.verdict}
+        return next((o for o in (MISSED, MISSED_AT_FLOOR) if o in outcomes), PASS)
+
+    @property
     def passed(self) -> bool:
-        return all(self.verdict.values())
+        """No target missed that the tool is to blame for (a miss at this machine's floor is
+        not one; ``outcome`` tells it apart from a pass)."""
+        return self.outcome != MISSED
+
+    def missed(self) -> list[TargetVerdict]:
+        return [v for v in self.verdict if v.outcome != PASS]
 
     def summary(self, metric: str) -> Summary | None:
         return next((s for s in self.summaries if s.metric == metric), None)
@@ -253,7 +348,10 @@ def run(
     fast_resets = backend.capabilities.owns_server
     records: list[dict] = []
     for i in range(runs):
-        floor = backend.floor_boot() if backend.capabilities.floor_boot else None
+        floors = {}
+        if backend.capabilities.floor_boot:
+            floors["floor"] = backend.floor_boot()
+            floors["bare floor"] = backend.floor_boot(migrations=False)
         cold: BootReport | None = None
         if backend.capabilities.cached_init:
             # what the first reset pays (after a reboot, a PostgreSQL upgrade): timed in every run,
@@ -262,11 +360,6 @@ def run(
             started = time.perf_counter()
             cold = backend.reset(migrations)
             cold_seconds = time.perf_counter() - started
-        bare_seconds = None
-        if backend.capabilities.bare_boot:
-            started = time.perf_counter()
-            backend.bare_boot()
-            bare_seconds = time.perf_counter() - started
         started = time.perf_counter()
         report: BootReport = backend.reset(migrations)
         record = {
@@ -276,10 +369,13 @@ def run(
         if cold is not None:
             record[COLD_BOOT] = cold_seconds
             record["cold phases"] = {p.name: p.seconds for p in cold.phases}
-        if bare_seconds is not None:
-            record["bare boot (no migrations)"] = bare_seconds
-        if floor is not None:
-            record["floor"] = {"label": floor.label, "boot": floor.boot, "remove": floor.remove}
+        for key, floor in floors.items():
+            record[key] = {
+                "label": floor.label,
+                "subject": floor.subject,
+                "boot": floor.boot,
+                "remove": floor.remove,
+            }
         record.update(measure_applies(backend, migrations, baseline=baseline))
         if fast_resets:
             # the first fast reset after a full one builds the template; the dev loop pays that once
@@ -302,7 +398,6 @@ def run(
     for name in floor_metrics(records[0]):
         metrics[name] = [floor_metrics(r)[name] for r in records]
     summaries = [Summary.of(metric, values) for metric, values in metrics.items()]
-    total = summaries[0]
     ratios = {}
     if "psql -f per file" in metrics:
         ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
@@ -312,19 +407,16 @@ def run(
         ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = statistics.median(
             metrics[COLD_BOOT]
         ) / statistics.median(metrics["fresh boot + apply (total)"])
-    if "bare boot (no migrations)" in metrics:
-        ratios["fresh boot with migrations / bare boot (median)"] = statistics.median(
-            metrics["fresh boot + apply (total)"]
-        ) / statistics.median(metrics["bare boot (no migrations)"])
+    totals = metrics["fresh boot + apply (total)"]
     return BenchResult(
         backend=backend.name,
         runs=records,
         summaries=summaries,
         targets=targets,
-        verdict={p: getattr(total, p) <= limit for p, limit in sorted(targets.items())},
+        verdict=[judge(p, limit, totals, records) for p, limit in sorted(targets.items())],
         machine={**machine_info(backend), "psql_baseline": baseline, "psql_on_path": shutil.which("psql")},
         ratios=ratios,
-        overhead=overhead_shares(metrics["fresh boot + apply (total)"], records),
+        overhead=overhead_shares(totals, records),
     )
 
 

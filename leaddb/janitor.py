@@ -31,49 +31,14 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from leaddb import masking, runner
+from leaddb import masking, names, runner
 from leaddb.console import say
 from leaddb.errors import BackendError
 
-# -- names -----------------------------------------------------------------------------------
+# -- names: leaddb.names (no psycopg there), here too for the callers of the database lifecycle --
 
-RESERVED = ("postgres", "template0", "template1")
-MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: the server cuts a longer name (startup: at a byte)
-
-
-def length_problem(name: str) -> str | None:
-    """Why the server would not keep ``name`` as it is (too long), or None."""
-    size = len(name.encode("utf-8"))
-    if size <= MAX_NAME_BYTES:
-        return None
-    cut = name.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
-    return (
-        f"the name is {size} bytes in UTF-8 and PostgreSQL keeps at most {MAX_NAME_BYTES} "
-        f"(NAMEDATALEN - 1): the server would cut it to {cut!r}, a database of another name"
-    )
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be the project's database, or None: empty, one of the server's own,
-    or too long to be kept as it is."""
-    if not name:
-        return "the name is empty"
-    if name in RESERVED:
-        what = "maintenance database" if name == "postgres" else "template every new database copies"
-        return f"{name!r} is the server's own {what}"
-    return length_problem(name)
-
-
-def check_target(name: str, *, action: str, source: str) -> None:
-    """Refuse (BackendError) to ``action`` a database whose name :func:`name_problem` rejects;
-    ``source`` says where the name came from, as the next step names it."""
-    problem = name_problem(name)
-    if problem is not None:
-        raise BackendError(
-            f"refusing to {action} the {name!r} database: {problem}",
-            hint=f"set {source} to a database of the project's own (e.g. leadgen), at most "
-            f"{MAX_NAME_BYTES} bytes; nothing was changed",
-        )
+RESERVED, MAX_NAME_BYTES = names.RESERVED, names.MAX_NAME_BYTES
+length_problem, name_problem, check_target = names.length_problem, names.problem, names.check_target
 
 
 # -- marks -----------------------------------------------------------------------------------

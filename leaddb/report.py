@@ -15,12 +15,21 @@ class StepResult:
     ok: bool
     exit_code: int = 0
     message: str = ""
+    outcome: str = ""
+    """Besides ok/failed: the bench's "missed at this machine's floor" (ok, exit 0, and a spec
+    timing target missed because this machine's bare boot misses it too); empty otherwise."""
 
 
 def write(steps: list[StepResult], directory: Path, *, backend: str) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path, junit_path = directory / "verify.json", directory / "verify.junit.xml"
-    document = {"backend": backend, "ok": all(s.ok for s in steps), "steps": [asdict(s) for s in steps]}
+    document = {
+        "backend": backend,
+        "ok": all(s.ok for s in steps),
+        # what a reader must not miss although ok is true: a target missed at this machine's floor
+        "warnings": [f"{s.name}: {s.outcome}: {s.message}" for s in steps if s.ok and s.outcome],
+        "steps": [asdict(s) for s in steps],
+    }
     json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8", newline="\n")
     suite = ET.Element(
         "testsuite",
@@ -38,6 +47,10 @@ def write(steps: list[StepResult], directory: Path, *, backend: str) -> tuple[Pa
                 case, "failure", message=step.message.splitlines()[0] if step.message else ""
             )
             failure.text = step.message
+        elif step.outcome:  # passed with a warning: JUnit has no such state, so a property and the text
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="outcome", value=step.outcome)
+            ET.SubElement(case, "system-out").text = f"{step.outcome}: {step.message}"
     tree = ET.ElementTree(suite)
     ET.indent(tree)
     tree.write(junit_path, encoding="utf-8", xml_declaration=True)

@@ -392,10 +392,10 @@ def run_bench(
         with file_errors("write the results to", _shown(json_path, options)):
             bench.save(result, json_path)
     if not result.passed:
-        missed = ", ".join(p for p, ok in result.verdict.items() if not ok)
         raise BenchmarkTargetMissed(
-            f"{missed} over target on the {backend.name} backend",
-            hint="see the table above; profile the slowest phase",
+            "; ".join(v.why for v in result.missed() if v.outcome == bench.MISSED)
+            + f" (on the {backend.name} backend)",
+            hint="see the tables above; profile the slowest phase",
         )
     return result
 
@@ -451,6 +451,11 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
             say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
             break
         results.append(report.StepResult(name, time.perf_counter() - started, True))
+        bench_result = outcome.get("bench")
+        if name == "bench" and bench_result is not None and bench_result.outcome != "pass":
+            # passed, but with a timing target missed at this machine's floor: said, never hidden
+            results[-1].outcome = bench_result.outcome
+            results[-1].message = "\n".join(v.why for v in bench_result.missed())
         say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     console.print_verify(backend.name, results)
     try:

@@ -52,7 +52,7 @@ def _result(overhead: dict[str, float], machine: dict) -> bench.BenchResult:
         runs=[{"total": t, "phases": {}} for t in totals],
         summaries=[bench.Summary.of("fresh boot + apply (total)", totals)],
         targets={"p50": 3.0},
-        verdict={"p50": True},
+        verdict=[bench.judge("p50", 3.0, totals, [])],
         machine=machine,
         overhead=overhead,
     )

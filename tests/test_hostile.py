@@ -244,7 +244,7 @@ def test_a_migration_with_non_ascii_text_applies_to_a_sql_ascii_database(scene, 
     dbname = empty_database(scene, ENCODING="SQL_ASCII", LC_COLLATE="'C'", LC_CTYPE="'C'")
     text = "BEGIN;\nCREATE TABLE menu (dish text CHECK (dish <> 'crème brûlée'));\nCOMMIT;\n"
     path = tmp_path / "0001_menu.sql"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", newline="\n")
     runner.apply(scene.server.conninfo(dbname), [Migration(path, 1, text)])
     (check,) = catalog.snapshot_of(scene.server.conninfo(dbname)).of_kind("constraint")
     assert "crème brûlée" in check.get("definition")
@@ -257,7 +257,7 @@ def probe_files(migration_files: list[Migration], directory: Path, tag: str) -> 
     """The migrations and one more of this test's own: a template name no other test shares."""
     text = f"BEGIN;\nCREATE TABLE IF NOT EXISTS probe_{tag} (id int);\nCOMMIT;\n"
     path = directory / "0008_probe.sql"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", newline="\n")
     return [*migration_files, Migration(path, 8, text)]
 
 
@@ -328,7 +328,7 @@ def test_a_fast_reset_killed_while_it_builds_its_template_leaves_nothing_cloned(
     gate = scene.gate()
     files = probe_files(migration_files, tmp_path, scene.tag)
     gated = tmp_path / "0009_gate.sql"
-    gated.write_text(gate.migration("probe_gate", gated.name), encoding="utf-8")
+    gated.write_text(gate.migration("probe_gate", gated.name), encoding="utf-8", newline="\n")
     files.append(Migration(gated, 9, gated.read_text(encoding="utf-8")))
     template = fast.template_name(files)
     tests = str(Path(__file__).parent)

@@ -288,6 +288,7 @@ def test_the_lock_names_are_the_sessions_extras():
     assert declared_locks(noxfile()) == {"base": None, "test": "test", "lint": "lint", "mutation": "mutation"}
     assert sorted(p.name for p in REQUIREMENTS.glob("*.txt")) == [
         "base.txt",
+        "compose.txt",
         "lint.txt",
         "migra.txt",
         "mutation.txt",

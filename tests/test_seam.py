@@ -68,4 +68,4 @@ def test_every_backend_states_its_capabilities_and_implements_the_interface():
         assert issubclass(cls, Backend)
         assert not getattr(cls, "__abstractmethods__", None), cls
         assert cls.capabilities.owns_server is (cls is not DsnBackend)
-    assert DockerBackend.capabilities.bare_boot and not LocalBackend.capabilities.bare_boot
+    assert DockerBackend.capabilities.floor_boot and not LocalBackend.capabilities.floor_boot

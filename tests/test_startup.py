@@ -112,3 +112,20 @@ def test_auto_on_a_machine_without_a_docker_socket_does_not_load_docker_py(tmp_p
     assert done.returncode == 1, done.stderr[-2000:]
     assert loaded(names, {"psycopg", "leaddb.backends.local"}) == {"psycopg", "leaddb.backends.local"}
     assert loaded(names, {"docker"}) == set()
+
+
+def test_a_docker_reset_reaches_its_container_start_without_psycopg(tmp_path):
+    """`db.reset --backend docker` against an engine that is not there stops where it would
+    create the container: by then it has loaded the migrations (their rules), the compose file
+    and docker-py, but not psycopg or rich, which it imports while the container boots."""
+    done, names = imported(
+        "db.reset", "--backend", "docker", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    )
+    assert "no Docker engine answered at unix://" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.returncode == 1
+    assert loaded(names, {"docker", "pglast", "leaddb.backends.docker"}) == {
+        "docker",
+        "pglast",
+        "leaddb.backends.docker",
+    }
+    assert loaded(names, {"psycopg", "rich", "leaddb.runner"}) == set()

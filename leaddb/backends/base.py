@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from psycopg.conninfo import conninfo_to_dict
-
-from leaddb import janitor, runner
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
+
+if TYPE_CHECKING:
+    # runner imports psycopg (~0.15 s): a Docker reset needs it only once its container boots
+    from leaddb import runner
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class FloorBoot:
     """Seconds from creating the server until it answers on its port."""
     remove: float
     """Seconds to remove what the boot created: what a reset pays first for the previous one."""
+    subject: str = "server"
+    """What booted, in the user's words (e.g. the image, "postgres:15")."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +77,14 @@ class Capabilities:
     """The server is this workspace's own: a reset may recreate it, and template databases
     (``db.reset --fast``, the bench's fast resets) may be kept on it."""
 
-    bare_boot: bool = False
-    """It can boot the same server without the migrations (the bench's baseline)."""
-
     cached_init: bool = False
     """A reset reuses something a first reset builds (local: the pristine ``initdb`` output);
     ``drop_init_cache`` forgets it, so that the bench can time a first reset too."""
 
     floor_boot: bool = False
-    """It can time the same fresh boot done by hand without this tool (``floor_boot``), so the
-    bench can report the tool's own overhead as a share of a reset."""
+    """It can time the same fresh boot done by hand without this tool (``floor_boot``), with the
+    migrations and without them, so the bench can report the tool's own overhead as a share of a
+    reset and split a missed target into the bare boot, the migrations and the tool."""
 
 
 class Backend(ABC):
@@ -143,11 +145,14 @@ class Backend(ABC):
         on_file=None,
     ) -> runner.ApplyResult:
         """Apply the files in order to ``dbname`` (default: the project's database, never one of
-        the server's own nor a name the server would cut: ``janitor.name_problem``)."""
+        the server's own nor a name the server would cut: ``names.problem``)."""
+        from leaddb import names, runner  # psycopg, lazily: a Docker reset starts its container first
+
         conninfo = self.conninfo(dbname)
         if dbname is None:
-            target = conninfo_to_dict(conninfo).get("dbname") or ""
-            janitor.check_target(target, action="apply the migrations to", source=self.database_setting)
+            names.check_target(
+                names.dbname_of(conninfo), action="apply the migrations to", source=self.database_setting
+            )
         return runner.apply(
             conninfo, migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
@@ -156,19 +161,17 @@ class Backend(ABC):
         """Forget what ``capabilities.cached_init`` says a reset reuses (nothing by default)."""
         return None
 
-    def bare_boot(self) -> BootReport:
-        """Boot the same server without the migrations (only where ``capabilities.bare_boot``)."""
-        raise BackendError(f"the {self.name} backend cannot boot a bare server")
-
-    def floor_boot(self) -> FloorBoot:
-        """Time the same fresh boot done by hand (only where ``capabilities.floor_boot``); leaves
-        nothing behind."""
+    def floor_boot(self, *, migrations: bool = True) -> FloorBoot:
+        """Time the same fresh boot done by hand (only where ``capabilities.floor_boot``), with the
+        migrations or (``migrations=False``) the bare server alone; leaves nothing behind."""
         raise BackendError(f"the {self.name} backend has no floor boot to compare with")
 
     def server_info(self) -> dict:
         """What the bench records about the server (and the engine, where there is one); a
         ``storage`` entry, where there is one, says in words what the data sits on and is
         printed with the bench's table."""
+        from leaddb import runner
+
         try:
             with runner.connect(self.conninfo("postgres")) as conn:
                 return {"postgresql": conn.execute("SELECT version()").fetchone()[0]}

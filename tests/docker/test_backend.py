@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from docker_support import GOOD_MIGRATIONS, wait_for_log, write_migrations
 
-from leaddb.backends.docker.service import COMPOSE_VERSION, LABEL
+from leaddb.backends.docker import compose_cli
+from leaddb.backends.docker.service import LABEL
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import discover
 
@@ -38,14 +39,21 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
     assert [c.name for c in containers] == [f"{project_name}-postgres-1"]
     labels = containers[0].labels
-    assert {k: v for k, v in labels.items() if k.startswith(LABEL) and k != LABEL + "config-hash"} == {
+    # every label Compose v2 gives its own service containers, hash and version as the Compose
+    # CLI gives them (where it answers; else this tool's own)
+    answer = compose_cli.ask(backend.service, backend._environ).answer()
+    version = answer.version
+    assert {k: v for k, v in labels.items() if k.startswith(LABEL)} == {
         LABEL + "project": project_name,
         LABEL + "service": "postgres",
         LABEL + "container-number": "1",
         LABEL + "oneoff": "False",
         LABEL + "project.working_dir": str(project.resolve()),
         LABEL + "project.config_files": str((project / "docker-compose.yml").resolve()),
-        LABEL + "version": COMPOSE_VERSION,
+        LABEL + "version": version,
+        LABEL + "config-hash": answer.config_hash,
+        LABEL + "image": docker_client.images.get(backend.service.image).id,
+        LABEL + "depends_on": "",
     }
     assert len(labels[LABEL + "config-hash"]) == 64
 
@@ -54,7 +62,7 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     assert volumes[0].attrs["Labels"] == {
         LABEL + "project": project_name,
         LABEL + "volume": "pgdata",
-        LABEL + "version": COMPOSE_VERSION,
+        LABEL + "version": version,
     }  # no config-hash on the volume
     mounts = {m["Destination"]: m for m in containers[0].attrs["Mounts"]}
     assert mounts["/var/lib/postgresql/data"]["Name"] == f"{project_name}_pgdata"
@@ -74,7 +82,7 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     assert network.attrs["Labels"] == {
         LABEL + "project": project_name,
         LABEL + "network": "default",
-        LABEL + "version": COMPOSE_VERSION,
+        LABEL + "version": version,
     }
     ports = containers[0].attrs["HostConfig"]["PortBindings"]["5432/tcp"]
     assert [p["HostIp"] for p in ports] == ["127.0.0.1"]  # published on loopback only
@@ -255,19 +263,53 @@ def test_missing_image_and_taken_port_are_clear(make_backend, project):
     assert "POSTGRES_PORT" in str(raised.value)
 
 
-def test_start_when_nothing_runs(make_backend):
-    with pytest.raises(BackendError, match="invoke db.reset --backend docker"):
-        make_backend().start()
-
-
-def test_unreachable_engine_is_one_clear_error(monkeypatch, tmp_path):
-    """No engine needed: DOCKER_HOST points at a socket nobody listens on."""
+def test_start_when_nothing_runs(make_backend, project_name):
     from leaddb.backends.docker import engine
 
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nobody.sock")
-    with pytest.raises(BackendError, match="no Docker engine answered at unix://") as raised:
-        engine.connect()
-    assert "next step:" in str(raised.value)
+    with pytest.raises(BackendError, match="invoke db.reset --backend docker") as raised:
+        make_backend().start()
+    message = str(raised.value)
+    # the engine as the user knows it (DOCKER_HOST or the platform's default), not docker-py's
+    # http+docker://localhost
+    assert f"in compose project {project_name!r} " in message
+    assert f"on the engine at {engine.default_address()}" in message and "http+docker" not in message
+
+
+def test_every_task_finds_the_container_by_its_labels_whatever_its_name(
+    make_backend, project, project_name, docker_client, labelled, image
+):
+    """Compose v1 named it <project>_postgres_1: start (db.status, db.apply, …) finds it by its
+    labels as a reset does, and a reset replaces it with the v2-named one. A one-off container
+    of the service (`docker compose run`) is never taken for it, and a reset removes it."""
+    backend = make_backend()
+    files = migrations_of(project)
+    backend.reset(files)
+    docker_client.containers.get(backend.container_name).rename(f"{project_name}_postgres_1")
+    backend = make_backend()
+    backend.start()
+    assert [f.migration.name for f in backend.apply(files, reapply=True).files] == list(GOOD_MIGRATIONS)
+    assert fetch(backend, "SELECT count(*) FROM widgets") == [(0,)]
+    backend.reset(files)
+    ours = {"label": f"{LABEL}project={project_name}"}
+    assert [c.name for c in docker_client.containers.list(all=True, filters=ours)] == [
+        f"{project_name}-postgres-1"
+    ]
+    assert f"container {project_name}-postgres-1" in backend.down()
+
+    labelled.run(
+        image,
+        command=["sleep", "300"],
+        entrypoint=[],
+        network_mode="none",
+        name=f"{project_name}-postgres-run-0a1b2c",
+        labels={LABEL + "project": project_name, LABEL + "service": "postgres", LABEL + "oneoff": "True"},
+    )
+    with pytest.raises(BackendError, match="no container of service 'postgres'"):
+        make_backend().start()
+    backend.reset(files)
+    assert [c.name for c in docker_client.containers.list(all=True, filters=ours)] == [
+        f"{project_name}-postgres-1"
+    ]
 
 
 def test_container_killed_during_init_then_next_reset_recovers(

@@ -8,36 +8,65 @@ introspection uses psycopg over the published loopback port. Only objects carryi
 project's labels are removed (``resources``). The engine: ``engine``.
 
 The rooms: ``engine`` (connecting), ``service`` (compose service → container, labels),
-``resources`` (containers, volumes, network of the project), ``bootlog`` (the boot log,
-its phases and failures), ``psql`` (the in-container applier).
+``compose_cli`` (the config hash and version the Compose CLI gives, for those labels),
+``resources`` (containers, volumes, network of the project, found by their labels),
+``bootlog`` (the boot log, its phases and failures), ``psql`` (the in-container applier),
+``floor`` (the bench's bare ``docker run``).
 """
 
 from __future__ import annotations
 
-import copy
 import os
+import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from psycopg import pq
-from psycopg.conninfo import make_conninfo
-
-from leaddb import compose, janitor, locks, platforms, runner, statedir
+from leaddb import compose, locks, names, platforms, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
-from leaddb.backends.docker import bootlog, engine, floor, psql
+from leaddb.backends.docker import bootlog, compose_cli, engine, floor, psql
 from leaddb.backends.docker.resources import Resources
 from leaddb.backends.docker.service import ServiceSpec
+from leaddb.console import say
 from leaddb.errors import BackendError
 from leaddb.migrations import Migration
 from leaddb.secret_file import secret_value
 
+if TYPE_CHECKING:
+    from leaddb import runner
+
 DEFAULT_BOOT_TIMEOUT = 180.0
+
+
+def _warm_imports() -> None:
+    """What a reset needs only once its container is up (psycopg for the port check, rich for
+    the phase table), imported while the container boots: the process idles then, and a whole
+    `invoke db.reset --backend docker` is that much closer to a bare `docker run`."""
+    try:
+        import psycopg.conninfo  # noqa: F401
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+        from psycopg import pq  # noqa: F401
+    except ImportError:  # the main thread imports them again, and says so
+        pass
+
+
+def _conninfo_text(**params) -> str:
+    """``key=value`` pairs as libpq reads them (psycopg's ``make_conninfo`` quoting), for what a
+    task prints before psycopg is imported."""
+
+    def quoted(value) -> str:
+        text = re.sub(r"([\\'])", r"\\\1", str(value))
+        return f"'{text}'" if not text or re.search(r"\s", text) else text
+
+    return " ".join(f"{key}={quoted(value)}" for key, value in params.items() if value is not None)
 
 
 class DockerBackend(Backend):
     name = "docker"
-    capabilities = Capabilities(owns_server=True, bare_boot=True, floor_boot=True)
+    capabilities = Capabilities(owns_server=True, floor_boot=True)
 
     def __init__(
         self,
@@ -69,7 +98,6 @@ class DockerBackend(Backend):
         self.password_file = "" if self.password else env.get("POSTGRES_PASSWORD_FILE", "")
         self.dbname = env.get("POSTGRES_DB") or self.user
         self._client = None
-        self._init_files = True  # False: boot without the migrations mount (``bare_boot``)
 
     # -- engine ------------------------------------------------------------------------
 
@@ -101,34 +129,47 @@ class DockerBackend(Backend):
     def reset(
         self, migrations: Sequence[Migration], *, force: bool = False, end_sessions: bool = False
     ) -> BootReport:
-        janitor.check_target(self.dbname, action="create", source=self.database_setting)  # before anything
+        names.check_target(self.dbname, action="create", source=self.database_setting)  # before anything
         report = BootReport(self.name)
-        resources = self.resources
         with report.phase("create"):
             self.spec.check_keys()  # before anything of the previous boot is removed
-            resources.check_image(self.service.image, self.service.compose_file.name)
-            removed = resources.remove(force=force)
-            # the engine may free the port of the container it just removed a moment later
-            # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
-            self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
-            resources.ensure_network()
-            resources.create_volumes()
-            container = self.client.containers.create(
-                self.service.image, **self.spec.create_kwargs(self.client, init_files=self._init_files)
-            )
+            resources = self.resources  # docker-py, imported and connected
+            image_id = resources.check_image(self.service.image, self.service.compose_file.name)
+            # Compose's own hash and version for the labels, asked now and answered while the
+            # engine removes the previous boot (the longest wait before the new one can start)
+            question = compose_cli.ask(self.service, self._environ)
+            try:
+                removed = resources.remove(force=force)
+                # the engine may free the port of the container it just removed a moment later
+                # (docker-proxy, Docker Desktop's port forwarder): wait for it, a bounded while
+                self._check_port_free(grace=10.0 if any(r.startswith("container") for r in removed) else 0.0)
+                answer = question.answer()
+            finally:
+                question.close()  # a failure (or Ctrl-C) before the answer leaves no CLI running
+            if note := answer.note():
+                say(note)
+            resources.ensure_network(answer.version)
+            resources.create_volumes(answer.version)
+            kwargs = self.spec.create_kwargs(self.client, labels=self.spec.container_labels(answer, image_id))
+            container = self.client.containers.create(self.service.image, **kwargs)
         start_called = time.perf_counter()  # from here on the engine's clock times the phases
         try:
             container.start()
         except Exception as exc:  # noqa: BLE001 - the engine's reason, reworded
             raise self._start_failure(exc) from None
+        warming = threading.Thread(target=_warm_imports, name="leaddb-warm-imports", daemon=True)
+        warming.start()
         # when the engine started it, read while the server initialises (not after it is ready)
         container.reload()
         engine_started = bootlog.parse_timestamp(container.attrs["State"]["StartedAt"])
         waiter = bootlog.LogWaiter(container)
         try:
-            lines = waiter.wait_final_ready(self.boot_timeout, lambda ls: self._boot_failure(ls, migrations))
+            lines = waiter.wait_final_ready(
+                self.boot_timeout, lambda ls: self._boot_failure(ls, migrations, container)
+            )
         finally:
             waiter.close()
+        warming.join()
         self._wait_connectable(container)
         report.phases.extend(bootlog.engine_phases(engine_started, bootlog.boot_marks(lines)))
         detected = time.perf_counter()
@@ -139,14 +180,9 @@ class DockerBackend(Backend):
         report.apply = None  # the init files ran inside the container: see the "apply" phase
         return report
 
-    def bare_boot(self) -> BootReport:
-        """The same service booting without the migrations mount: what a boot costs alone."""
-        bare = copy.copy(self)
-        bare._init_files = False
-        return bare.reset([])
-
-    def floor_boot(self) -> FloorBoot:
-        """The same container booted by a bare ``docker run`` on the same engine (``floor``).
+    def floor_boot(self, *, migrations: bool = True) -> FloorBoot:
+        """The same container booted by a bare ``docker run`` on the same engine (``floor``);
+        ``migrations=False``: without the migrations mount (the image's bare boot).
 
         Our own container and volume are removed first, as a reset removes them: the floor
         boots with nothing of ours running beside it, as a reset's container does (an idle
@@ -155,7 +191,12 @@ class DockerBackend(Backend):
         self.resources.remove(force=False)
         self.resources.ensure_network()  # the same network setup: a reset finds it there too
         return floor.run(
-            self.client, self.spec, host=self.host_address, user=self.user, timeout=self.boot_timeout
+            self.client,
+            self.spec,
+            host=self.host_address,
+            user=self.user,
+            timeout=self.boot_timeout,
+            migrations=migrations,
         )
 
     def _check_port_free(self, grace: float = 0.0) -> None:
@@ -186,11 +227,11 @@ class DockerBackend(Backend):
         )
 
     def _boot_failure(
-        self, lines: Sequence[bootlog.LogLine], migrations: Sequence[Migration]
+        self, lines: Sequence[bootlog.LogLine], migrations: Sequence[Migration], container
     ) -> BackendError:
         """The container exited before the final server was up."""
-        container = self.resources.container()
-        state = container.attrs["State"] if container is not None else {}
+        container.reload()
+        state = container.attrs["State"]
         code = state.get("ExitCode", "?")
         volumes = ", ".join(self.service.volume_names.values()) or "(no volume)"
         marks = bootlog.boot_marks(lines)
@@ -246,6 +287,9 @@ class DockerBackend(Backend):
         """The final server answers on the published loopback port (what introspection uses):
         ``pg_isready``'s question (libpq's PQping: the server takes a connection request), which
         costs no authentication round trips; the first try almost always answers."""
+        from psycopg import pq
+        from psycopg.conninfo import make_conninfo
+
         deadline = time.monotonic() + 30
         self._read_password(container)
         target = make_conninfo(
@@ -280,6 +324,8 @@ class DockerBackend(Backend):
             raise BackendError(
                 f"the password of {self.container_name} is read from the container: start() first"
             )
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo(
             host=self.host_address,
             port=self.port.host_port,
@@ -320,7 +366,7 @@ class DockerBackend(Backend):
         runner over the published port."""
         if dbname not in (None, self.dbname):
             return super().apply(migrations, dbname=dbname, reapply=reapply, on_file=on_file)
-        janitor.check_target(self.dbname, action="apply the migrations to", source=self.database_setting)
+        names.check_target(self.dbname, action="apply the migrations to", source=self.database_setting)
         mount = self.service.initdb_mount
         if mount is None:
             raise BackendError(
@@ -347,7 +393,7 @@ class DockerBackend(Backend):
         return "docker: removed " + ", ".join(done)
 
     def describe(self) -> str:
-        masked = make_conninfo(
+        masked = _conninfo_text(
             host=self.host_address, port=self.port.host_port, user=self.user, dbname=self.dbname
         )
         secret = (

@@ -17,6 +17,9 @@ from leaddb.errors import BackendError
 
 
 def default_address() -> str:
+    """The engine's address as the user knows it: ``DOCKER_HOST``, else the platform's default
+    (what ``docker.from_env()`` connects to; docker-py's own ``base_url`` reads
+    ``http+docker://localhost`` for a socket or a pipe, an address nobody can use)."""
     return os.environ.get("DOCKER_HOST") or platforms.docker_default_host()
 
 

@@ -6,9 +6,11 @@ command, healthcheck, shm size, the migrations bind-mounted at the init director
 named volume at the data directory, the port published on the same host address, the
 project's bridge network), then ``pg_isready`` on the published port until the server
 answers; then ``docker rm -f`` and ``docker volume rm``, timed apart: what a reset pays first
-for the previous boot. It runs in this process through docker-py (``containers.run``: the
-create and start calls ``docker run -d`` makes) and libpq's ``PQping`` (what ``pg_isready``
-calls) every 10 ms, so neither a CLI's start-up nor a coarse poll is in the floor.
+for the previous boot. The same without the migrations mount is the image's bare boot, what
+the bench's verdict calls this machine's floor. It runs in this process through docker-py
+(``containers.run``: the create and start calls ``docker run -d`` makes) and libpq's
+``PQping`` (what ``pg_isready`` calls) every 50 ms, so neither a CLI's start-up nor a coarse
+poll is in the floor.
 
 It uses names of its own (``<project>-bare-run-1``, volume ``<project>_bare-run_<key>``) and a
 free port of its own, since our container holds the project's port meanwhile; it carries the
@@ -20,8 +22,6 @@ from __future__ import annotations
 import socket
 import time
 
-from psycopg.conninfo import make_conninfo
-
 from leaddb.backends.base import FloorBoot
 from leaddb.backends.docker import bootlog
 from leaddb.backends.docker.service import ServiceSpec, Twin
@@ -29,6 +29,7 @@ from leaddb.errors import BackendError
 
 LABEL = "org.leaddb.bench-floor"
 TEXT = "bare docker run (same image, mount, volume)"
+BARE_TEXT = "bare docker run, no migrations (same image, volume)"
 POLL = 0.05  # seconds between two pings: `until pg_isready; do sleep 0.05; done`
 STATE_EVERY = 5.0  # seconds between two looks at whether the container still runs (an inspect)
 
@@ -52,12 +53,17 @@ def answers(conninfo: bytes) -> bool:
     return pq.PGconn.ping(conninfo) == pq.Ping.OK
 
 
-def run(client, spec: ServiceSpec, *, host: str, user: str, timeout: float) -> FloorBoot:
-    """One bare boot, timed: create and start until it answers; then its removal."""
+def run(
+    client, spec: ServiceSpec, *, host: str, user: str, timeout: float, migrations: bool = True
+) -> FloorBoot:
+    """One bare boot, timed: create and start until it answers; then its removal.
+    ``migrations=False``: without the migrations mount, the image's own first boot."""
+    from psycopg.conninfo import make_conninfo
+
     twin = twin_of(spec, host)
     volumes = [twin.volume(key) for key in spec.service.volume_names]
     remove(client, twin.name, volumes)  # what an interrupted bench left
-    kwargs = spec.create_kwargs(client, twin=twin)
+    kwargs = spec.create_kwargs(client, twin=twin, init_files=migrations)
     conninfo = make_conninfo(
         host=host, port=twin.host_port, user=user, dbname="postgres", connect_timeout=2, sslmode="disable"
     ).encode()
@@ -81,7 +87,7 @@ def run(client, spec: ServiceSpec, *, host: str, user: str, timeout: float) -> F
         for volume in volumes:
             client.api.remove_volume(volume, force=True)
         removed = time.perf_counter() - removing
-    return FloorBoot(TEXT, boot, removed)
+    return FloorBoot(TEXT if migrations else BARE_TEXT, boot, removed, subject=spec.service.image)
 
 
 def _wait_answers(container, conninfo: bytes, deadline: float) -> None:

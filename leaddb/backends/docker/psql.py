@@ -20,10 +20,14 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from leaddb import compose, masking, runner, waits
+from leaddb import compose, masking, waits
 from leaddb.errors import BackendError, MigrationError, NonIdempotentMigration
 from leaddb.migrations import Migration, Statement
+
+if TYPE_CHECKING:
+    from leaddb import runner
 
 PSQL_MESSAGE = re.compile(
     r"^psql:(?P<file>[^:]+):(?P<line>\d+): (?P<level>ERROR|FATAL|WARNING|NOTICE|INFO):\s+"
@@ -51,6 +55,8 @@ def statement_at(migration: Migration, line: int) -> Statement | None:
 
 
 def argv(user: str, dbname: str, port: int, targets: Sequence[str]) -> list[str]:
+    from leaddb import runner  # psycopg, lazily: the boot log's reader imports this module
+
     command = [
         "psql",
         "-v",
@@ -97,6 +103,8 @@ def apply(
     """Every file of ``mounted`` (the directory bind-mounted at the init directory) in order.
     ``conninfo`` reaches the same database from the host: for watching psql's session, and ending
     it when the task is interrupted."""
+    from leaddb import runner
+
     paths: dict[str, Migration] = {}
     for migration in migrations:
         if migration.path.resolve().parent != mounted:
@@ -226,6 +234,8 @@ def _failure(
     container_name: str,
     project_dir: Path,
 ) -> MigrationError | NonIdempotentMigration | BackendError:
+    from leaddb import runner
+
     lines = stderr.splitlines()
     index, found = next(
         ((i, m) for i, line in enumerate(lines) if (m := PSQL_MESSAGE.match(line)) and m["level"] == "ERROR"),

@@ -2,22 +2,26 @@
 container ``<project>-postgres-1`` on network ``<project>_default`` (alias ``postgres``) with
 volume ``<project>_<key>``, all carrying Compose's ``com.docker.compose.*`` labels, so that
 ``docker compose ps``, ``exec`` and ``down -v`` manage them and a later ``docker compose up``
-finds them. Every setting comes from the compose file (``leaddb.compose``).
+finds them and keeps them: the container's labels are the ones Compose v2 gives its own (the
+config hash and version the Compose CLI gives, ``compose_cli``; the image id; ``depends_on``).
+The network and volume carry no config hash, which Compose takes as "no change" (a wrong one
+would make it recreate them). Every setting comes from the compose file (``leaddb.compose``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from leaddb import compose, platforms
+from leaddb.backends.docker.compose_cli import CHECKED_VERSION
 from leaddb.errors import BackendError
 
-# The Compose version written into the labels, as `docker compose` writes its own.
-COMPOSE_VERSION = "2.29.7"
+if TYPE_CHECKING:
+    from leaddb.backends.docker.compose_cli import Answer
+
 LABEL = "com.docker.compose."
 # What of the compose service this backend applies when it creates the container itself;
 # anything else ("x-" extensions aside) is refused rather than silently left out. (`restart`
@@ -62,8 +66,8 @@ class ServiceSpec:
     def project_labels(self) -> dict[str, str]:
         return {LABEL + "project": self.project}
 
-    def container_labels(self) -> dict[str, str]:
-        config = json.dumps(self.service.raw, sort_keys=True, default=str)
+    def base_labels(self) -> dict[str, str]:
+        """What names the container as the project's service (what every task finds it by)."""
         return {
             **self.project_labels(),
             LABEL + "service": compose.SERVICE,
@@ -71,17 +75,27 @@ class ServiceSpec:
             LABEL + "oneoff": "False",
             LABEL + "project.working_dir": str(self.service.project_dir.resolve()),
             LABEL + "project.config_files": str(self.service.compose_file.resolve()),
-            LABEL + "version": COMPOSE_VERSION,
-            # Not Compose's exact hash: a later `docker compose up` may recreate the
-            # container (keeping the volume), which is harmless.
-            LABEL + "config-hash": hashlib.sha256(config.encode()).hexdigest(),
         }
 
-    def volume_labels(self, key: str) -> dict[str, str]:
-        return {**self.project_labels(), LABEL + "volume": key, LABEL + "version": COMPOSE_VERSION}
+    def container_labels(self, compose_answer: Answer, image_id: str) -> dict[str, str]:
+        """Every label Compose v2 gives a service container it creates: with these, a later
+        ``docker compose up`` finds nothing changed and keeps the container (when the hash is
+        Compose's own: ``compose_answer.from_compose``)."""
+        return {
+            **self.base_labels(),
+            LABEL + "version": compose_answer.version,
+            LABEL + "config-hash": compose_answer.config_hash,
+            LABEL + "image": image_id,
+            # the service's dependencies as "service:condition:restart", comma-separated; the
+            # service may not declare any (SERVICE_KEYS)
+            LABEL + "depends_on": "",
+        }
 
-    def network_labels(self) -> dict[str, str]:
-        return {**self.project_labels(), LABEL + "network": "default", LABEL + "version": COMPOSE_VERSION}
+    def volume_labels(self, key: str, version: str = CHECKED_VERSION) -> dict[str, str]:
+        return {**self.project_labels(), LABEL + "volume": key, LABEL + "version": version}
+
+    def network_labels(self, version: str = CHECKED_VERSION) -> dict[str, str]:
+        return {**self.project_labels(), LABEL + "network": "default", LABEL + "version": version}
 
     def is_ours(self, labels: dict | None, **expected: str) -> bool:
         labels = labels or {}
@@ -127,11 +141,13 @@ class ServiceSpec:
         *,
         init_files: bool = True,
         twin: Twin | None = None,
+        labels: dict[str, str] | None = None,
     ) -> dict:
         """``client.containers.create`` arguments. Named volumes go as mounts; bind mounts in
         the ``volumes``/binds form, which Docker Desktop takes with a Windows path (the
         mount form fails there: docker-py issue 2661). ``twin``: the same container under
-        other names (the bench's bare ``docker run``)."""
+        other names (the bench's bare ``docker run``). ``labels``: the container's (a reset
+        passes ``container_labels``; default ``base_labels``)."""
         from docker.types import Healthcheck, Mount
 
         name = twin.name if twin else self.container_name
@@ -162,7 +178,7 @@ class ServiceSpec:
         host_port = twin.host_port if twin else port.host_port
         kwargs: dict = {
             "name": name,
-            "labels": dict(twin.labels) if twin else self.container_labels(),
+            "labels": dict(twin.labels) if twin else dict(labels or self.base_labels()),
             "environment": dict(self.service.environment),
             "command": list(self.service.command) if self.service.command else None,
             "mounts": mounts,
