@@ -542,6 +542,11 @@ def test_the_bench_times_the_floor_in_each_run_and_names_the_engines_storage(mak
     assert record["floor"]["label"] == floor.TEXT
     assert record["floor"]["boot"] > 0 and record["floor"]["remove"] > 0
     assert set(bench.floor_metrics(record)) <= {s.metric for s in result.summaries}
-    assert len(result.overhead) == 4 and all(-1 < share < 1 for share in result.overhead.values())
+    # the shares as the records make them (their size is the machine's: a loaded one boots the
+    # floor slower or faster than the reset, so no bound on them is asserted)
+    with_rm, without_rm = list(bench.floor_metrics(record).values())[:2]
+    total = record["total"]
+    expected = [(total - with_rm) / total] * 2 + [(total - without_rm) / total] * 2
+    assert list(result.overhead.values()) == pytest.approx(expected)
     assert result.machine["storage"].startswith("data root ")
     assert "driver " in result.machine["storage"]

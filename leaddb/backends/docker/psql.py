@@ -204,6 +204,8 @@ def stop(container, pid_file: str, conninfo: str | None, token: str) -> str:
 
 def _timed_out(verdict: waits.Verdict, stderr: str, paths: dict[str, Migration], project_dir: Path):
     """The watcher cancelled psql's statement past a limit: psql's error names file and line."""
+    from leaddb import runner
+
     found = next(
         (m for line in stderr.splitlines() if (m := PSQL_MESSAGE.match(line)) and m["level"] == "ERROR"), None
     )
