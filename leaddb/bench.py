@@ -4,7 +4,8 @@ Per run: a fresh reset (reset → boot → apply → ready), phase by phase; the
 running server, the apply-only time (all migrations on a fresh empty database), the
 reapply time, and as a baseline in the same run ``psql -f`` per file (what the spec's
 manual path does) on another fresh database. Ratios within one run are what to compare:
-these machines are noisy.
+these machines are noisy. The statistics (percentiles, intervals, the verdict, the goals) are
+``leaddb.stats``'s.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,8 @@ from leaddb import fast, janitor, platforms
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
+from leaddb.stats import PERCENTILE_METHOD, Summary, floor_metrics, median_ratio, overhead_shares, verdict
 
-PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
-MIN_RUNS_FOR_P99 = 100
 COLD_BOOT = "fresh boot + apply, cold (initdb, no pristine)"
 EXTRA_METRICS = (
     COLD_BOOT,
@@ -42,99 +40,6 @@ EXTRA_METRICS = (
     "fast reset (builds template)",
     "fast reset",
 )
-
-
-# The floor: the same fresh boot done by hand, without this tool (where the backend has one,
-# ``capabilities.floor_boot``), in the same runs. The tool's own overhead is (reset - floor) /
-# reset: from the medians (the goal's figure), and as the median of each run's own share (the
-# two boots of a run share the machine's load). "with rm": the floor's time includes removing
-# its previous boot, as a reset's does (like for like); "without rm": the floor is only
-# `docker run` until it answers, and everything a reset removes counts against the tool.
-FLOOR_WITH_REMOVAL = "{label}: rm + run + answers"
-FLOOR_BOOT_ONLY = "{label}: run + answers"
-OVERHEAD = "tool's own overhead, (reset - floor) / reset, floor {rm}, {how}"
-OVERHEAD_GOAL = 0.10  # issue 13: the tool's own overhead <= 10% of the fresh-boot total
-
-
-def floor_metrics(record: dict) -> dict[str, float]:
-    """A run's floor figures under their metric names (none when the backend has no floor)."""
-    floor = record.get("floor")
-    if not floor:
-        return {}
-    return {
-        FLOOR_WITH_REMOVAL.format(label=floor["label"]): floor["remove"] + floor["boot"],
-        FLOOR_BOOT_ONLY.format(label=floor["label"]): floor["boot"],
-    }
-
-
-def overhead_shares(totals: Sequence[float], records: Sequence[dict]) -> dict[str, float]:
-    """The tool's own overhead as a share of a reset; the first entry is the goal's figure."""
-    if not records or not floor_metrics(records[0]):
-        return {}
-    reset = statistics.median(totals)
-    shares = {}
-    for index, rm in enumerate(("with rm", "without rm")):
-        floors = [list(floor_metrics(r).values())[index] for r in records]
-        shares[OVERHEAD.format(rm=rm, how="of the medians")] = (reset - statistics.median(floors)) / reset
-        shares[OVERHEAD.format(rm=rm, how="median of each run's own")] = statistics.median(
-            (total - floor) / total for total, floor in zip(totals, floors, strict=True)
-        )
-    return shares
-
-
-# The team's goals on the 2-core CI machine (issue: benchmarks). Reported, never exit-coded:
-# only the spec's targets decide the exit code. The fresh boot's goal depends on what a boot
-# is (a local cluster, a container).
-FRESH_BOOT_GOALS_P95 = {"local": 1.8, "docker": 3.0}
-COMMON_GOALS = [("apply only", "p95", 0.250), ("reapply", "p95", 0.060), ("fast reset", "p95", 0.100)]
-
-
-def goals_for(backend: str) -> list[tuple[str, str, float]]:
-    boot = FRESH_BOOT_GOALS_P95.get(backend)
-    return ([("fresh boot + apply (total)", "p95", boot)] if boot else []) + COMMON_GOALS
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[int(p) - 1] if p < 100 else ordered[-1]
-
-
-def bootstrap_ci(
-    values: Sequence[float], p: float, *, rounds: int = 2000, seed: int = 15
-) -> tuple[float, float]:
-    """95% bootstrap confidence interval of the p-th percentile."""
-    if len(values) < 2:
-        return (values[0], values[0])
-    rng = random.Random(seed)
-    estimates = sorted(percentile(rng.choices(values, k=len(values)), p) for _ in range(rounds))
-    return estimates[int(0.025 * rounds)], estimates[int(0.975 * rounds) - 1]
-
-
-@dataclass
-class Summary:
-    metric: str
-    runs: int
-    minimum: float
-    maximum: float
-    p50: float
-    p95: float
-    p99: float
-    ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, metric: str, values: Sequence[float]) -> Summary:
-        return cls(
-            metric,
-            len(values),
-            min(values),
-            max(values),
-            percentile(values, 50),
-            percentile(values, 95),
-            percentile(values, 99),
-            {f"p{p}": bootstrap_ci(values, p) for p in (50, 95, 99)},
-        )
 
 
 @dataclass
@@ -306,27 +211,28 @@ def run(
     summaries = [Summary.of(metric, values) for metric, values in metrics.items()]
     total = summaries[0]
     ratios = {}
+    total_metric = metrics["fresh boot + apply (total)"]
     if "psql -f per file" in metrics:
-        ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
-            statistics.median(metrics["apply only"])
+        ratios["psql -f per file / our apply (median)"] = median_ratio(
+            metrics["psql -f per file"], metrics["apply only"]
         )
     if COLD_BOOT in metrics:
-        ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = statistics.median(
-            metrics[COLD_BOOT]
-        ) / statistics.median(metrics["fresh boot + apply (total)"])
+        ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = median_ratio(
+            metrics[COLD_BOOT], total_metric
+        )
     if "bare boot (no migrations)" in metrics:
-        ratios["fresh boot with migrations / bare boot (median)"] = statistics.median(
-            metrics["fresh boot + apply (total)"]
-        ) / statistics.median(metrics["bare boot (no migrations)"])
+        ratios["fresh boot with migrations / bare boot (median)"] = median_ratio(
+            total_metric, metrics["bare boot (no migrations)"]
+        )
     return BenchResult(
         backend=backend.name,
         runs=records,
         summaries=summaries,
         targets=targets,
-        verdict={p: getattr(total, p) <= limit for p, limit in sorted(targets.items())},
+        verdict=verdict(total, targets),
         machine={**machine_info(backend), "psql_baseline": baseline, "psql_on_path": shutil.which("psql")},
         ratios=ratios,
-        overhead=overhead_shares(metrics["fresh boot + apply (total)"], records),
+        overhead=overhead_shares(total_metric, records),
     )
 
 

@@ -325,7 +325,7 @@ def run_bench(
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from leaddb import bench
+    from leaddb import bench, stats
 
     counts = list(scale)
     # where the results go is checked before the runs, so a bad one loses no results
@@ -335,10 +335,10 @@ def run_bench(
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
     backend, files = _prepare(options)
     say(f"bench: {runs} fresh resets of {backend.describe()}")
-    if runs < bench.MIN_RUNS_FOR_P99:
+    if runs < stats.MIN_RUNS_FOR_P99:
         say(
             f"note: with {runs} runs p99 is close to the maximum; "
-            f"it needs >= {bench.MIN_RUNS_FOR_P99} runs to mean much"
+            f"it needs >= {stats.MIN_RUNS_FOR_P99} runs to mean much"
         )
     psql = bench.psql_program()
     say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
@@ -360,7 +360,7 @@ def run_bench(
             say(f"scale: generated schemas of {sizes} files (runner and psql -f per file)")
             result.scale = bench.scale(backend, counts, psql=psql)
     console.print_bench(
-        result, bench.goals_for(result.backend), bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL
+        result, stats.goals_for(result.backend), stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = results / f"{stamp}-{backend.name}"
