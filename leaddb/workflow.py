@@ -46,7 +46,9 @@ class Options:
 def _select(options: Options) -> Backend:
     from leaddb import backends
 
-    return backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend.tidy()  # what deleted workspaces left (local: their servers and state), said in one line
+    return backend
 
 
 def _started(options: Options) -> Backend:
@@ -114,11 +116,17 @@ def reapply(options: Options) -> ApplyResult:
     return result
 
 
-def down(options: Options) -> str:
+def down(options: Options, *, everything: bool = False) -> str:
+    """This workspace's server and state; with ``everything``, then all of this user's on this
+    machine (``backends.remove_user_state``: every checkout's, the shared pristine, the cache)."""
     backend = _select(options)
     with backend.lock("db.down"):
         message = backend.down()
     say(message)
+    if everything:
+        from leaddb import backends
+
+        backends.remove_user_state()
     return message
 
 

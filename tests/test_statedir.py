@@ -43,8 +43,9 @@ def cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     monkeypatch.delenv(statedir.STATE_DIR_ENV, raising=False)
     yield home
-    for pointer in (home / "leaddb").glob("state-*.json"):  # the private dirs made by default
-        shutil.rmtree(json.loads(pointer.read_text(encoding="utf-8"))["state_dir"], ignore_errors=True)
+    from leaddb.backends.local import remove_everything
+
+    remove_everything(lambda line: None)  # the private dirs made by default, servers and the pristine
 
 
 def mode_of(path: Path) -> int:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -362,3 +363,67 @@ def test_windows_locks_one_byte_past_the_record_and_unlocks_it(tmp_path, windows
 
 def test_the_platforms_lock():
     assert isinstance(locks._platform_lock(), locks._MsvcrtLock if os.name == "nt" else locks._FlockLock)
+
+
+# -- shared bookkeeping locks, and lock files removed by their holder (issue 17, part 6) -----
+
+
+@posix
+def test_a_shared_bookkeeping_lock_admits_shared_holders_only(tmp_path):
+    path = tmp_path / "pristine.lock"
+    with locks.waiting(path, shared=True):
+        assert other_open_can_lock(path, shared=True)
+        assert not other_open_can_lock(path, shared=False)
+    with locks.waiting(path):
+        assert not other_open_can_lock(path, shared=True)
+    assert other_open_can_lock(path, shared=False)
+
+
+@posix
+def test_a_waiter_whose_lock_file_its_holder_removed_takes_the_new_files_lock(tmp_path):
+    import threading
+
+    path = tmp_path / "state-key.lock"
+    done: list[str] = []
+
+    def waiter():
+        with locks.waiting(path, timeout=30):
+            # the lock it holds is the one at the path: nobody else can take it
+            done.append("exclusive" if not other_open_can_lock(path, shared=True) else "a removed file's")
+
+    with locks.waiting(path):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.3)  # the waiter has opened the file and waits for its lock
+        locks.remove_held(path)
+        assert not path.exists()
+    thread.join(30)
+    assert done == ["exclusive"]
+    locks.remove_held(tmp_path / "never-there.lock")  # nothing to remove is no error
+
+
+def test_a_task_lock_whose_file_was_removed_as_it_was_taken_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "reset.lock"
+
+    class RemovedMeanwhile:
+        """As when the holder this task waited for removed the file (and its directory)."""
+
+        unlocked: list[int] = []
+
+        def try_lock(self, fd: int, shared: bool) -> bool:
+            path.unlink()
+            return True
+
+        def unlock(self, fd: int) -> None:
+            self.unlocked.append(fd)
+
+    lock = RemovedMeanwhile()
+    monkeypatch.setattr(locks, "_LOCK", lock)
+    with pytest.raises(BackendError) as refused:
+        with locks.hold(path, "db.reset", "the cluster"):
+            pytest.fail("held a removed file's lock")
+    assert str(refused.value) == (
+        f"the lock file {path} was removed as this task took it: what it guarded is gone\n"
+        "  next step: run the task again"
+    )
+    assert len(lock.unlocked) == 1 and str(path) not in locks._held
