@@ -282,6 +282,17 @@ def drop_pristines() -> Path | None:
         return home
 
 
+class _CopyFailed(Exception):
+    """Ends a copy at its first failure (``copytree`` would go on through every file)."""
+
+
+def _copy_file(source: str, target: str) -> str:
+    try:
+        return shutil.copy(source, target)
+    except OSError as exc:
+        raise _CopyFailed(exc) from exc
+
+
 class Cluster:
     """One data directory, copied from the pristine, and the server running on it."""
 
@@ -371,7 +382,12 @@ class Cluster:
         state_dir = self.root.parent
         staging = statedir.new_tombstone(state_dir, "cluster")
         statedir.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
-        shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=shutil.copy)
+        try:
+            shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=_copy_file)
+        except (_CopyFailed, shutil.Error) as failed:  # a full disk, most likely: say it once
+            error = failed.args[0] if isinstance(failed, _CopyFailed) else OSError(failed.args[0][0][2])
+            shutil.rmtree(staging, ignore_errors=True)  # not left to fill the disk until the next reset
+            raise error from None
         socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir(staging))
         state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
         self._write_settings(state, staging / "data")
