@@ -435,11 +435,20 @@ def test_down_all_removes_everything_of_the_users_and_says_what(user):
     doomed_state, doomed_pid = reset(user, doomed)
     shutil.rmtree(doomed)
     (user.dir / "drift-expected-0123.json").write_text("{}", encoding="utf-8")  # a cache entry
+    foreign = Path(tempfile.mkdtemp(prefix="leaddb-foreign-"))  # a pointer to what is not its own
+    (foreign / "keep.txt").write_text("not leaddb's\n", encoding="utf-8")
+    live_foreign = user.checkout()
+    plant_pointer(user, live_foreign, foreign)
     shared = user.shared()
     here = user.checkout()
-    done = user.run(here, "db.down", "--all")
-    assert done.returncode == 0, done.stderr
+    try:
+        done = user.run(here, "db.down", "--all")
+        assert (foreign / "keep.txt").read_text(encoding="utf-8") == "not leaddb's\n"
+    finally:
+        shutil.rmtree(foreign)
+    assert done.returncode == 0, done.stderr  # what is not its own is left alone, and that is no failure
     out = done.stdout
+    assert f"local: kept {foreign} of {live_foreign}: not a directory leaddb made for it; left alone" in out
     assert f"removed what 1 deleted checkout(s) left ({doomed}): 1 server(s) stopped" in out  # the sweep
     assert f"local: stopped 1 server(s), removed {kept_state} of {kept} (" in out
     assert f"removed {shared} (the pristine initdb output every checkout copies) (" in out
@@ -466,4 +475,9 @@ def test_down_all_keeps_a_checkout_whose_task_runs_and_fails_naming_it(user):
     )
     assert "db.down --all kept 1 state directory (said above)" in done.stderr
     assert alive(pid) and state.is_dir()
+    assert user.pointer(busy).is_file()  # still found by the next db.down --all (or sweep, once gone)
     assert user.shared() is None  # the rest was removed
+    again = user.run(user.checkout(), "db.down", "--all")  # the task ended: now it goes
+    assert again.returncode == 0, again.stderr
+    assert f"local: stopped 1 server(s), removed {state} of {busy} (" in again.stdout
+    assert gone_within(pid) and not os.path.lexists(state)

@@ -779,6 +779,7 @@ class Removal:
     size: int = 0
     stopped: int = 0
     kept: str = ""
+    retry: bool = False  # kept for now (in use): its pointer stays, a later task tries again
 
     def line(self) -> str:
         whose = (
@@ -833,12 +834,26 @@ def _remove(pointer: statedir.Pointer, *, only_if_gone: bool) -> Removal | None:
         try:  # refused while a task of that checkout still runs (in a directory since deleted)
             with locks.hold(current.state_dir / "reset.lock", "db.down", str(current.state_dir)):
                 removal.stopped = _clear(current.state_dir)
-            platforms.remove_tree(current.state_dir)
+            _remove_marker_last(current.state_dir)
         except (LeadDbError, OSError) as exc:
-            removal.kept = str(exc).splitlines()[0]
+            removal.kept, removal.retry = str(exc).splitlines()[0], True
             return removal
         statedir.forget(current)
         return removal
+
+
+def _remove_marker_last(state_dir: Path) -> None:
+    """Remove what :func:`_clear` left (the task lock, once released) and then the marker, so
+    that until the directory is gone it still says whose it is (a removal stopped half-way is
+    finished by a later task)."""
+    for entry in os.scandir(state_dir):
+        if entry.name != statedir.STATE_MARKER:
+            if entry.is_dir(follow_symlinks=False):
+                platforms.remove_tree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+    (state_dir / statedir.STATE_MARKER).unlink(missing_ok=True)
+    os.rmdir(state_dir)
 
 
 def sweep_vanished(*, exclude: Path | None = None) -> str | None:
@@ -888,12 +903,16 @@ def remove_everything(tell_user: Callable[[str], None] = say) -> None:
     home = statedir.user_dir()
     said, kept = 0, 0
 
+    staying: set[Path] = set()  # the pointers of what was kept for now
+
     def tell(removal: Removal | None) -> None:
         nonlocal said, kept
         if removal is not None:
             tell_user(removal.line())
             said += 1
-            kept += bool(removal.kept)
+            if removal.retry:
+                kept += 1
+                staying.add(removal.pointer.path)
 
     for pointer in statedir.pointers(home):
         if pointer.lock is not None:  # the shared directory's: below, under its own lock
@@ -904,6 +923,8 @@ def remove_everything(tell_user: Callable[[str], None] = say) -> None:
             tell(_remove(shared, only_if_gone=False))
     entries = []
     for entry in [*home.glob("*.json"), *home.glob(".*.tmp")]:  # cache entries, leftovers of writes
+        if entry in staying:
+            continue
         try:
             entry.unlink()  # a link itself, never what it names; a directory is refused
             entries.append(entry)
