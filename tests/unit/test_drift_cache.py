@@ -136,10 +136,14 @@ def built(monkeypatch, tmp_path) -> Built:
     calls.server = dict(SERVER)
 
     def expected(spec, backend):
-        calls.append(backend.conninfo("postgres"))
+        calls.append((spec, backend.conninfo("postgres")))
         return snapshot()
 
-    monkeypatch.setattr(drift, "server_key", lambda conninfo: dict(calls.server))
+    def server_key(conninfo):
+        assert conninfo == "dbname=postgres"  # asked of the maintenance database
+        return dict(calls.server)
+
+    monkeypatch.setattr(drift, "server_key", server_key)
     monkeypatch.setattr(drift, "expected_snapshot", expected)
     return calls
 
@@ -152,7 +156,7 @@ def test_built_once_then_read_from_the_cache(built, tmp_path):
     spec = spec_with(tmp_path)
     first = drift.cached_expected_snapshot(spec, Backend())
     assert (first.snapshot, first.source) == (snapshot(), "built and cached")
-    assert built == ["dbname=postgres"]
+    assert built == [(spec, "dbname=postgres")]
     (entry,) = entries()
     key = drift.cache_key(spec, SERVER)
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
@@ -160,6 +164,7 @@ def test_built_once_then_read_from_the_cache(built, tmp_path):
     written = entry.read_text(encoding="utf-8")
     assert written.endswith("}\n") and json.loads(written) == {"key": key, "snapshot": snapshot().to_data()}
     assert written.startswith('{\n "key"')  # indented by one, keys sorted
+    assert list(json.loads(written)["key"]) == ["catalog", "format", "server", "spec"]
     second = drift.cached_expected_snapshot(spec, Backend())
     assert (second.snapshot, second.source) == (snapshot(), "from the cache")
     assert len(built) == 1  # not built again
@@ -205,12 +210,13 @@ def test_without_a_cache_directory_it_is_built_and_said_why(built, tmp_path, mon
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    found = drift.cached_expected_snapshot(spec_with(tmp_path), Backend())
+    spec = spec_with(tmp_path)
+    found = drift.cached_expected_snapshot(spec, Backend())
     assert found.snapshot == snapshot()
     assert found.source.startswith(
         f"built; not cached: cannot create the private directory {blocker / 'leaddb'}"
     )
-    assert len(built) == 1
+    assert built == [(spec, "dbname=postgres")]
 
 
 def test_a_server_that_cannot_say_its_key_is_built_on_and_not_cached(built, tmp_path, monkeypatch):
@@ -218,15 +224,19 @@ def test_a_server_that_cannot_say_its_key_is_built_on_and_not_cached(built, tmp_
         raise psycopg.OperationalError("no server")
 
     monkeypatch.setattr(drift, "server_key", unreachable)
-    found = drift.cached_expected_snapshot(spec_with(tmp_path), Backend())
+    spec = spec_with(tmp_path)
+    found = drift.cached_expected_snapshot(spec, Backend())
     assert (found.snapshot, found.source) == (snapshot(), "built")
+    assert built == [(spec, "dbname=postgres")]
     assert entries() == []
 
 
 def test_unreadable_catalog_code_is_built_and_said(built, tmp_path, monkeypatch):
     monkeypatch.setattr(catalog, "fingerprint", lambda: None)
-    found = drift.cached_expected_snapshot(spec_with(tmp_path), Backend())
+    spec = spec_with(tmp_path)
+    found = drift.cached_expected_snapshot(spec, Backend())
     assert (found.snapshot, found.source) == (snapshot(), "built; not cached: the catalog code is unreadable")
+    assert built == [(spec, "dbname=postgres")]
     assert entries() == []
 
 

@@ -90,7 +90,9 @@ def test_a_planted_link_at_the_lock_path_is_never_followed(tmp_path):
     with pytest.raises(BackendError, match="cannot open the lock file .*task.lock") as refused:
         with locks.hold(tmp_path / "task.lock", "db.reset", "the target"):
             pytest.fail("followed the link")
-    assert "not a link" in str(refused.value)
+    assert str(refused.value).endswith(
+        "\n  next step: the lock file must be a regular file of yours, not a link; remove it and retry"
+    )
     assert precious.read_text(encoding="utf-8") == "not yours\n"
 
 
@@ -361,8 +363,27 @@ def test_windows_locks_one_byte_past_the_record_and_unlocks_it(tmp_path, windows
     assert windows_lock.held == {}
 
 
-def test_the_platforms_lock():
+def test_the_platforms_lock(monkeypatch):
     assert isinstance(locks._platform_lock(), locks._MsvcrtLock if os.name == "nt" else locks._FlockLock)
+    fake = FakeMsvcrt()  # as on Windows: msvcrt's
+    monkeypatch.setattr(locks.platforms, "IS_WINDOWS", True)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    windows = locks._platform_lock()
+    assert isinstance(windows, locks._MsvcrtLock) and windows.msvcrt is fake
+
+
+def test_windows_a_lock_file_is_always_the_one_at_its_path(tmp_path, monkeypatch):
+    """Windows removes no open file: the check that a removed file's lock was taken is POSIX's."""
+    path = tmp_path / "task.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert locks._still_at(fd, path)
+        os.rename(path, tmp_path / "moved.lock")  # as a holder's removal would leave it, on POSIX
+        assert not locks._still_at(fd, path)
+        monkeypatch.setattr(locks.platforms, "IS_WINDOWS", True)
+        assert locks._still_at(fd, path)
+    finally:
+        os.close(fd)
 
 
 # -- shared bookkeeping locks, and lock files removed by their holder (issue 17, part 6) -----

@@ -67,8 +67,10 @@ def test_percentiles_worked_by_hand(values, p, expected):
 
 @pytest.mark.parametrize(("values", "p"), [([], 50), ([1.0], -1), ([1.0], 100.5), ([1.0, 2.0], 101)])
 def test_a_percentile_of_nothing_or_out_of_range_is_refused(values, p):
-    with pytest.raises(ValueError, match="no values" if not values else f"percentile {p} is outside 0..100"):
+    expected = "a percentile of no values" if not values else f"percentile {p} is outside 0..100"
+    with pytest.raises(ValueError) as refused:
         stats.percentile(values, p)
+    assert str(refused.value) == expected
 
 
 def test_the_bounds_themselves_are_percentiles():
@@ -90,17 +92,20 @@ def bootstrap_by_definition(values, p, rounds, seed):
 @pytest.mark.parametrize("p", [50, 95, 99])
 @pytest.mark.parametrize("rounds", [40, 2000])
 def test_the_interval_is_the_order_statistics_of_the_resampled_percentiles(p, rounds):
-    values = [0.41, 0.52, 0.47, 0.61, 0.45, 0.95, 0.43, 0.50, 0.58, 0.44, 0.49, 1.20]
+    values = [random.Random(5).uniform(0.4, 1.2) for _ in range(25)]  # distinct: few ties among estimates
     low, high = stats.bootstrap_ci(values, p, rounds=rounds, seed=3)
     expected_low, expected_high = bootstrap_by_definition(values, p, rounds, 3)
     assert (low, high) == (close(expected_low), close(expected_high))
 
 
 def test_the_default_is_2000_rounds_seeded_and_reproducible():
-    values = [float(v) for v in (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7)]
+    rng = random.Random(11)
+    values = [rng.uniform(0.5, 1.5) for _ in range(60)]  # distinct enough that each default shows
     first = stats.bootstrap_ci(values, 50)
     assert first == stats.bootstrap_ci(values, 50)  # seeded: the same values, the same interval
     assert first == stats.bootstrap_ci(values, 50, rounds=2000, seed=15)
+    assert first != stats.bootstrap_ci(values, 50, rounds=2000, seed=16)
+    assert first != stats.bootstrap_ci(values, 50, rounds=2001, seed=15)
 
 
 def test_two_values_worked_by_hand():
@@ -253,6 +258,12 @@ def test_a_runs_floor_figures_under_their_names():
         f"{LABEL}: rm + run + answers": close(2.7),
         f"{LABEL}: run + answers": 2.4,
     }
+
+
+def test_totals_and_records_of_another_length_are_refused():
+    records = [record(3.0, 2.4, 0.3), record(2.0, 1.7, 0.1)]
+    with pytest.raises(ValueError, match="zip"):
+        stats.overhead_shares([3.0, 2.0, 4.0], records)
 
 
 def test_no_floor_no_shares():

@@ -232,8 +232,9 @@ def test_a_reference_note_names_at_most_five_objects(files, reference):
 
 def test_the_report_as_data(files, reference, tmp_path):
     report = check(files, without_table(reference, "buyer_service_areas"), reference)
-    path = tmp_path / "deeper" / "status.json"
+    path = tmp_path / "deeper" / "still" / "status.json"
     report.save(path)
+    report.save(path.with_name("again.json"))  # its directory is there now: no error
     text = path.read_text(encoding="utf-8")
     assert text == report.to_json() and text.endswith("}\n") and "\r" not in text
     data = json.loads(text)
@@ -376,8 +377,10 @@ def test_a_file_creating_nothing_the_catalog_shows_cannot_be_told():
     second = row(report, "0002_m2.sql")
     assert (second.state, second.expected, second.found) == ("unverifiable", 0, 0)
     assert second.notes == ["creates no object the catalog shows; cannot be told without a state table"]
+    assert second.missing == [] and second.differs == []
     assert report.exit_code == 0
     assert report.summary() == "2 migration files: 1 applied, 1 unverifiable"
+    assert json.loads(report.to_json())["files"][1]["differs"] == []
 
 
 def test_a_function_named_by_name_only_is_matched_to_its_signature():
@@ -397,8 +400,10 @@ def test_a_function_named_by_name_only_is_matched_to_its_signature():
     assert report.extra == [] and report.notes == []
     # the function gone: named by what the file says, with its signature unknown
     gone = Snapshot({k: v for k, v in live.objects.items() if k[0] != "function"})
-    first = row(check(files, gone, gone, name="r"), "0001_m1.sql")
+    report = check(files, gone, gone, name="r")
+    first = row(report, "0001_m1.sql")
     assert first.state == "partial" and first.missing == ["function touch(…)"]
+    assert report.notes == []  # a signature nobody knows is not "lacking" from the reference
 
 
 def test_the_parts_of_a_table_made_like_another_come_from_the_reference():
@@ -411,6 +416,61 @@ def test_the_parts_of_a_table_made_like_another_come_from_the_reference():
     live = only(reference, ("column", "b.id"))
     second = row(check(files, live, reference, name="r"), "0002_m2.sql")
     assert (second.state, second.missing) == ("partial", ["column b.id"])
+    # the whole table gone: the table is named, not its parts one by one
+    live = only(reference, ("table", "b"), ("column", "b.id"))
+    second = row(check(files, live, reference, name="r"), "0002_m2.sql")
+    assert (second.state, second.missing) == ("pending", [])
+    live = added(live, "column", "b.id", definition="v1", table_name="b")  # its column left behind
+    second = row(check(files, live, reference, name="r"), "0002_m2.sql")
+    assert (second.state, second.missing) == ("partial", ["table b"])
+    # only the parts of that table come from the reference: anything else no file creates is said
+    stale = added(reference, "table", "zzz", definition="v1")
+    report = check(files, reference, stale, name="r")
+    assert row(report, "0002_m2.sql").expected == 2
+    assert report.notes[0].startswith("r does not match the migration files (0 object(s) it lacks, 1 no file")
+
+
+def test_a_table_made_like_another_then_dropped_claims_nothing_more():
+    files = [
+        migration(1, "CREATE TABLE a (id int PRIMARY KEY);"),
+        migration(2, "CREATE TABLE b (LIKE a);"),
+        migration(3, "DROP TABLE b;"),
+        migration(4, "CREATE TABLE b (x int);"),
+    ]
+    reference = added(made_by(files), "column", "b.extra", definition="v1", table_name="b")  # made by hand
+    report = check(files, reference, reference, name="r")
+    assert row(report, "0002_m2.sql").state == "unverifiable"  # its b is gone; file 4's is another
+    assert row(report, "0004_m4.sql").expected == 2  # the table and x, not the column made by hand
+    assert report.notes[0].startswith("r does not match the migration files (0 object(s) it lacks, 1 no file")
+
+
+def test_a_table_dropped_then_made_again_is_the_later_files():
+    files = [
+        migration(1, "CREATE TABLE t (id int);"),
+        migration(2, "DROP TABLE t;"),
+        migration(3, "CREATE TABLE t (id int);"),
+    ]
+    report = check(files, made_by(files), made_by(files), name="r")
+    assert states(report) == {
+        "0001_m1.sql": "unverifiable",
+        "0002_m2.sql": "unverifiable",
+        "0003_m3.sql": "applied",
+    }
+    assert row(report, "0002_m2.sql").missing == []  # t is there: file 3 made it again, not left by file 2
+
+
+def test_a_file_whose_objects_a_later_file_drops_cannot_be_told():
+    files = [migration(1, "CREATE TABLE t (id int);"), migration(2, "DROP TABLE t;")]
+    report = check(files, made_by(files), made_by(files), name="r")
+    assert states(report) == {"0001_m1.sql": "unverifiable", "0002_m2.sql": "applied"}
+    assert row(report, "0002_m2.sql").expected == row(report, "0002_m2.sql").found == 2  # t and t.id gone
+
+
+def test_dropping_what_no_file_made_is_counted_as_done_when_it_is_gone():
+    files = [migration(1, "DROP TABLE IF EXISTS legacy;\nCREATE TABLE t (id int);")]
+    report = check(files, made_by(files), made_by(files), name="r")
+    assert states(report) == {"0001_m1.sql": "applied"}
+    assert (row(report, "0001_m1.sql").expected, row(report, "0001_m1.sql").found) == (3, 3)
 
 
 def test_counts_and_states_of_a_report():
