@@ -166,6 +166,19 @@ def test_a_deleted_checkouts_server_and_state_are_gone_after_the_next_command(us
     assert "deleted checkout" not in again.stdout
 
 
+def test_a_deleted_checkouts_pointer_whose_state_a_reboot_emptied_is_forgotten(user, tmp_path):
+    """After a reboot the RAM disk is empty: only the pointers of deleted checkouts are left."""
+    doomed = user.checkout()
+    state, pid = reset(user, doomed)
+    local.Cluster(state / "cluster").stop("immediate")
+    shutil.rmtree(state)  # the reboot
+    shutil.rmtree(doomed)
+    done = user.run(user.checkout(), "db.down")
+    assert "local: forgot 1 deleted checkout(s) whose state was gone already" in done.stdout, done.stdout
+    assert "removed what" not in done.stdout
+    assert not user.pointer(doomed).exists()
+
+
 def test_a_checkout_made_again_at_the_same_path_is_not_gone(user):
     first = user.checkout()
     state, pid = reset(user, first)

@@ -780,6 +780,7 @@ class Removal:
     stopped: int = 0
     kept: str = ""
     retry: bool = False  # kept for now (in use): its pointer stays, a later task tries again
+    missing: bool = False  # its directory was gone already (a reboot emptied the RAM disk)
 
     def line(self) -> str:
         whose = (
@@ -792,12 +793,16 @@ class Removal:
         where = self.pointer.state_dir
         if self.kept:
             return f"local: kept {where} {whose}: {self.kept}"
+        if self.missing:
+            return f"local: forgot {where} {whose}: it was gone already"
         stopped = f"stopped {self.stopped} server(s), " if self.stopped else ""
         return f"local: {stopped}removed {where} {whose} ({_megabytes(self.size)})"
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
+    if size >= 100_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{round(size / 1e3)} kB" if size >= 1000 else f"{size} bytes"
 
 
 def _clear(state_dir: Path) -> int:
@@ -825,6 +830,7 @@ def _remove(pointer: statedir.Pointer, *, only_if_gone: bool) -> Removal | None:
         removal = Removal(current, gone)
         if not os.path.lexists(current.state_dir):  # emptied by a reboot: only the pointer is left
             statedir.forget(current)
+            removal.missing = True
             return removal
         if not statedir.made_here(current, everyone, _legacy_layout):
             statedir.forget(current)  # a pointer naming what is not its own: never followed again
@@ -881,7 +887,8 @@ def sweep_vanished(*, exclude: Path | None = None) -> str | None:
             removals.append(removal)
     if not removals:
         return None
-    done = [r for r in removals if not r.kept]
+    done = [r for r in removals if not r.kept and not r.missing]
+    forgotten = [r for r in removals if r.missing]
     parts = []
     if done:
         names = [str(r.pointer.checkout) for r in done]
@@ -891,6 +898,8 @@ def sweep_vanished(*, exclude: Path | None = None) -> str | None:
             f"removed what {len(done)} deleted checkout(s) left ({shown}): "
             f"{stopped} server(s) stopped, {_megabytes(sum(r.size for r in done))} freed"
         )
+    if forgotten:
+        parts.append(f"forgot {len(forgotten)} deleted checkout(s) whose state was gone already")
     parts += [f"kept {r.pointer.state_dir} of {r.pointer.checkout}: {r.kept}" for r in removals if r.kept]
     return "local: " + "; ".join(parts)
 
