@@ -183,11 +183,17 @@ def lint(c):
     workflow.lint_migrations(workflow.Options(project_dir=PROJECT_DIR))
 
 
-@task(help=COMMON_HELP)
+@task(
+    help={
+        **COMMON_HELP,
+        "all": "then everything of yours on this machine: every checkout's local cluster and state, "
+        "the shared pristine, the per-user cache",
+    }
+)
 @cli.boundary
-def down(c, backend=None, dsn=None):
+def down(c, backend=None, dsn=None, all=False):
     """Stop and remove what this workspace created (local cluster, or compose container and volume)."""
-    workflow.down(_options(c, backend, dsn))
+    workflow.down(_options(c, backend, dsn), everything=all)
 
 
 # the wait limits' "" is "the default" (leaddb.waits): a string, so that invoke reads INVOKE_DB_* as text

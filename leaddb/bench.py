@@ -4,7 +4,8 @@ Per run: a fresh reset (reset → boot → apply → ready), phase by phase; the
 running server, the apply-only time (all migrations on a fresh empty database), the
 reapply time, and as a baseline in the same run ``psql -f`` per file (what the spec's
 manual path does) on another fresh database. Ratios within one run are what to compare:
-these machines are noisy.
+these machines are noisy. The statistics (percentiles, intervals, the verdict, the goals, the
+overhead) are ``leaddb.stats``'s.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,24 @@ from leaddb import fast, janitor, platforms, runner
 from leaddb.backends.base import Backend, BootReport
 from leaddb.errors import LeadDbError
 from leaddb.migrations import Migration
+from leaddb.stats import (  # noqa: F401 - the bench's statistics, where callers have found them
+    MIN_RUNS_FOR_P99,
+    MISSED,
+    MISSED_AT_FLOOR,
+    OVERHEAD_GOAL,
+    PASS,
+    PERCENTILE_METHOD,
+    TOOL_SHARE_LIMIT,
+    Summary,
+    TargetVerdict,
+    floor_metrics,
+    goals_for,
+    judge,
+    median_ratio,
+    overhead_shares,
+    percentile,
+)
 
-PERCENTILE_METHOD = "linear interpolation between closest ranks (statistics.quantiles, method='inclusive')"
-MIN_RUNS_FOR_P99 = 100
 COLD_BOOT = "fresh boot + apply, cold (initdb, no pristine)"
 EXTRA_METRICS = (
     COLD_BOOT,
@@ -41,183 +55,6 @@ EXTRA_METRICS = (
     "fast reset (builds template)",
     "fast reset",
 )
-
-
-# The floor: the same fresh boot done by hand, without this tool (where the backend has one,
-# ``capabilities.floor_boot``), in the same runs, twice: with the migrations mounted (the same
-# container a reset makes) and without them (the image's own boot). The tool's own overhead is
-# (reset - floor) / reset: from the medians (the goal's figure), and as the median of each run's
-# own share (the boots of a run share the machine's load). "with rm": the floor's time includes
-# removing its previous boot, as a reset's does (like for like); "without rm": the floor is only
-# `docker run` until it answers, and everything a reset removes counts against the tool.
-FLOOR_WITH_REMOVAL = "{label}: rm + run + answers"
-FLOOR_BOOT_ONLY = "{label}: run + answers"
-OVERHEAD = "tool's own overhead, (reset - floor) / reset, floor {rm}, {how}"
-OVERHEAD_GOAL = 0.10  # issue 13: the tool's own overhead <= 10% of the fresh-boot total
-FLOORS = ("floor", "bare floor")  # a run's records: with the migrations, without them
-
-
-def floor_metrics(record: dict) -> dict[str, float]:
-    """A run's floor figures under their metric names (none when the backend has no floor): the
-    floor with the migrations first (rm + run, run), then the bare floor's."""
-    figures = {}
-    for key in FLOORS:
-        floor = record.get(key)
-        if floor:
-            figures[FLOOR_WITH_REMOVAL.format(label=floor["label"])] = floor["remove"] + floor["boot"]
-            figures[FLOOR_BOOT_ONLY.format(label=floor["label"])] = floor["boot"]
-    return figures
-
-
-def overhead_shares(totals: Sequence[float], records: Sequence[dict]) -> dict[str, float]:
-    """The tool's own overhead as a share of a reset; the first entry is the goal's figure."""
-    if not records or not records[0].get("floor"):
-        return {}
-    reset = statistics.median(totals)
-    shares = {}
-    for index, rm in enumerate(("with rm", "without rm")):
-        floors = [list(floor_metrics(r).values())[index] for r in records]
-        shares[OVERHEAD.format(rm=rm, how="of the medians")] = (reset - statistics.median(floors)) / reset
-        shares[OVERHEAD.format(rm=rm, how="median of each run's own")] = statistics.median(
-            (total - floor) / total for total, floor in zip(totals, floors, strict=True)
-        )
-    return shares
-
-
-# -- the verdict on the spec's targets ---------------------------------------------------------
-# A target missed because this machine is slower than the spec's reference machine (4 cores,
-# 16 GB, SSD) is told apart from a miss the tool is to blame for. "missed at this machine's
-# floor": the bare `docker run` of the same container (migrations included, no tool) misses the
-# target too, and the tool adds at most TOOL_SHARE_LIMIT of the reset: no tool could meet it
-# here. That outcome is printed prominently and recorded (bench JSON, reports/verify.json), and
-# the tasks exit 0 on it; any other miss exits 5 (BENCHMARK_TARGET_MISSED).
-PASS = "pass"
-MISSED = "missed"
-MISSED_AT_FLOOR = "missed at this machine's floor"
-TOOL_SHARE_LIMIT = 0.25  # of the reset, at the percentile: 2.5x the team's 10% goal, for noise
-
-
-@dataclass
-class TargetVerdict:
-    """One spec target: the reset's percentile against its limit, and why it was missed, split
-    into the image's bare boot (``floor``), what the migrations add and what the tool adds (each
-    the difference of the same percentile of the like-for-like series, so the three add up to
-    ``measured``); the split is None where the backend has no floor."""
-
-    percentile: str
-    limit: float
-    measured: float
-    outcome: str
-    floor: float | None = None
-    migrations: float | None = None
-    tool: float | None = None
-    why: str = ""
-
-
-def _adds(value: float) -> str:
-    from leaddb.console import seconds
-
-    return seconds(value) if value >= 0.0005 else "nothing measurable"
-
-
-def judge(target: str, limit: float, totals: Sequence[float], records: Sequence[dict]) -> TargetVerdict:
-    """The verdict on one target, from the resets' totals and each run's floors (when the
-    backend has them: ``record["floor"]``, with the migrations, and ``record["bare floor"]``)."""
-    from leaddb.console import seconds
-
-    p = float(target.removeprefix("p"))
-    measured = percentile(totals, p)
-    head = f"{target} {seconds(measured)} > {seconds(limit)}"
-    if measured <= limit:
-        return TargetVerdict(target, limit, measured, PASS)
-    if not records or not records[0].get("floor") or not records[0].get("bare floor"):
-        return TargetVerdict(
-            target,
-            limit,
-            measured,
-            MISSED,
-            why=f"{head}: this backend has no bare boot to compare with, so the miss is the tool's "
-            "to explain (see the phases above)",
-        )
-    figures = [list(floor_metrics(r).values()) for r in records]
-    with_migrations = percentile([f[0] for f in figures], p)  # rm + run + answers
-    bare = percentile([f[2] for f in figures], p)
-    migrations, tool = with_migrations - bare, measured - with_migrations
-    subject = records[0]["bare floor"].get("subject") or "server"
-    split = (
-        f"a bare {subject} boot alone takes {seconds(bare)} here; "
-        f"the migrations add {_adds(migrations)}; the tool {_adds(tool)}"
-    )
-    if with_migrations > limit and tool <= TOOL_SHARE_LIMIT * measured:
-        outcome = MISSED_AT_FLOOR
-        reason = (
-            f"the same container by a bare `docker run` ({seconds(with_migrations)}) misses it too: "
-            "this machine is slower than the spec's reference (4 cores, 16 GB, SSD)"
-        )
-    elif with_migrations > limit:
-        outcome = MISSED
-        reason = f"the tool adds more than {100 * TOOL_SHARE_LIMIT:.0f}% of the reset"
-    else:
-        outcome = MISSED
-        reason = f"a bare `docker run` of the same container meets it here ({seconds(with_migrations)})"
-    return TargetVerdict(
-        target, limit, measured, outcome, bare, migrations, tool, why=f"{head}: {split}; {reason}"
-    )
-
-
-# The team's goals on the 2-core CI machine (issue: benchmarks). Reported, never exit-coded:
-# only the spec's targets decide the exit code. The fresh boot's goal depends on what a boot
-# is (a local cluster, a container).
-FRESH_BOOT_GOALS_P95 = {"local": 1.8, "docker": 3.0}
-COMMON_GOALS = [("apply only", "p95", 0.250), ("reapply", "p95", 0.060), ("fast reset", "p95", 0.100)]
-
-
-def goals_for(backend: str) -> list[tuple[str, str, float]]:
-    boot = FRESH_BOOT_GOALS_P95.get(backend)
-    return ([("fresh boot + apply (total)", "p95", boot)] if boot else []) + COMMON_GOALS
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[int(p) - 1] if p < 100 else ordered[-1]
-
-
-def bootstrap_ci(
-    values: Sequence[float], p: float, *, rounds: int = 2000, seed: int = 15
-) -> tuple[float, float]:
-    """95% bootstrap confidence interval of the p-th percentile."""
-    if len(values) < 2:
-        return (values[0], values[0])
-    rng = random.Random(seed)
-    estimates = sorted(percentile(rng.choices(values, k=len(values)), p) for _ in range(rounds))
-    return estimates[int(0.025 * rounds)], estimates[int(0.975 * rounds) - 1]
-
-
-@dataclass
-class Summary:
-    metric: str
-    runs: int
-    minimum: float
-    maximum: float
-    p50: float
-    p95: float
-    p99: float
-    ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, metric: str, values: Sequence[float]) -> Summary:
-        return cls(
-            metric,
-            len(values),
-            min(values),
-            max(values),
-            percentile(values, 50),
-            percentile(values, 95),
-            percentile(values, 99),
-            {f"p{p}": bootstrap_ci(values, p) for p in (50, 95, 99)},
-        )
 
 
 @dataclass
@@ -400,13 +237,13 @@ def run(
     summaries = [Summary.of(metric, values) for metric, values in metrics.items()]
     ratios = {}
     if "psql -f per file" in metrics:
-        ratios["psql -f per file / our apply (median)"] = statistics.median(metrics["psql -f per file"]) / (
-            statistics.median(metrics["apply only"])
+        ratios["psql -f per file / our apply (median)"] = median_ratio(
+            metrics["psql -f per file"], metrics["apply only"]
         )
     if COLD_BOOT in metrics:
-        ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = statistics.median(
-            metrics[COLD_BOOT]
-        ) / statistics.median(metrics["fresh boot + apply (total)"])
+        ratios["cold fresh boot (initdb) / warm fresh boot (pristine copy) (median)"] = median_ratio(
+            metrics[COLD_BOOT], metrics["fresh boot + apply (total)"]
+        )
     totals = metrics["fresh boot + apply (total)"]
     return BenchResult(
         backend=backend.name,

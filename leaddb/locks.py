@@ -134,6 +134,12 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
                 f"another {running or 'task'} of {target} is running (pid {pid or '?'}; lock {path})",
                 hint="wait for it to finish; nothing was changed by this one",
             )
+        if not _still_at(fd, path):  # removed (with its directory) by the holder we waited for
+            _LOCK.unlock(fd)
+            raise BackendError(
+                f"the lock file {path} was removed as this task took it: what it guarded is gone",
+                hint="run the task again",
+            )
         # the last holder's record (of several shared holders, one of them)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
@@ -151,22 +157,53 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
 
 
 @contextmanager
-def waiting(path: Path, *, timeout: float = 30.0):
-    """A short exclusive lock for bookkeeping that takes milliseconds (not a task's lock):
-    waits for the holder, a bounded while, instead of refusing."""
-    fd = _open(path)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _LOCK.try_lock(fd, False):
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"the lock {path} was still held after {timeout:.0f} s ({_holder(path) or 'no record'})",
-                    hint="another leaddb task seems stuck: end it, then run the task again",
-                )
-            time.sleep(0.01)
+def waiting(path: Path, *, shared: bool = False, timeout: float = 30.0):
+    """A lock for bookkeeping that takes moments (not a task's lock): waits for the holder, a
+    bounded while, instead of refusing. ``shared`` holders exclude only exclusive ones (not on
+    Windows, where every holder excludes the others). A holder may remove the lock file while
+    it holds it (:func:`remove_held`): a waiter that then gets the removed file's lock lets it
+    go and takes the lock of the file now at ``path`` instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = _open(path)
         try:
-            yield
+            while not _LOCK.try_lock(fd, shared):
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"the lock {path} was still held after {timeout:.0f} s "
+                        f"({_holder(path) or 'no record'})",
+                        hint="another leaddb task seems stuck: end it, then run the task again",
+                    )
+                time.sleep(0.01)
+            if not _still_at(fd, path):
+                _LOCK.unlock(fd)
+                continue
+            try:
+                yield
+            finally:
+                _LOCK.unlock(fd)
+            return
         finally:
-            _LOCK.unlock(fd)
-    finally:
-        os.close(fd)
+            os.close(fd)
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file at ``path`` now (not one removed since it was opened).
+    Windows removes no open file: there it always is."""
+    if platforms.IS_WINDOWS:  # pragma: no cover - and its stat's file ids are not needed
+        return True
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    here = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
+
+
+def remove_held(path: Path) -> None:
+    """Remove a lock file whose :func:`waiting` lock the caller holds (its waiters take the
+    lock of a new file, see :func:`waiting`). Windows removes no open file: there it stays."""
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -51,7 +51,9 @@ def _select(options: Options) -> Backend:
 
     if options.limits is not None:
         waits.configure(options.limits)
-    return backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend = backends.select(options.backend, options.project_dir, dsn=options.dsn, say=say)
+    backend.tidy()  # what deleted workspaces left (local: their servers and state), said in one line
+    return backend
 
 
 def _started(options: Options) -> Backend:
@@ -121,11 +123,17 @@ def reapply(options: Options) -> ApplyResult:
     return result
 
 
-def down(options: Options) -> str:
+def down(options: Options, *, everything: bool = False) -> str:
+    """This workspace's server and state; with ``everything``, then all of this user's on this
+    machine (``backends.remove_user_state``: every checkout's, the shared pristine, the cache)."""
     backend = _select(options)
     with backend.lock("db.down"):
         message = backend.down()
     say(message)
+    if everything:
+        from leaddb import backends
+
+        backends.remove_user_state()
     return message
 
 
@@ -343,7 +351,7 @@ def run_bench(
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from leaddb import bench
+    from leaddb import bench, stats
 
     counts = list(scale)
     # where the results go is checked before the runs, so a bad one loses no results
@@ -353,10 +361,10 @@ def run_bench(
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
     backend, files = _prepare(options)
     say(f"bench: {runs} fresh resets of {backend.describe()}")
-    if runs < bench.MIN_RUNS_FOR_P99:
+    if runs < stats.MIN_RUNS_FOR_P99:
         say(
             f"note: with {runs} runs p99 is close to the maximum; "
-            f"it needs >= {bench.MIN_RUNS_FOR_P99} runs to mean much"
+            f"it needs >= {stats.MIN_RUNS_FOR_P99} runs to mean much"
         )
     psql = bench.psql_program()
     say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
@@ -378,7 +386,7 @@ def run_bench(
             say(f"scale: generated schemas of {sizes} files (runner and psql -f per file)")
             result.scale = bench.scale(backend, counts, psql=psql)
     console.print_bench(
-        result, bench.goals_for(result.backend), bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL
+        result, stats.goals_for(result.backend), stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = results / f"{stamp}-{backend.name}"

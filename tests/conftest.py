@@ -55,7 +55,21 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(getattr(config, "leaddb_cache_home", ""), ignore_errors=True)
+    home = getattr(config, "leaddb_cache_home", "")
+    if home:
+        _remove_local_state()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _remove_local_state() -> None:
+    """What the run's tasks left under the run's user directory: state directories and the
+    shared pristine on the RAM disk, any server still running in them (``db.down --all``)."""
+    from leaddb.backends.local import remove_everything
+
+    try:
+        remove_everything(lambda line: None)
+    except Exception as exc:  # noqa: BLE001 - the run is over; say it, do not hide its result
+        print(f"leaddb tests: the run's local state was not all removed: {exc}")
 
 
 def _docker_answers() -> tuple[bool, str]:

@@ -1,48 +1,19 @@
-"""The bench's floor and the tool's own overhead (no engine needed): the shares' arithmetic,
-what the bench prints, and the bare ``docker run`` creating the very container a reset creates."""
+"""The bench's floor and the tool's own overhead (no engine needed): what the bench prints, and
+the bare ``docker run`` creating the very container a reset creates (the shares' arithmetic:
+tests/unit/test_stats.py)."""
 
 from __future__ import annotations
 
 import shutil
-import statistics
 from pathlib import Path
 
 import pytest
 
-from leaddb import bench, compose, console
-from leaddb.backends.docker.floor import LABEL, TEXT
+from leaddb import bench, compose, console, stats
+from leaddb.backends.docker.floor import LABEL
 from leaddb.backends.docker.service import ServiceSpec, Twin
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def record(total: float, boot: float, remove: float) -> dict:
-    return {"total": total, "floor": {"label": TEXT, "boot": boot, "remove": remove}}
-
-
-def test_overhead_shares_from_the_medians_and_from_each_runs_pair():
-    records = [record(3.0, 2.4, 0.3), record(2.0, 1.7, 0.1), record(4.0, 3.9, 0.2)]
-    totals = [r["total"] for r in records]
-    shares = bench.overhead_shares(totals, records)
-    goal_figure, *_ = shares  # the first is the one the goal is held against
-    assert goal_figure == bench.OVERHEAD.format(rm="with rm", how="of the medians")
-    assert shares[goal_figure] == pytest.approx((3.0 - 2.7) / 3.0)  # medians 3.0 and 2.7 (2.4 + 0.3)
-    assert shares[bench.OVERHEAD.format(rm="without rm", how="of the medians")] == pytest.approx(
-        (3.0 - 2.4) / 3.0
-    )
-    paired = [(3.0 - 2.7) / 3.0, (2.0 - 1.8) / 2.0, (4.0 - 4.1) / 4.0]
-    assert shares[bench.OVERHEAD.format(rm="with rm", how="median of each run's own")] == pytest.approx(
-        statistics.median(paired)
-    )
-    assert list(bench.floor_metrics(records[0])) == [
-        f"{TEXT}: rm + run + answers",
-        f"{TEXT}: run + answers",
-    ]
-
-
-def test_no_floor_no_shares():
-    assert bench.overhead_shares([1.0], [{"total": 1.0}]) == {}
-    assert bench.floor_metrics({"total": 1.0}) == {}
 
 
 def _result(overhead: dict[str, float], machine: dict) -> bench.BenchResult:
@@ -50,7 +21,7 @@ def _result(overhead: dict[str, float], machine: dict) -> bench.BenchResult:
     return bench.BenchResult(
         backend="docker",
         runs=[{"total": t, "phases": {}} for t in totals],
-        summaries=[bench.Summary.of("fresh boot + apply (total)", totals)],
+        summaries=[stats.Summary.of("fresh boot + apply (total)", totals)],
         targets={"p50": 3.0},
         verdict=[bench.judge("p50", 3.0, totals, [])],
         machine=machine,
@@ -63,11 +34,11 @@ def test_the_bench_prints_the_storage_and_the_overhead_goal(share, status):
     storage = (
         "data root /var/lib/docker, driver overlay2, backing filesystem extfs (as the driver reports it)"
     )
-    first = bench.OVERHEAD.format(rm="with rm", how="of the medians")
-    second = bench.OVERHEAD.format(rm="without rm", how="of the medians")
+    first = stats.OVERHEAD.format(rm="with rm", how="of the medians")
+    second = stats.OVERHEAD.format(rm="without rm", how="of the medians")
     result = _result({first: share, second: share + 0.2}, {"storage": storage})
     with console.console.capture() as captured:
-        console.print_bench(result, [], bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL)
+        console.print_bench(result, [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
     text = captured.get()
     assert f"bench (docker) storage: {storage}" in text
     assert text.index("storage:") < text.index("fresh boot + apply (total)")  # a header, above the table
@@ -78,7 +49,7 @@ def test_the_bench_prints_the_storage_and_the_overhead_goal(share, status):
 
 def test_without_storage_or_floor_nothing_of_them_is_printed():
     with console.console.capture() as captured:
-        console.print_bench(_result({}, {}), [], bench.PERCENTILE_METHOD, overhead_goal=bench.OVERHEAD_GOAL)
+        console.print_bench(_result({}, {}), [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
     text = captured.get()
     assert "storage:" not in text and "overhead" not in text
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import re
 import secrets
@@ -39,7 +40,7 @@ from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
 
 from leaddb import catalog, compose, janitor, migrations, runner, statedir
 from leaddb.backends import NAMES
-from leaddb.backends.local import LocalBackend, scratch_root
+from leaddb.backends.local import LocalBackend, remove_everything, scratch_root
 from leaddb.spec import Spec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -720,8 +721,25 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
     state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-sigint-", dir=scratch_root()))  # 0700, ours
     for path in (tmp_path, root):
         path.chmod(0o755)
-    env = {**os.environ, "LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"}
+    # a user of its own, without a pristine yet: the reset runs initdb (into the user's shared directory)
+    cache = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "LEADDB_STATE_DIR": str(state),
+        "INVOKE_DB_BACKEND": "local",
+        "LEADDB_CACHE_DIR": str(cache),
+    }
     command = [sys.executable, "-m", "invoke"]
+
+    def initdb_has_begun() -> bool:
+        try:
+            shared = Path(
+                json.loads((cache / "leaddb" / "shared.json").read_text(encoding="utf-8"))["state_dir"]
+            )
+        except (OSError, ValueError, KeyError):
+            return False
+        return any(shared.glob(f"{statedir.TOMBSTONE_PREFIX}*/data"))
+
     try:
         with open(tmp_path / "out.txt", "w+b") as out, open(tmp_path / "err.txt", "w+b") as err:
             process = subprocess.Popen(
@@ -735,11 +753,7 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
             )
             deadline = time.monotonic() + 120
             # initdb has begun writing the pristine cluster, in a tombstone the next reset clears
-            while (
-                not any(state.glob(f"{statedir.TOMBSTONE_PREFIX}*/data"))
-                and process.poll() is None
-                and time.monotonic() < deadline
-            ):
+            while not initdb_has_begun() and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert process.poll() is None, (tmp_path / "err.txt").read_text(encoding="utf-8")
             os.killpg(process.pid, signal.SIGINT)
@@ -771,6 +785,9 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
             timeout=120,
         )
         shutil.rmtree(state, ignore_errors=True)
+        with pytest.MonkeyPatch.context() as patch:  # the shared pristine of that user
+            patch.setenv("LEADDB_CACHE_DIR", str(cache))
+            remove_everything(lambda line: None)
 
 
 # -- DSNs ------------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ def phase_names(report) -> list[str]:
 
 
 def pristines(backend: LocalBackend) -> list[Path]:
-    return sorted(backend.state_dir.glob(f"{Pristine.PREFIX}*"))
+    """The user's pristines (shared by every checkout; the run's own user directory)."""
+    home = statedir.shared_dir(create=False)
+    return sorted(home.glob(f"{Pristine.PREFIX}*")) if home else []
 
 
 def fingerprint(tree: Path) -> str:
@@ -67,6 +69,7 @@ def tcp(backend: LocalBackend, password: str, dbname: str = "postgres") -> str:
 
 
 def test_each_reset_copies_a_new_empty_cluster_from_a_pristine_never_started(backend, migration_files):
+    backend.drop_init_cache()  # as on a first reset of this user's
     first = backend.reset(migration_files)
     assert phase_names(first) == ["remove", "initdb (cold)", "copy pristine", "start", "createdb", "apply"]
     (pristine,) = pristines(backend)
@@ -148,6 +151,12 @@ def test_as_root_the_pristine_is_roots_and_each_copy_the_servers(backend, migrat
     assert (os.lstat(state_dir).st_uid, os.lstat(state_dir).st_gid) == (0, postgres.pw_gid)
     (pristine,) = pristines(backend)
     assert {os.lstat(p).st_uid for p in [pristine, *pristine.rglob("*")]} == {0}
+    home = pristine.parent  # the user's shared directory: the server user may only traverse it
+    assert (os.lstat(home).st_uid, os.lstat(home).st_gid, os.lstat(home).st_mode & 0o777) == (
+        0,
+        postgres.pw_gid,
+        0o710,
+    )
     cluster = backend.cluster.root
     owners = {p.name: os.lstat(p).st_uid for p in cluster.iterdir()}
     assert owners.pop("state.json") == 0 and owners.pop("pg_ctl.out") == 0  # written by us, 0600
@@ -267,7 +276,11 @@ class Checkout:
         return LocalBackend(self.root, state_dir=self.state)
 
     def tombstones(self) -> list[str]:
-        return sorted(p.name for p in self.state.glob(f"{statedir.TOMBSTONE_PREFIX}*"))
+        """Leftovers of an interrupted task: in the state directory, and (of a pristine's build)
+        in the user's shared directory."""
+        home = statedir.shared_dir(create=False)
+        places = [self.state, *([home] if home else [])]
+        return sorted(p.name for place in places for p in place.glob(f"{statedir.TOMBSTONE_PREFIX}*"))
 
 
 @pytest.fixture(scope="module")

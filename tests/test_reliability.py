@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from server_choice import tcp_address
 
-from leaddb import catalog, compose, migrations, runner
+from leaddb import catalog, compose, migrations, platforms, runner
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
 
@@ -795,26 +795,58 @@ def test_unwritable_state_directory_is_a_clear_message(workspace):
     assert blocker.read_bytes().startswith(b"a file")
 
 
-@pytest.mark.needs_pg_binaries
-@pytest.mark.linux_only("fills a small tmpfs")
-def test_full_disk_during_initdb_is_a_clear_message(workspace):
-    if os.geteuid() != 0:
+@pytest.fixture
+def full_disk():
+    """A 4 MB tmpfs: too small for a cluster."""
+    if not platforms.running_as_root():
         if os.environ.get("CI"):
             pytest.fail("mounting a tmpfs needs root (CI is set: this test must run)", pytrace=False)
         pytest.skip("mounting a small tmpfs needs root")
     full = Path(tempfile.mkdtemp(prefix="leaddb-full-"))
     full.chmod(0o755)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "leaddb-full", str(full)], check=True)
-    try:
-        result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(full / "state")})
-        assert result.returncode == 1
-        message = clean(result)
-        assert message.startswith("initdb failed")
-        assert "No space left on device" in message
-        assert "next step:" in message
-    finally:
-        subprocess.run(["umount", str(full)], check=False)
-        shutil.rmtree(full, ignore_errors=True)
+    yield full
+    subprocess.run(["umount", str(full)], check=False)
+    shutil.rmtree(full, ignore_errors=True)
+
+
+@pytest.mark.needs_pg_binaries
+@pytest.mark.linux_only("fills a small tmpfs")
+def test_full_disk_during_initdb_is_a_clear_message(workspace, full_disk, tmp_path):
+    """The user's shared directory (where initdb writes the pristine) on a full disk: no RAM disk,
+    the temp dir full; a user without a pristine yet."""
+    program = (
+        "from pathlib import Path; import leaddb.statedir as statedir;"
+        "statedir.RAM_DISK = Path('/nonexistent');"
+        "from invoke.main import program; program.run(['invoke', 'db.reset'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=workspace.root,
+        env={**workspace.env, "TMPDIR": str(full_disk), "LEADDB_CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    message = clean(result)
+    assert message.startswith("initdb failed")
+    assert "No space left on device" in message
+    assert "next step:" in message
+
+
+@pytest.mark.needs_pg_binaries
+@pytest.mark.linux_only("fills a small tmpfs")
+def test_full_disk_during_the_copy_of_the_pristine_is_a_clear_message(workspace, full_disk):
+    state = full_disk / "state"
+    result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(state)})
+    assert result.returncode == 1
+    message = clean(result)
+    assert message.startswith(
+        f"cannot create the local cluster under {state}: [Errno 28] No space left on device"
+    )
+    assert "next step: point LEADDB_STATE_DIR at a writable directory on a disk with room" in message
+    assert [p.name for p in state.iterdir()] == ["reset.lock"]  # the partial copy is not left to fill it
 
 
 def test_missing_postgres_binaries_name_what_to_install(workspace):

@@ -42,8 +42,9 @@ def cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv(statedir.CACHE_DIR_ENV, str(home / "leaddb"))
     monkeypatch.delenv(statedir.STATE_DIR_ENV, raising=False)
     yield home
-    for pointer in (home / "leaddb").glob("state-*.json"):  # the private dirs made by default
-        shutil.rmtree(json.loads(pointer.read_text(encoding="utf-8"))["state_dir"], ignore_errors=True)
+    from leaddb.backends.local import remove_everything
+
+    remove_everything(lambda line: None)  # the private dirs made by default, servers and the pristine
 
 
 def mode_of(path: Path) -> int:
@@ -492,3 +493,82 @@ def test_the_docker_lock_never_follows_nobodys_link_in_the_shared_temp_dir(proje
     finally:
         if old.is_symlink() and os.readlink(old) == str(precious):
             old.unlink()
+
+
+# -- pointers and what they name (issue 17, part 6) -----------------------------------------
+
+
+@posix_only
+def test_a_pointer_names_a_marked_directory_and_reads_back(cache_home, tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    made = statedir.for_checkout(checkout)
+    record = {"checkout": str(checkout.resolve())}
+    assert json.loads((made / statedir.STATE_MARKER).read_text(encoding="utf-8")) == record
+    (pointer,) = statedir.pointers(statedir.user_dir())
+    assert (pointer.checkout, pointer.state_dir, pointer.record) == (checkout.resolve(), made, record)
+    assert pointer.lock == pointer.path.with_suffix(".lock")
+    assert statedir.made_here(pointer, [pointer], lambda path: False)
+    shared = statedir.shared_dir(create=True)
+    assert statedir.shared_dir(create=False) == shared != made
+    assert json.loads((shared / statedir.STATE_MARKER).read_text(encoding="utf-8")) == statedir.SHARED_RECORD
+    assert {p.lock for p in statedir.pointers(statedir.user_dir())} == {pointer.lock, None}
+
+
+@posix_only
+def test_a_directory_whose_marker_names_another_checkout_is_neither_used_nor_removed(cache_home, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    mine = statedir.for_checkout(first)
+    pointer = statedir.user_dir() / f"state-{statedir.checkout_key(second)}.json"
+    pointer.write_text(
+        json.dumps({"checkout": str(second.resolve()), "state_dir": str(mine)}),
+        encoding="utf-8",
+        newline="\n",
+    )
+    theirs = statedir.for_checkout(second)  # not first's: a directory of its own
+    assert theirs != mine
+    planted = statedir.Pointer(pointer, None, {"checkout": str(second.resolve())}, mine)
+    assert not statedir.made_here(planted, [planted], lambda path: True)
+
+
+@posix_only
+def test_an_unmarked_directory_counts_only_in_the_old_layout_and_named_by_one_pointer(cache_home, tmp_path):
+    old = Path(tempfile.mkdtemp(prefix="leaddb-", dir=tmp_path))
+    other = Path(tempfile.mkdtemp(prefix="other-", dir=tmp_path))
+    one = statedir.Pointer(tmp_path / "a.json", None, {"checkout": "/gone/a"}, old)
+    two = statedir.Pointer(tmp_path / "b.json", None, {"checkout": "/gone/b"}, old)
+    assert statedir.made_here(one, [one], lambda path: True)
+    assert not statedir.made_here(one, [one], lambda path: False)  # not the old layout
+    assert not statedir.made_here(one, [one, two], lambda path: True)  # another pointer names it
+    renamed = statedir.Pointer(tmp_path / "c.json", None, {"checkout": "/gone/c"}, other)
+    assert not statedir.made_here(renamed, [renamed], lambda path: True)  # not a name mkdtemp gave it
+    old.chmod(0o777)
+    assert not statedir.made_here(one, [one], lambda path: True)  # others could have written in it
+    old.chmod(0o700)
+    (old / statedir.STATE_MARKER).symlink_to(tmp_path / "elsewhere.json")
+    assert not statedir.made_here(one, [one], lambda path: True)  # a marker that is a link
+
+
+@posix_only
+def test_a_checkout_is_gone_when_nothing_or_no_directory_is_at_its_path(tmp_path):
+    assert not statedir.checkout_gone(tmp_path)
+    assert statedir.checkout_gone(tmp_path / "missing")
+    assert statedir.checkout_gone(tmp_path / "missing" / "deeper")
+    (tmp_path / "file").write_text("x", encoding="utf-8", newline="\n")
+    assert statedir.checkout_gone(tmp_path / "file")
+    assert statedir.checkout_gone(tmp_path / "file" / "below")  # NotADirectoryError
+
+
+@needs_root
+def test_a_checkout_behind_a_directory_it_cannot_search_is_not_taken_for_gone(tmp_path):
+    closed = tmp_path / "closed"
+    (closed / "checkout").mkdir(parents=True)
+    closed.chmod(0o700)
+    tmp_path.chmod(0o755)
+    as_nobody(lambda: _not_gone(closed / "checkout"))
+
+
+def _not_gone(checkout: Path) -> None:
+    assert statedir.checkout_gone(checkout) is False, "a checkout it could not examine was taken for gone"

@@ -41,4 +41,22 @@ def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend
     return DockerBackend(project_dir)
 
 
-__all__ = ["Backend", "BootReport", "Capabilities", "FloorBoot", "Phase", "select", "NAMES"]
+def remove_user_state() -> None:
+    """``db.down --all``: everything of this user's the backends keep on this machine beyond
+    one workspace (every checkout's local cluster and state, the shared pristine, the per-user
+    cache entries), each said as it goes."""
+    from leaddb.backends.local import remove_everything
+
+    remove_everything()
+
+
+__all__ = [
+    "Backend",
+    "BootReport",
+    "Capabilities",
+    "FloorBoot",
+    "Phase",
+    "select",
+    "remove_user_state",
+    "NAMES",
+]

@@ -157,6 +157,12 @@ class Backend(ABC):
             conninfo, migrations, reapply=reapply, project_dir=self.project_dir, on_file=on_file
         )
 
+    def tidy(self) -> None:
+        """Clear what workspaces that no longer exist left on this machine (local: the servers
+        and state of deleted checkouts), saying so. Cheap: every task runs it first. Nothing by
+        default."""
+        return None
+
     def drop_init_cache(self) -> None:
         """Forget what ``capabilities.cached_init`` says a reset reuses (nothing by default)."""
         return None

@@ -1,12 +1,16 @@
 """An embedded PostgreSQL 15 cluster made with ``initdb`` and ``pg_ctl``.
 
 The server's lifecycle (init, start, wait, stop, log) lives in ``Cluster``; the
-backend adds the database and the migrations. Everything sits in the checkout's private
-state directory (``leaddb.statedir``: the invoking user's, checked on every use): the
-cluster's own directory carrying a marker file, so ``down`` and ``reset`` never remove a
-directory this workspace did not create, the task lock, and one pristine ``initdb`` output
-(``Pristine``) that every reset copies instead of running ``initdb`` again. Run as root, the
-server runs as the ``postgres`` user (``initdb`` and ``postgres`` refuse root).
+backend adds the database and the migrations. A checkout's cluster sits in its private state
+directory (``leaddb.statedir``: the invoking user's, checked on every use), in a directory
+carrying a marker file, so ``down`` and ``reset`` never remove a directory this workspace did
+not create, beside the task lock. Every reset copies the user's one pristine ``initdb`` output
+(``Pristine``, in the directory all checkouts share) instead of running ``initdb`` again. Run as
+root, the server runs as the ``postgres`` user (``initdb`` and ``postgres`` refuse root).
+
+Nothing outlives its checkout: every local task first removes what deleted checkouts left
+(:func:`sweep_vanished`: their servers stopped, their state directories and pointers removed),
+and ``db.down --all`` removes everything of the user's (:func:`remove_everything`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +35,7 @@ from psycopg import sql
 from leaddb import compose, janitor, locks, platforms, statedir
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.console import say
-from leaddb.errors import BackendError
+from leaddb.errors import BackendError, LeadDbError
 from leaddb.migrations import Migration
 from leaddb.statedir import scratch_root  # noqa: F401 - where the tests put their state dirs
 
@@ -148,40 +153,46 @@ def _timezone() -> list:
     return [os.environ.get("TZ"), os.path.realpath(localtime) if localtime.exists() else None, time.tzname]
 
 
+def pristine_key(initdb: Path) -> dict:
+    """What makes ``initdb`` write something else: the PostgreSQL version (``initdb
+    --version``), the binary itself (its resolved path, size and mtime: another build of the
+    same version may differ), the arguments (encoding, locale, authentication) and the timezone
+    ``initdb`` writes into ``postgresql.conf``."""
+    resolved = initdb.resolve()
+    st = resolved.stat()
+    version = subprocess.run(
+        [str(initdb), "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True
+    ).stdout.strip()
+    key = {
+        "version": version,
+        "initdb": [str(resolved), st.st_size, st.st_mtime_ns],
+        "args": list(INITDB_ARGS),
+        "timezone": _timezone(),
+    }
+    return json.loads(json.dumps(key, sort_keys=True))  # as key.json reads back (tuples become lists)
+
+
 class Pristine:
     """One ``initdb`` output, never started, that each reset copies: a new, empty cluster
     without paying ``initdb`` again (testing.postgresql's cached initdb).
 
-    It is keyed by what makes ``initdb`` write something else: the PostgreSQL version (``initdb
-    --version``), the binary itself (its resolved path, size and mtime: another build of the same
-    version may differ), the arguments (encoding, locale, authentication) and the timezone
-    ``initdb`` writes into ``postgresql.conf``. A new key builds a new pristine and buries the
-    old ones. It is built in a tombstone and renamed into place when complete, so an
-    interrupted build leaves only a tombstone. Run as root, it is handed back to root after
-    ``initdb`` (the server user never touches it again), and each copy is handed to the server
-    user before it is moved into place.
+    It is the user's, shared by every checkout (``statedir.shared_dir``, on the RAM disk when
+    there is room), one per :func:`pristine_key`: a new key builds a new pristine and buries the
+    old ones. Copies are made under the shared lock (``statedir.shared_lock``), builds and
+    removals under the exclusive one (:func:`shared_pristine`). It is built in a tombstone and
+    renamed into place when complete, so an interrupted build leaves only a tombstone. Run as
+    root, it is handed back to root after ``initdb`` (the server user never touches it again),
+    and each copy is handed to the server user before it is moved into place.
     """
 
     PREFIX = "pristine-"
 
-    def __init__(self, state_dir: Path, initdb: Path) -> None:
-        self.state_dir = state_dir
+    def __init__(self, home: Path, initdb: Path, key: dict) -> None:
+        self.home = home
         self.initdb = initdb
-        resolved = initdb.resolve()
-        st = resolved.stat()
-        version = subprocess.run(
-            [str(initdb), "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True
-        ).stdout.strip()
-        key = {
-            "version": version,
-            "initdb": [str(resolved), st.st_size, st.st_mtime_ns],
-            "args": list(INITDB_ARGS),
-            "timezone": _timezone(),
-        }
-        text = json.dumps(key, sort_keys=True)
-        self.key = json.loads(text)  # as key.json reads back (tuples become lists)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        self.root = state_dir / f"{self.PREFIX}{digest}"
+        self.key = key
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.root = home / f"{self.PREFIX}{digest}"
         self.data = self.root / "data"
 
     @property
@@ -197,8 +208,9 @@ class Pristine:
         return statedir.read_utf8(self.root / "password").strip()
 
     def build(self) -> None:
+        """``initdb`` into a tombstone, moved into place whole; the caller holds the exclusive lock."""
         ids = _server_user_ids() if statedir.running_as_root() else None
-        staging = statedir.new_tombstone(self.state_dir, "pristine")
+        staging = statedir.new_tombstone(self.home, "pristine")
         if ids:
             platforms.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
         password = secrets.token_urlsafe(18)
@@ -223,9 +235,59 @@ class Pristine:
             _chown_tree(staging, *platforms.effective_ids())
         for name, text in (("password", password + "\n"), ("key.json", json.dumps(self.key))):
             statedir.replace_utf8(staging / name, text)
-        for entry in self.state_dir.glob(f"{self.PREFIX}*"):  # another key's: stale
-            statedir.remove(entry, self.state_dir)
+        for entry in self.home.glob(f"{self.PREFIX}*"):  # another key's: stale
+            statedir.remove(entry, self.home)
         platforms.rename(staging, self.root)  # retried on Windows while a scanner holds a file
+
+
+PRISTINE_WAIT = 180.0  # seconds a task waits for another's pristine build (initdb's own limit: 120)
+
+
+@contextmanager
+def shared_pristine(initdb: Path, cold_phase: Callable[[], AbstractContextManager]) -> Iterator[Pristine]:
+    """The user's pristine for ``initdb``, held (the shared lock) while the caller copies it;
+    built first under the exclusive lock (timed in ``cold_phase()``) when it is missing or
+    stale, after leftovers of an interrupted build are cleared."""
+    key = pristine_key(initdb)
+    lock = statedir.shared_lock()
+    with locks.waiting(lock, shared=True, timeout=PRISTINE_WAIT):
+        home = statedir.shared_dir(create=False)
+        pristine = Pristine(home, initdb, key) if home is not None else None
+        if pristine is not None and pristine.ready:
+            yield pristine
+            return
+    with locks.waiting(lock, timeout=PRISTINE_WAIT):
+        home = statedir.shared_dir(create=True)
+        pristine = Pristine(home, initdb, key)
+        if not pristine.ready:  # still: no other task built it while this one waited
+            with cold_phase():
+                statedir.clear_tombstones(home)
+                pristine.build()
+        yield pristine
+
+
+def drop_pristines() -> Path | None:
+    """Remove every pristine of the user's (the next reset of any checkout runs ``initdb``);
+    the shared directory it was in, or None when there was none."""
+    with locks.waiting(statedir.shared_lock(), timeout=PRISTINE_WAIT):
+        home = statedir.shared_dir(create=False)
+        if home is None:
+            return None
+        for entry in home.glob(f"{Pristine.PREFIX}*"):
+            statedir.remove(entry, home)
+        statedir.clear_tombstones(home)
+        return home
+
+
+class _CopyFailed(Exception):
+    """Ends a copy at its first failure (``copytree`` would go on through every file)."""
+
+
+def _copy_file(source: str, target: str) -> str:
+    try:
+        return shutil.copy(source, target)
+    except OSError as exc:
+        raise _CopyFailed(exc) from exc
 
 
 class Cluster:
@@ -317,7 +379,12 @@ class Cluster:
         state_dir = self.root.parent
         staging = statedir.new_tombstone(state_dir, "cluster")
         statedir.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
-        shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=shutil.copy)
+        try:
+            shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=_copy_file)
+        except (_CopyFailed, shutil.Error) as failed:  # a full disk, most likely: say it once
+            error = failed.args[0] if isinstance(failed, _CopyFailed) else OSError(failed.args[0][0][2])
+            shutil.rmtree(staging, ignore_errors=True)  # not left to fill the disk until the next reset
+            raise error from None
         socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir(staging))
         state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
         self._write_settings(state, staging / "data")
@@ -490,32 +557,36 @@ class Cluster:
         )
         return done.returncode == 0
 
-    def stop(self, mode: str = "fast") -> None:
+    def stop(self, mode: str = "fast") -> bool:
         """``pg_ctl stop -w`` in ``mode`` (fast, or immediate for a cluster about to be removed);
         never when postmaster.pid names a pid that is not this cluster's server (after a crash
-        or a reboot the system may have given it to an unrelated process)."""
+        or a reboot the system may have given it to an unrelated process). Whether a server
+        was stopped."""
         pid = self._postmaster_lock()[0]
         if pid is None:
-            return
+            return False
         if not platforms.IS_WINDOWS and not self._is_our_postmaster(pid):
-            return  # a stale postmaster.pid: its pid is gone, or now another process's
+            return False  # a stale postmaster.pid: its pid is gone, or now another process's
         if not self.is_running():
-            return
+            return False
         self._run(
             [str(find_binary("pg_ctl")), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"],
             "stopping the local PostgreSQL server",
             timeout=70,
         )
+        return True
 
-    def remove(self) -> None:
+    def remove(self) -> bool:
         """Stop the server (immediate: the cluster is thrown away), bury the directory (one
         atomic rename into a tombstone: from then on an interruption leaves only garbage that
-        the next reset or down removes, never a cluster without its marker), remove the tombstone."""
+        the next reset or down removes, never a cluster without its marker), remove the
+        tombstone. Whether a server was stopped."""
         self.check_owned()
         if not self.exists:
-            return
-        self.stop("immediate")
+            return False
+        stopped = self.stop("immediate")
         statedir.remove(self.root, self.root.parent)
+        return stopped
 
     def conninfo(self, dbname: str | None = None) -> str:
         state = self.state()
@@ -546,10 +617,9 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _stop_buried_server(tomb: Path) -> None:
+def _stop_buried_server(tomb: Path) -> bool:
     """A tombstone of a cluster whose server an interrupted task left running: stop it first."""
-    if (tomb / "data").is_dir():
-        Cluster(tomb).stop("immediate")
+    return (tomb / "data").is_dir() and Cluster(tomb).stop("immediate")
 
 
 class LocalBackend(Backend):
@@ -599,12 +669,11 @@ class LocalBackend(Backend):
             with report.phase("remove"):
                 statedir.clear_tombstones(state_dir, _stop_buried_server)
                 self.cluster.remove()
-            pristine = Pristine(state_dir, initdb)
-            if not pristine.ready:  # a first reset, or a new PostgreSQL, initdb arguments, timezone
-                with report.phase("initdb (cold)"):
-                    pristine.build()
-            with report.phase("copy pristine"):
-                state = self.cluster.create(pristine, dbname)
+                _remove_own_pristines(state_dir)
+            # a first reset, or a new PostgreSQL, initdb arguments, timezone: initdb (cold) first
+            with shared_pristine(initdb, lambda: report.phase("initdb (cold)")) as pristine:
+                with report.phase("copy pristine"):
+                    state = self.cluster.create(pristine, dbname)
             with report.phase("start"):
                 self.cluster.start()
         except OSError as exc:  # the state directory cannot be written or removed
@@ -620,10 +689,16 @@ class LocalBackend(Backend):
         return report
 
     def drop_init_cache(self) -> None:
-        """Remove the pristine ``initdb`` output: the next reset pays ``initdb`` (the bench's cold runs)."""
-        state_dir = self._private()
-        for entry in state_dir.glob(f"{Pristine.PREFIX}*"):
-            statedir.remove(entry, state_dir)
+        """Remove the user's pristine ``initdb`` output: the next reset pays ``initdb`` (the
+        bench's cold runs)."""
+        _remove_own_pristines(self._private())
+        drop_pristines()
+
+    def tidy(self) -> None:
+        """What deleted checkouts left (:func:`sweep_vanished`), said in one line."""
+        line = sweep_vanished(exclude=self.project_dir)
+        if line:
+            say(line)
 
     def start(self) -> None:
         self._private()
@@ -639,14 +714,21 @@ class LocalBackend(Backend):
         state_dir = self._private()
         self.cluster.check_owned()
         leftovers = statedir.clear_tombstones(state_dir, _stop_buried_server)
-        swept = f" (and {leftovers} leftover(s) of an interrupted run)" if leftovers else ""
+        leftovers += _remove_own_pristines(state_dir)
+        swept = (
+            f" (and {leftovers} leftover(s) of an interrupted run or an older version)" if leftovers else ""
+        )
         if not self.cluster.exists:
             return f"local: no cluster at {self.cluster.root}; nothing to do{swept}"
         self.cluster.remove()
-        return (
-            f"local: stopped the server and removed {self.cluster.root}{swept}; the pristine initdb "
-            f"output stays in {state_dir} for the next reset"
+        home = statedir.shared_dir(create=False)
+        kept = (
+            f"; the pristine initdb output every checkout copies stays in {home} "
+            "(`invoke db.down --all` removes it)"
+            if home is not None
+            else ""
         )
+        return f"local: stopped the server and removed {self.cluster.root}{swept}{kept}"
 
     def describe(self) -> str:
         try:
@@ -656,4 +738,217 @@ class LocalBackend(Backend):
         where = state.socket_dir or "127.0.0.1"
         return (
             f"local cluster {self.cluster.root} (socket {where}, port {state.port}, database {state.dbname})"
+        )
+
+
+# -- what checkouts leave behind -----------------------------------------------------------
+
+
+def _remove_own_pristines(state_dir: Path) -> int:
+    """Pristines an older version kept in each checkout's state directory (now one is shared)."""
+    old = list(state_dir.glob(f"{Pristine.PREFIX}*"))
+    for entry in old:
+        statedir.remove(entry, state_dir)
+    return len(old)
+
+
+def _legacy_layout(path: Path) -> bool:
+    """A state directory as this backend made them before they were marked: nothing in it but
+    the task lock, the cluster (with its marker), pristines and tombstones."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    for name in names:
+        if name == "reset.lock":
+            if not statedir.is_regular_file(path / name):
+                return False
+        elif name == "cluster":
+            if not statedir.is_regular_file(path / name / MARKER):
+                return False
+        elif not name.startswith((Pristine.PREFIX, statedir.TOMBSTONE_PREFIX)):
+            return False
+    return True
+
+
+@dataclass
+class Removal:
+    """What became of one pointer's state: removed (with ``size`` bytes and ``stopped``
+    servers), or ``kept`` (why)."""
+
+    pointer: statedir.Pointer
+    gone: bool  # its checkout no longer exists
+    size: int = 0
+    stopped: int = 0
+    kept: str = ""
+    retry: bool = False  # kept for now (in use): its pointer stays, a later task tries again
+    missing: bool = False  # its directory was gone already (a reboot emptied the RAM disk)
+
+    def line(self) -> str:
+        whose = (
+            f"of {self.pointer.checkout}"
+            if self.pointer.checkout
+            else "(the pristine initdb output every checkout copies)"
+        )
+        if self.gone and self.pointer.checkout:
+            whose += " (gone)"
+        where = self.pointer.state_dir
+        if self.kept:
+            return f"local: kept {where} {whose}: {self.kept}"
+        if self.missing:
+            return f"local: forgot {where} {whose}: it was gone already"
+        stopped = f"stopped {self.stopped} server(s), " if self.stopped else ""
+        return f"local: {stopped}removed {where} {whose} ({_megabytes(self.size)})"
+
+
+def _megabytes(size: int) -> str:
+    if size >= 100_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{round(size / 1e3)} kB" if size >= 1000 else f"{size} bytes"
+
+
+def _clear(state_dir: Path) -> int:
+    """Stop every server of ``state_dir`` (its cluster's, a buried one's) and remove all in it
+    but its task lock, which the caller holds; how many servers were stopped."""
+    stopped = [Cluster(state_dir / "cluster").remove()]
+    statedir.clear_tombstones(state_dir, lambda tomb: stopped.append(_stop_buried_server(tomb)))
+    _remove_own_pristines(state_dir)
+    return sum(stopped)
+
+
+def _remove(pointer: statedir.Pointer, *, only_if_gone: bool) -> Removal | None:
+    """Remove what ``pointer`` names, if this user's statedir made it for that pointer, with
+    every server in it stopped (only a server whose postmaster works in that very data
+    directory); then the pointer. Under the pointer's own lock, read again under it: a task
+    of a checkout made again at the same path may have re-pointed it meanwhile."""
+    with locks.waiting(pointer.lock) if pointer.lock is not None else nullcontext():
+        everyone = statedir.pointers(pointer.path.parent)
+        current = next((p for p in everyone if p.path == pointer.path), None)
+        if current is None:
+            return None
+        gone = current.checkout is not None and statedir.checkout_gone(current.checkout)
+        if only_if_gone and not gone:
+            return None
+        removal = Removal(current, gone)
+        if not os.path.lexists(current.state_dir):  # emptied by a reboot: only the pointer is left
+            statedir.forget(current)
+            removal.missing = True
+            return removal
+        if not statedir.made_here(current, everyone, _legacy_layout):
+            statedir.forget(current)  # a pointer naming what is not its own: never followed again
+            removal.kept = "not a directory leaddb made for it; left alone (its pointer removed)"
+            return removal
+        removal.size = statedir.tree_size(current.state_dir)
+        try:  # refused while a task of that checkout still runs (in a directory since deleted)
+            with locks.hold(current.state_dir / "reset.lock", "db.down", str(current.state_dir)):
+                removal.stopped = _clear(current.state_dir)
+            _remove_marker_last(current.state_dir)
+        except (LeadDbError, OSError) as exc:
+            removal.kept, removal.retry = str(exc).splitlines()[0], True
+            return removal
+        statedir.forget(current)
+        return removal
+
+
+def _remove_marker_last(state_dir: Path) -> None:
+    """Remove what :func:`_clear` left (the task lock, once released) and then the marker, so
+    that until the directory is gone it still says whose it is (a removal stopped half-way is
+    finished by a later task)."""
+    for entry in os.scandir(state_dir):
+        if entry.name != statedir.STATE_MARKER:
+            if entry.is_dir(follow_symlinks=False):
+                platforms.remove_tree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+    (state_dir / statedir.STATE_MARKER).unlink(missing_ok=True)
+    os.rmdir(state_dir)
+
+
+def sweep_vanished(*, exclude: Path | None = None) -> str | None:
+    """The state of every checkout that is gone (its directory deleted: a CI clone, a temporary
+    checkout), its server stopped and its directory removed, with its pointer; one line saying
+    so, or None when there was nothing. A glance at the user's pointers (nothing under the
+    directories they name is read unless the checkout is gone), so every local task runs it.
+    Never fails the task that runs it: what cannot be removed is said and kept."""
+    try:
+        home = statedir.user_dir()
+    except LeadDbError:
+        return None  # the task itself says what is wrong with it, if it needs it
+    skip = statedir.checkout_key(exclude) if exclude is not None else None
+    removals = []
+    for pointer in statedir.pointers(home):
+        if pointer.checkout is None or not statedir.checkout_gone(pointer.checkout):
+            continue
+        if skip and pointer.path.name == f"{statedir.POINTER_PREFIX}{skip}.json":
+            continue
+        try:
+            removal = _remove(pointer, only_if_gone=True)
+        except (LeadDbError, OSError):
+            continue  # the pointer's lock is stuck: the next task tries again
+        if removal is not None:
+            removals.append(removal)
+    if not removals:
+        return None
+    done = [r for r in removals if not r.kept and not r.missing]
+    forgotten = [r for r in removals if r.missing]
+    parts = []
+    if done:
+        names = [str(r.pointer.checkout) for r in done]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        stopped = sum(r.stopped for r in done)
+        parts.append(
+            f"removed what {len(done)} deleted checkout(s) left ({shown}): "
+            f"{stopped} server(s) stopped, {_megabytes(sum(r.size for r in done))} freed"
+        )
+    if forgotten:
+        parts.append(f"forgot {len(forgotten)} deleted checkout(s) whose state was gone already")
+    parts += [f"kept {r.pointer.state_dir} of {r.pointer.checkout}: {r.kept}" for r in removals if r.kept]
+    return "local: " + "; ".join(parts)
+
+
+def remove_everything(tell_user: Callable[[str], None] = say) -> None:
+    """``db.down --all``: every checkout's state (its server stopped), the shared pristine, and
+    the user's pointers and cache entries, each said as it goes (the lock files stay: a few
+    bytes each). Raises after removing the rest when something had to be kept (a task of that
+    checkout is running)."""
+    home = statedir.user_dir()
+    said, kept = 0, 0
+
+    staying: set[Path] = set()  # the pointers of what was kept for now
+
+    def tell(removal: Removal | None) -> None:
+        nonlocal said, kept
+        if removal is not None:
+            tell_user(removal.line())
+            said += 1
+            if removal.retry:
+                kept += 1
+                staying.add(removal.pointer.path)
+
+    for pointer in statedir.pointers(home):
+        if pointer.lock is not None:  # the shared directory's: below, under its own lock
+            tell(_remove(pointer, only_if_gone=False))
+    with locks.waiting(statedir.shared_lock(), timeout=PRISTINE_WAIT):
+        shared = next((p for p in statedir.pointers(home) if p.lock is None), None)
+        if shared is not None:
+            tell(_remove(shared, only_if_gone=False))
+    entries = []
+    for entry in [*home.glob("*.json"), *home.glob(".*.tmp")]:  # cache entries, leftovers of writes
+        if entry in staying:
+            continue
+        try:
+            entry.unlink()  # a link itself, never what it names; a directory is refused
+            entries.append(entry)
+        except OSError:
+            pass
+    if entries:
+        tell_user(
+            f"local: removed {len(entries)} cache entr{'y' if len(entries) == 1 else 'ies'} from {home}"
+        )
+    elif not said:
+        tell_user(f"local: nothing else of yours to remove ({home} names no state)")
+    if kept:
+        raise BackendError(
+            f"db.down --all kept {kept} state director{'y' if kept == 1 else 'ies'} (said above)",
+            hint="wait for the task named above to finish, then run `invoke db.down --all` again",
         )
