@@ -727,7 +727,7 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
         **os.environ,
         "LEADDB_STATE_DIR": str(state),
         "INVOKE_DB_BACKEND": "local",
-        "LEADDB_CACHE_DIR": str(cache),
+        "LEADDB_CACHE_DIR": str(cache / "leaddb"),
     }
     command = [sys.executable, "-m", "invoke"]
 
@@ -786,7 +786,7 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
         )
         shutil.rmtree(state, ignore_errors=True)
         with pytest.MonkeyPatch.context() as patch:  # the shared pristine of that user
-            patch.setenv("LEADDB_CACHE_DIR", str(cache))
+            patch.setenv("LEADDB_CACHE_DIR", str(cache / "leaddb"))
             remove_everything(lambda line: None)
 
 
