@@ -82,3 +82,16 @@ class Interrupted(LeadDbError):
     """Ctrl-C (KeyboardInterrupt): what state the task left, and the next step."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """What a message quotes of a file: the first line of ``text``, cut to ``limit`` characters
+    (`` …`` when something was left out), anything unprintable shown as ``?``. A message quotes
+    no more of a file than this: the file may hold anything, and messages end up in CI logs."""
+    first, newline, _ = text.strip().partition("\n")
+    first = first.strip()
+    cut = len(first) > limit
+    if cut:
+        first = first[: limit - 2].rstrip()
+    first = "".join(c if c.isprintable() else "?" for c in first)
+    return first + " …" if cut or newline else first
