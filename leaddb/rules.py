@@ -5,21 +5,26 @@ the rules every migration file follows. Each one is checked here, under the shor
 message carries (``<file>:<line>: rule "one transaction": …``):
 
 - ``naming``: ``^[0-9]{4}_[a-z0-9_]+\\.sql$``, numbers contiguous from 0001, nothing else in
-  the directory;
-- ``text``: UTF-8 without BOM, LF, no tabs, no trailing whitespace, one newline at the end;
+  the directory, and each a regular file of it (never a link, a FIFO or device, another hard link);
+- ``text``: UTF-8 without BOM, LF, no tabs, no control or bidirectional characters, no trailing
+  whitespace, one newline at the end;
+- ``printed in the spec``: the Text rule's "byte-identical to its block", both ways: every file
+  is its block, every block a file (nothing runs that the spec does not print);
 - ``header``: the first line is ``-- migration: <declared directory>/<file name>``;
 - ``one transaction``: everything after the header is one ``BEGIN;`` … ``COMMIT;`` with no other
   transaction control, and no statement that cannot run inside a transaction block;
 - ``not destructive``: what ``leaddb.lint`` finds (one definition);
 - ``no logic``: no functions, procedures, triggers, rules, aggregates, operators…, and no data
-  (INSERT, UPDATE, DELETE, MERGE, COPY, SELECT INTO, CREATE TABLE AS);
-- ``plain SQL``: no psql meta-command, no syntax error, not empty.
+  (INSERT, UPDATE, DELETE, MERGE, COPY, SELECT INTO, CREATE TABLE AS), DO blocks in PL/pgSQL;
+- ``schema only``: what ``leaddb.scope`` finds (an allow-list of what a schema is made of);
+- ``plain SQL``: no psql meta-command or variable, no syntax error, not empty.
 
-Statements are read with PostgreSQL's own parser (pglast), and the static statements inside an
-anonymous ``DO`` block with PL/pgSQL's: a guard may create a type, never a function or a row.
-Dynamic SQL (``EXECUTE``) is not visible to a parser. Not checked here: "Idempotent by
-construction" (``db.reapply`` proves it on a server), "byte-identical to its block" (``db.drift``)
-and "Append only" (it needs the files' history).
+Statements are read with PostgreSQL's own parser (pglast), and everything inside an anonymous
+``DO`` block with PL/pgSQL's (statements and expressions): a guard may create a type, never a
+function, a row or a role. Dynamic SQL (``EXECUTE``) is refused: no parser can see what it runs.
+A message quotes no more of a file than ``errors.excerpt`` allows. Not checked here: "Idempotent
+by construction" (``db.reapply`` proves it on a server) and "Append only" (it needs the files'
+history).
 """
 
 from __future__ import annotations
@@ -717,10 +722,8 @@ def _assignment(query: str) -> str:
     what both sides call is checked."""
     from pglast.parser import scan
 
-    for token in scan(query):
-        if token.name == "COLON_EQUALS":
-            return query[: token.start] + "=" + query[token.end + 1 :]
-    return query
+    assign = next((t for t in scan(query) if t.name in ("COLON_EQUALS",)), None)  # the scanner's :=
+    return query if assign is None else query[: assign.start] + "=" + query[assign.end + 1 :]
 
 
 def _plpgsql_parts(tree, lineno: int) -> Iterator[tuple[int, str | int, str]]:
@@ -774,7 +777,7 @@ def check_printed(
             what = f"printed in the spec ({found[0].where}), but there is no such file"
             fix = "write the file: the block, byte for byte (or remove the block)"
             violations.append(Violation(file, 0, PRINTED, what, fix))
-    order = [path.name for path in printed if path.parent == directory]
+    order = [path.name for path in printed if path.parent == directory and FILENAME.fullmatch(path.name)]
     if order != sorted(order):
         late = next(b for a, b in zip(order, order[1:], strict=False) if b < a)
         what = "printed in the spec after a file with a higher number: the spec prints them in apply order"

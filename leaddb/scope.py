@@ -214,6 +214,20 @@ _SUBCOMMANDS = {
     AlterTableType.AT_DetachPartition: ("DETACH PARTITION", "it takes a partition's rows out of the table"),
     AlterTableType.AT_DetachPartitionFinalize: ("DETACH PARTITION … FINALIZE", "as DETACH PARTITION"),
 }
+# objects of the server or the whole database a comment would change (a database's comment is
+# its owner's: a reset carries it over)
+_BEYOND_COMMENTS = {
+    "OBJECT_DATABASE": "DATABASE",
+    "OBJECT_ROLE": "ROLE",
+    "OBJECT_TABLESPACE": "TABLESPACE",
+    "OBJECT_SUBSCRIPTION": "SUBSCRIPTION",
+    "OBJECT_PUBLICATION": "PUBLICATION",
+    "OBJECT_FOREIGN_SERVER": "SERVER",
+    "OBJECT_FDW": "FOREIGN DATA WRAPPER",
+    "OBJECT_EVENT_TRIGGER": "EVENT TRIGGER",
+    "OBJECT_LANGUAGE": "LANGUAGE",
+    "OBJECT_ACCESS_METHOD": "ACCESS METHOD",
+}
 _TRIGGERS = "it turns triggers off or on (the foreign keys' among them) or rules: logic, not schema"
 
 
@@ -230,6 +244,8 @@ def beyond_schema(node) -> list[str]:
             f"CREATE EXTENSION {excerpt(node.extname, 40)} is not schema: not an extension PostgreSQL "
             "marks trusted, so it can reach beyond the database"
         )
+    if isinstance(node, ast.CommentStmt) and node.objtype.name in _BEYOND_COMMENTS:
+        found.append(f"COMMENT ON {_BEYOND_COMMENTS[node.objtype.name]} is not schema: {_SERVER}")
     if isinstance(node, ast.CreateSchemaStmt) and node.authrole is not None:
         found.append(f"CREATE SCHEMA … AUTHORIZATION is not schema: {_ROLES}")
     relation = _created_relation(node)

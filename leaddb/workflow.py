@@ -444,6 +444,6 @@ def lint_migrations(options: Options) -> None:
 
     files = migrations.load(options.project_dir)
     say(
-        f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, "
-        "one transaction, not destructive, no logic)"
+        f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, printed in "
+        "the spec, one transaction, not destructive, no logic, schema only)"
     )

@@ -492,7 +492,7 @@ def test_a_fifo_or_a_device_is_refused_rather_than_read_forever(project):
     (project / ".env").symlink_to("/dev/zero")  # a link is followed, as Compose follows it
     assert failure(project).startswith(".env is not a regular file")
     (project / ".env").unlink()
-    (project / "real.env").write_text("POSTGRES_DB=linked\n", encoding="utf-8")
+    (project / "real.env").write_text("POSTGRES_DB=linked\n", encoding="utf-8", newline="\n")
     (project / ".env").symlink_to(project / "real.env")
     assert load(project).environment["POSTGRES_DB"] == "linked"
 

@@ -5,8 +5,8 @@ refuses a second task; every failure is one message with the DSN masked.
 The suite's server stands in for the shared server, whichever it is (the local cluster, the
 Docker container, LEADDB_TEST_DSN's): the suite's own connection sets the scene (roles, databases,
 sessions), the tasks connect over TCP with passwords, as a role of the scene's own. A gated
-migration waits inside the server for a role to exist (roles are shared by every database), so
-the gate works on a server in a container as on one on this host.
+migration waits inside the server on a row of pg_database the test holds (shared by every
+database; tests/printed.py), so the gate works on a server in a container as on one on this host.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import printed
 import psycopg
 import pytest
 from psycopg import sql
@@ -145,47 +146,28 @@ class Scene:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
 
 
-class Gate:
-    """Holds a gated migration inside the server until the test releases it: the migration waits
-    for role ``name`` to exist; it has entered when a session runs its waiting statement."""
+class Gate(printed.Gate):
+    """Holds a gated migration inside the server until the test releases it (tests/printed.py)."""
 
     def __init__(self, scene: Scene, name: str) -> None:
-        self.scene, self.name = scene, name
+        super().__init__(name)
+        self.scene = scene
 
     def migration(self, table: str, file: str = "0008_gate.sql") -> str:
-        """Creates ``table``, then holds its transaction open until the gate is released (at most
-        60 s, inside the server); ``file``: its name, which the header names (the spec's file rules)."""
-        return (
-            f"-- migration: {MIGRATIONS.as_posix()}/{file}\n"
-            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
-            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
-            f"        EXIT WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = '{self.name}');\n"
-            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n"
-        )
+        """Creates ``table``, then holds its transaction open until the gate is released;
+        ``file``: its name, which the header names (the spec's file rules)."""
+        header = f"-- migration: {MIGRATIONS.as_posix()}/{file}"
+        return f"{header}\nBEGIN;\nCREATE TABLE {table} (id int);\n{self.sql()}COMMIT;\n"
 
-    def entered(self) -> bool:
-        with self.scene.connect() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' "
-                "AND query LIKE %s",
-                (f"%rolname = '{self.name}'%",),
-            ).fetchone()
-        return row[0] > 0
+    def entered(self) -> bool:  # type: ignore[override]
+        return super().entered(self.scene.server.conninfo("postgres"))
 
-    def wait_entered(self, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + WAIT
-        while not self.entered():
-            if process.poll() is not None:
-                out, err = process.communicate()
-                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
-            assert time.monotonic() < deadline, "the gated migration never started"
-            time.sleep(0.05)
+    def wait_entered(self, process: subprocess.Popen) -> None:  # type: ignore[override]
+        super().wait_entered(lambda: self.scene.server.conninfo("postgres"), process)
 
-    def release(self) -> None:
-        with self.scene.connect() as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.name,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(self.name)))
-        if self.name not in self.scene.roles:
+    def release(self) -> None:  # type: ignore[override]
+        super().release(self.scene.server.conninfo("postgres"))
+        if self.name not in self.scene.roles:  # the gate's role goes with the scene's
             self.scene.roles.append(self.name)
 
 
@@ -231,9 +213,8 @@ class Workspace:
         )
 
     def write(self, name: str, content: str) -> Path:
-        path = self.root / MIGRATIONS / name
-        path.write_text(content, encoding="utf-8", newline="\n")
-        return path
+        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
+        return printed.write_printed(self.root, name, content)
 
     def files(self) -> list[migrations.Migration]:
         return migrations.load(self.root)
@@ -501,7 +482,7 @@ def test_a_reset_killed_mid_build_leaves_the_old_database_and_releases_its_lock(
     while scene.lock_holders():  # the server ends the dead client's session, and its lock
         assert time.monotonic() < deadline, "the killed reset's lock was never released"
         time.sleep(0.05)
-    (workspace.root / MIGRATIONS / "0008_gate.sql").unlink()
+    printed.remove_printed(workspace.root, "0008_gate.sql")
     again = workspace("db.reset", "--dsn", scene.dsn())
     assert again.returncode == 0, again.stderr
     assert f"dropping '{scene.dbname}{NEW_SUFFIX}', left behind by an interrupted reset" in again.stdout

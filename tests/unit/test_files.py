@@ -43,7 +43,7 @@ def message(project: Path) -> str:
 def secret_file(tmp_path_factory) -> Path:
     """A file outside the project holding a secret, shaped like a migration."""
     path = tmp_path_factory.mktemp("elsewhere") / "environ"
-    path.write_text(f"-- migration: api/db/migrations/0002_x.sql\n{SECRET}\n", encoding="utf-8")
+    path.write_text(f"-- migration: api/db/migrations/0002_x.sql\n{SECRET}\n", encoding="utf-8", newline="\n")
     return path
 
 

@@ -245,6 +245,13 @@ def calls(name: str, where: str = "") -> tuple[int, str, str]:
             "SELECT pg_sleep(1), pg_sleep(2), lo_unlink(1);",
             [calls("pg_sleep"), calls("lo_unlink")],
         ),
+        ("COMMENT ON DATABASE leadgen IS 'x';", [not_schema("COMMENT ON DATABASE", SERVER)]),
+        ("COMMENT ON ROLE postgres IS 'x';", [not_schema("COMMENT ON ROLE", SERVER)]),
+        (
+            "COMMENT ON FOREIGN DATA WRAPPER w IS 'x';",
+            [not_schema("COMMENT ON FOREIGN DATA WRAPPER", SERVER)],
+        ),
+        ("COMMENT ON SERVER s IS 'x';", [not_schema("COMMENT ON SERVER", SERVER)]),
         # inside CREATE SCHEMA
         (
             "CREATE SCHEMA s CREATE TABLE x (id int) GRANT ALL ON x TO PUBLIC;",
@@ -388,6 +395,7 @@ def test_a_do_block_runs_only_what_the_checks_can_read(body, expected):
         "ALTER TABLE t VALIDATE CONSTRAINT t_x_check;",
         "ALTER TABLE t ALTER COLUMN x SET STATISTICS 100;",
         "COMMENT ON TABLE t IS 'what it holds';",
+        "COMMENT ON EXTENSION btree_gist IS 'its operator classes';",
         "CREATE STATISTICS IF NOT EXISTS t_s ON id, at FROM t;",
         "CREATE VIEW v AS SELECT 1 AS id;",
         "SELECT 1;",
