@@ -117,22 +117,35 @@ class Gate:
         return row[0] > 0
 
     def signal(self, conninfo: str) -> None:
-        """Create role ``name``: the gate's loop ends (and waits for the row, if the test holds it)."""
+        """Create role ``name``: the gate's loop ends (and waits for the row, if the test holds it).
+        Durably (a throwaway cluster may commit asynchronously): a server killed afterwards still
+        has the role, so the gate passes at once when the file runs again."""
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SET synchronous_commit = on")
             if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (self.name,)).fetchone() is None:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(self.name)))
 
-    def hold(self, conninfo: str) -> None:
-        """Hold the row the gate will wait for, then let the gate go on to wait for it."""
+    def hold(self, conninfo: str, *, busy: int = 0) -> None:
+        """Hold the row the gate will wait for, then let the gate go on to wait for it.
+
+        ``busy``: seconds the holding session then spends computing. A test that kills the
+        postmaster needs it: an idle session notices the postmaster's death and exits (its
+        lock freed, the gate's migration might go on before it notices the death too), a busy
+        one notices only when it is idle again; the gate's migration, waiting on the lock,
+        notices at once."""
         self.holder = psycopg.connect(conninfo, connect_timeout=5)
         self.holder.execute("SELECT FROM pg_database WHERE datname = 'postgres' FOR UPDATE")
         self.signal(conninfo)
+        if busy:
+            self.holder.execute(f"SET statement_timeout = '{int(busy)}s'")
+            self.holder.pgconn.send_query(b"SELECT count(*) FROM generate_series(1, 1000000000000)")
 
-    def wait_entered(self, conninfo, process) -> None:
-        """Until the gated migration runs (``conninfo``: a function giving the server's, asked
-        again each time: a reset may start a new server), then hold it there."""
+    def wait_entered(self, conninfo, process, *, busy: int = 0) -> None:
+        """Until the gated migration runs (``conninfo``: a function giving the server's, or None
+        while there is none, asked again each time: a reset starts a new server), then hold it
+        there."""
         deadline = time.monotonic() + self.WAIT
-        while not self.entered(conninfo()):
+        while (info := conninfo()) is None or not self.entered(info):
             if process.poll() is not None:
                 out, err = process.communicate()
                 raise AssertionError(
@@ -140,7 +153,7 @@ class Gate:
                 )
             assert time.monotonic() < deadline, "the gated migration never started"
             time.sleep(0.05)
-        self.hold(conninfo())
+        self.hold(conninfo(), busy=busy)
 
     def release(self, conninfo: str | None = None) -> None:
         """Let the gate go: end the holding transaction; or, when the test held nothing, signal

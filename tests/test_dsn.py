@@ -159,8 +159,8 @@ class Gate(printed.Gate):
         header = f"-- migration: {MIGRATIONS.as_posix()}/{file}"
         return f"{header}\nBEGIN;\nCREATE TABLE {table} (id int);\n{self.sql()}COMMIT;\n"
 
-    def entered(self) -> bool:  # type: ignore[override]
-        return super().entered(self.scene.server.conninfo("postgres"))
+    def entered(self, conninfo: str | None = None) -> bool:
+        return super().entered(conninfo or self.scene.server.conninfo("postgres"))
 
     def wait_entered(self, process: subprocess.Popen) -> None:  # type: ignore[override]
         super().wait_entered(lambda: self.scene.server.conninfo("postgres"), process)

@@ -32,6 +32,7 @@ from server_choice import tcp_address
 from leaddb import catalog, compose, migrations, runner
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
+from leaddb.errors import BackendError
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
@@ -92,8 +93,14 @@ class Workspace:
         releases its gate (tests/printed.py), within the spec's rules."""
         return self.write(name, compliant(name, f"CREATE TABLE {table} (id int);\n" + self.gate.sql()))
 
-    def wait_entered(self, process: subprocess.Popen) -> None:
-        self.gate.wait_entered(lambda: self.conninfo("postgres"), process)
+    def wait_entered(self, process: subprocess.Popen, *, busy: int = 0) -> None:
+        def server() -> str | None:
+            try:
+                return self.conninfo("postgres")
+            except BackendError:  # the reset has not made its cluster yet
+                return None
+
+        self.gate.wait_entered(server, process, busy=busy)
 
     def release(self) -> None:
         self.gate.release()
@@ -627,7 +634,7 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     assert workspace("db.reset").returncode == 0
     workspace.gated_migration("0008_crash.sql", "crash_probe")
     applying = workspace.popen("db.apply")
-    workspace.wait_entered(applying)
+    workspace.wait_entered(applying, busy=3)  # the gate's holder outlives the postmaster's death
     postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text(encoding="utf-8").split()[0])
     listing = Path(f"/proc/{postmaster}/task/{postmaster}/children")  # needs CONFIG_PROC_CHILDREN
     children = [int(p) for p in listing.read_text(encoding="utf-8").split()] if listing.exists() else []
@@ -647,7 +654,11 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     )
     assert "apply: 8 files" in again.stdout
     clean_db = fresh_db(None)
-    runner.apply(clean_db, migrations.load(workspace.root))
+    workspace.gate.signal(clean_db)  # the gate passes at once on the session's server too
+    try:
+        runner.apply(clean_db, migrations.load(workspace.root))
+    finally:
+        workspace.gate.drop(clean_db)
     assert catalog.snapshot_of(workspace.conninfo()) == catalog.snapshot_of(clean_db)
 
 
