@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from leaddb.errors import SpecError
+from leaddb.errors import SpecError, excerpt
 
 SPEC_FILENAME = "Technical-Architecture-Specification.md"
 MIGRATIONS_HEADING = "Migrations: directory and tooling"
@@ -157,7 +157,7 @@ class Spec:
                 section = self.section_at(start + 1)
                 heading = f' (section "{section.heading}")' if section else ""
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{start + 1}{heading}: the {tok.markup}{tok.info.strip()} fence "
+                    f"{SPEC_FILENAME}:{start + 1}{heading}: the {tok.markup}{excerpt(tok.info, 20)} fence "
                     "opened here is never closed",
                     hint=f"close the code block with {tok.markup} on a line of its own",
                 )
@@ -197,8 +197,9 @@ class Spec:
             except (ValueError, IndexError):
                 value = math.nan
             if not (math.isfinite(value) and value > 0):
+                shown = excerpt(row[1], 40)
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{line}: target {row[0]} is {row[1]!r}, not a number of seconds",
+                    f"{SPEC_FILENAME}:{line}: target {row[0]} is {shown!r}, not a number of seconds",
                     hint="write the target as a plain number of seconds, e.g. | p50 | 3 |",
                 )
             targets[row[0]] = value

@@ -433,3 +433,15 @@ def test_section_at_matches_a_walk_of_every_heading():
             if section.line <= line:
                 walked = section
         assert spec.section_at(line) == walked, line
+
+
+def test_spec_messages_quote_an_excerpt_of_the_spec():
+    secret = "x" * 500
+    table = f"| percentile | target (seconds) |\n|---|---|\n| p50 | {secret} |\n"
+    with pytest.raises(SpecError) as err:
+        Spec(Path("s.md"), table).check()
+    assert str(err.value).startswith(f"{SPEC_FILENAME}:3: target p50 is '{'x' * 38} …', not a number")
+    fence = f"```sql {secret}\nSELECT 1;\n"
+    with pytest.raises(SpecError) as err:
+        Spec(Path("s.md"), fence).check()
+    assert len(str(err.value).splitlines()[0]) < 150
