@@ -109,8 +109,7 @@ def _findings_of(stmt) -> list[tuple[str, str]]:
 
 def _restarts(options) -> bool:
     """``RESTART`` among a sequence's (or an identity's) options."""
-    items = options if isinstance(options, (list, tuple)) else ()
-    return any(getattr(o, "defname", None) == "restart" for o in items)
+    return any(option.defname == "restart" for option in options)
 
 
 def destructive(stmt, allowed: set[str]) -> list[tuple[str, str]]:

@@ -213,7 +213,7 @@ def split_statements(text: str, filename: str) -> tuple[Statement, ...]:
         [_not_plain(filename, lines.line(offset), kind, what) for offset, kind, what in psql_scan(text)]
     )
     try:
-        slices = split(text, with_parser=True, only_slices=True)
+        slices = split(text, only_slices=True)  # with the parser (the default), not the scanner
     except ParseError as exc:
         message, offset = exc.args  # pglast: the parser's message and the offset it points at
         # at the end of the input it points past the end, or nowhere
@@ -276,40 +276,30 @@ def psql_scan(text: str) -> list[tuple[int, str, str]]:
     quotes, bodies and comments starts a meta-command (psql runs it and skips the rest of the
     line), and ``:name`` is a variable psql substitutes. The runner sends the text as it is."""
     found = []
-    pos, end = 0, len(text)
+    pos = 0
     while (token := _PSQL_TOKEN.search(text, pos)) is not None:
         kind, pos = token.lastgroup, token.end()
-        if kind in ("string", "identifier"):
-            pos = _closing_quote(text, pos, token.group())
+        if kind in ("string", "identifier", "dollar"):  # a doubled quote ends one, opens the next
+            pos = _after(text, token.group(), pos)
         elif kind == "estring":  # E'…': backslash escapes too
             closed = _ESCAPE_STRING_END.match(text, pos)
-            pos = closed.end() if closed else end
-        elif kind == "dollar":
-            close = text.find(token.group(), pos)
-            pos = end if close < 0 else close + len(token.group())
-        elif kind == "line_comment":
-            close = text.find("\n", pos)
-            pos = end if close < 0 else close + 1
+            pos = closed.end() if closed else len(text)
         elif kind == "block_comment":
             pos = _comment_end(text, pos)
         elif kind == "variable":
             found.append((token.start(), kind, token.group()))
-        elif kind == "backslash":
-            found.append((token.start(), "meta", _META_NAME.match(text, token.start()).group()))
-            close = text.find("\n", pos)
-            pos = end if close < 0 else close + 1
+        else:  # a line comment, or a meta-command: psql reads the rest of the line as its arguments
+            if kind == "backslash":
+                found.append((token.start(), "meta", _META_NAME.match(text, token.start()).group()))
+            pos = _after(text, "\n", pos)
     return found
 
 
-def _closing_quote(text: str, pos: int, quote: str) -> int:
-    """Where a quoted string or identifier opened before ``pos`` ends (a doubled quote is one
-    quote inside it); the end of the text when it never does."""
-    while (close := text.find(quote, pos)) >= 0:
-        if text.startswith(quote, close + 1):
-            pos = close + 2
-            continue
-        return close + 1
-    return len(text)
+def _after(text: str, closing: str, pos: int) -> int:
+    """Where ``text`` goes on after the first ``closing`` from ``pos`` (a quote, a body's
+    dollar tag, a line's end); its end when there is none."""
+    found = text.find(closing, pos)
+    return len(text) if found == -1 else found + len(closing)
 
 
 def _comment_end(text: str, pos: int) -> int:

@@ -35,6 +35,7 @@ import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
 import pglast
@@ -150,7 +151,8 @@ def scan(
     (:class:`_Directory`): never through a link, never a FIFO or device, never one with another
     name elsewhere (a hard link), never more than :data:`MAX_FILE_BYTES`."""
     violations: list[Violation] = []
-    named: list[tuple[Path, int, os.stat_result]] = []
+    numbered: list[tuple[str, int]] = []  # every migration name, whatever the entry is: the numbering's
+    named: list[tuple[Path, int, os.stat_result]] = []  # the regular files among them: read
     try:
         folder = _Directory(directory)
     except OSError as exc:
@@ -175,6 +177,7 @@ def scan(
                     )
                 )
                 continue
+            numbered.append((display(path), int(match["number"])))
             try:
                 seen = folder.lstat(name)
             except OSError as exc:
@@ -194,7 +197,7 @@ def scan(
                     display(directory), 0, NAMING, "no migration files", "write the first one, 0001_….sql"
                 )
             )
-        violations += numbering([(display(path), number) for path, number, _ in named])
+        violations += numbering(numbered)
         files = []
         for path, number, seen in named:
             data = folder.read(path.name, seen)
@@ -246,10 +249,9 @@ class _Directory:
     only when ``fstat`` of what was opened is the regular file ``lstat`` saw: nothing swapped
     in between is followed."""
 
-    def __init__(self, path: Path, flags: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        flags = platforms.DIRECTORY_READ if flags is None else flags
-        self.fd = os.open(path, flags) if flags else None
+        self.fd = os.open(path, platforms.DIRECTORY_READ) if platforms.DIRECTORY_READ else None
 
     def __enter__(self) -> _Directory:
         return self
@@ -257,15 +259,12 @@ class _Directory:
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             os.close(self.fd)
-            self.fd = None
 
     def names(self) -> list[str]:
         return sorted(os.listdir(self.path if self.fd is None else self.fd))
 
     def lstat(self, name: str) -> os.stat_result:
-        if self.fd is None:
-            return os.lstat(self.path / name)
-        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        return os.lstat(self.path / name) if self.fd is None else os.lstat(name, dir_fd=self.fd)
 
     def read(self, name: str, seen: os.stat_result) -> bytes | str:
         """The file's bytes, or why they were not read."""
@@ -534,9 +533,14 @@ def _node_violations(
             yield line, SCHEMA_ONLY, what
     for name in scope.server_functions(parts):
         yield line, SCHEMA_ONLY, f"calls {name}(), a server function: it acts beyond this schema"
-    if isinstance(node, ast.CreateSchemaStmt):
-        for element in node.schemaElts or ():
-            yield from _node_violations(element, line, source, allowed, inner=True)
+    for element in node.schemaElts or () if isinstance(node, ast.CreateSchemaStmt) else ():
+        # CREATE SCHEMA … CREATE TABLE … GRANT …: what each element is (what it calls: above)
+        logic = _logic(element)
+        if logic:
+            yield line, NO_LOGIC, f"{logic} is logic, not schema"
+        else:
+            for what in scope.beyond_schema(element):
+                yield line, SCHEMA_ONLY, what
     if isinstance(node, ast.DoStmt):
         yield from _do_block(node, source, allowed)
 
@@ -654,8 +658,8 @@ _DYNAMIC_QUERY = {
     "PLpgSQL_stmt_open": "OPEN … FOR EXECUTE",
     "PLpgSQL_stmt_return_query": "RETURN QUERY EXECUTE",
 }
-# PL/pgSQL's parse modes (RawParseMode): a statement, an expression, an assignment
-_STATEMENT, _EXPRESSION = 0, 2
+# PL/pgSQL's parse mode (RawParseMode) of a statement; expressions and assignments have others
+_STATEMENT = 0
 
 
 def _do_block(node, source: tuple, allowed: set[str]) -> Iterator[tuple[int, str, str]]:
@@ -702,15 +706,12 @@ def _do_block(node, source: tuple, allowed: set[str]) -> Iterator[tuple[int, str
                 f"{query} of SQL built at run time (in a DO block): no check can read what it runs",
             )
             continue
-        sql = (
-            query
-            if kind == _STATEMENT
-            else "SELECT " + (query if kind == _EXPRESSION else _assignment(query))
-        )
+        # an expression or an assignment is checked as a SELECT of it (``:=`` read as ``=``)
+        sql = query if kind == _STATEMENT else f"SELECT {_assignment(query)}"
         try:
             parsed = pglast.parse_sql(sql)
-        except ParseError as exc:
-            yield at, PLAIN_SQL, f"syntax error in a DO block: {excerpt(str(exc.args[0]), 80)}"
+        except ParseError:  # PL/pgSQL parsed it already: only a form these checks misread
+            yield at, PLAIN_SQL, "a statement of a DO block that the checks cannot read"
             continue
         for raw in parsed:
             for line, rule, what in _node_violations(raw.stmt, at, (query, at), allowed, inner=True):
@@ -741,7 +742,7 @@ def _plpgsql_parts(tree, lineno: int) -> Iterator[tuple[int, str | int, str]]:
             elif key in _DYNAMIC or (key in _DYNAMIC_QUERY and "dynquery" in value):
                 yield value.get("lineno", lineno), "dynamic", _DYNAMIC.get(key) or _DYNAMIC_QUERY[key]
             elif key == "PLpgSQL_expr":
-                yield lineno, value.get("parseMode", _EXPRESSION), value["query"]
+                yield lineno, value["parseMode"], value["query"]
             else:
                 yield from _plpgsql_parts(value, lineno)
 
@@ -779,7 +780,7 @@ def check_printed(
             violations.append(Violation(file, 0, PRINTED, what, fix))
     order = [path.name for path in printed if path.parent == directory and FILENAME.fullmatch(path.name)]
     if order != sorted(order):
-        late = next(b for a, b in zip(order, order[1:], strict=False) if b < a)
+        late = next(b for a, b in pairwise(order) if b < a)
         what = "printed in the spec after a file with a higher number: the spec prints them in apply order"
         violations.append(
             Violation((directory / late).as_posix(), 0, PRINTED, what, "print the blocks in file-name order")

@@ -297,26 +297,23 @@ def _statement_name(node) -> str:
         return f"{word} … {'TO' if node.is_grant else 'FROM'} PUBLIC" if public else word
     if isinstance(node, ast.CreateRoleStmt):
         word = node.stmt_type.name.removeprefix("ROLESTMT_")
-        superuser = any(o.defname == "superuser" and _true(o) for o in node.options or ())
-        return f"CREATE {word}" + (" … SUPERUSER" if superuser else "")
+        return f"CREATE {word}" + _superuser(node.options)
     if isinstance(node, ast.AlterRoleStmt):
-        superuser = any(o.defname == "superuser" and _true(o) for o in node.options or ())
-        return "ALTER ROLE" + (" … SUPERUSER" if superuser else "")
+        return "ALTER ROLE" + _superuser(node.options)
     if isinstance(node, ast.VariableSetStmt):
         if node.kind in (VariableSetKind.VAR_RESET, VariableSetKind.VAR_RESET_ALL):
             return "RESET"
         setting = {"role": "ROLE", "session_authorization": "SESSION AUTHORIZATION"}.get(node.name)
-        return f"SET {setting}" if setting else f"SET {excerpt(node.name or '', 40)}"
+        return f"SET {setting}" if setting else f"SET {excerpt(node.name, 40)}"
     if isinstance(node, ast.VacuumStmt):
         return "VACUUM" if node.is_vacuumcmd else "ANALYZE"
     return _NAMES.get(type(node)) or _words(type(node).__name__.removesuffix("Stmt"))
 
 
-def _true(option) -> bool:
-    """A role option's value (``SUPERUSER`` is ``superuser = true``, ``NOSUPERUSER`` false)."""
-    if option.arg is None:
-        return True
-    return bool(getattr(option.arg, "boolval", getattr(option.arg, "ival", True)))
+def _superuser(options) -> str:
+    """`` … SUPERUSER`` when a role's options make it one (``SUPERUSER`` is ``superuser = true``,
+    ``NOSUPERUSER`` false)."""
+    return " … SUPERUSER" if any(o.defname == "superuser" and o.arg.boolval for o in options or ()) else ""
 
 
 def _words(camel: str) -> str:
@@ -361,10 +358,10 @@ SERVER_FUNCTIONS = frozenset(
 
 def server_functions(parts: Sequence) -> list[str]:
     """The server functions (:data:`SERVER_FUNCTIONS`) a statement calls, each once, in order."""
-    found: dict[str, None] = {}
-    for part in parts:
-        if isinstance(part, ast.FuncCall):
-            name = (getattr(part.funcname[-1], "sval", "") or "").lower()
-            if name in SERVER_FUNCTIONS or name.startswith(SERVER_FUNCTION_PREFIXES):
-                found[excerpt(name, 63)] = None
-    return list(found)
+    # the parser cuts names to 63 bytes (NAMEDATALEN), and the rule "text" refused control characters
+    names = (part.funcname[-1].sval.lower() for part in parts if isinstance(part, ast.FuncCall))
+    return list(
+        dict.fromkeys(
+            name for name in names if name in SERVER_FUNCTIONS or name.startswith(SERVER_FUNCTION_PREFIXES)
+        )
+    )

@@ -280,6 +280,9 @@ def test_a_declared_directory_outside_the_project_is_refused(make_project, decla
     with pytest.raises(MigrationPathUnspecified) as err:
         migrations.resolve_directory(project)
     assert f"the declared migrations directory `{declared}` is outside the project" in str(err.value)
+    assert err.value.hint.startswith(
+        'declare it once in the spec ("- Migrations directory: `api/db/migrations`"'
+    )
 
 
 def test_a_project_reached_through_a_link_is_fine(make_project, tmp_path_factory):
@@ -369,3 +372,186 @@ def test_printed_helper_prints_what_the_rule_reads():
     """The fixture's spec (unit_support.printed) prints each file as the rule expects."""
     spec = printed({FIRST: compliant(FIRST)})
     assert f"```sql\n{compliant(FIRST)}```" in spec
+
+
+# -- every refusal's line, rule, description and next step ------------------------------------------
+
+
+def described(project: Path) -> list[tuple[str, int, str, str, str]]:
+    with pytest.raises(RulesBroken) as err:
+        migrations.load(project)
+    return [(v.file, v.line, v.rule, v.what, v.next_step) for v in err.value.violations]
+
+
+UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
+
+
+@POSIX
+def test_each_kind_of_entry_is_refused_with_its_next_step_and_the_scan_goes_on(make_project, secret_file):
+    project = project_with(
+        make_project, **{"0005_big.sql": compliant("0005_big.sql", "-- " + "x" * 200 + "\n")}
+    )
+    directory = project / "api/db/migrations"
+    (directory / "0002_link.sql").symlink_to(secret_file)
+    os.mkfifo(directory / "0003_fifo.sql")
+    os.link(secret_file, directory / "0004_hard.sql")
+    rules_max = rules.MAX_FILE_BYTES
+    try:
+        rules.MAX_FILE_BYTES = 200
+        found = described(project)
+    finally:
+        rules.MAX_FILE_BYTES = rules_max
+    assert found == [
+        (
+            "api/db/migrations/0002_link.sql",
+            0,
+            "naming",
+            "is a symbolic link: a migration file is a regular file of the directory itself, never read "
+            "through a link",
+            "replace the link with the file itself, or remove it",
+        ),
+        (
+            "api/db/migrations/0003_fifo.sql",
+            0,
+            "naming",
+            "not a regular file (a FIFO)",
+            "move it out of the migrations directory",
+        ),
+        (
+            "api/db/migrations/0004_hard.sql",
+            0,
+            "naming",
+            "has 2 hard links: a migration file has no other name, through which it could be changed from "
+            "outside the directory",
+            "replace it with a copy of its own (copy it to a new name, then rename that over it)",
+        ),
+        (
+            "api/db/migrations/0005_big.sql",
+            0,
+            "naming",
+            "is 264 bytes, more than a migration file may hold (200 bytes)",
+            "split the schema into smaller files",
+        ),
+    ]
+
+
+def test_a_file_of_exactly_the_size_bound_is_read(make_project, monkeypatch):
+    content = compliant(FIRST)
+    monkeypatch.setattr(rules, "MAX_FILE_BYTES", len(content.encode()))
+    assert [m.name for m in migrations.load(make_project({FIRST: content}))] == [FIRST]
+
+
+def test_every_entry_that_cannot_be_looked_at_or_read_is_named(make_project, monkeypatch):
+    names = {FIRST: compliant(FIRST)} | {f"000{n}_x.sql": compliant(f"000{n}_x.sql") for n in (2, 3, 4, 5)}
+    project = make_project(names)
+    real_lstat, real_read = rules._Directory.lstat, rules._Directory.read
+
+    def lstat(self, name):
+        if name in ("0002_x.sql", "0003_x.sql"):
+            raise PermissionError(13, "Permission denied")
+        return real_lstat(self, name)
+
+    def read(self, name, seen):
+        return (
+            "cannot be read: Input/output error"
+            if name in ("0004_x.sql", "0005_x.sql")
+            else real_read(self, name, seen)
+        )
+
+    monkeypatch.setattr(rules._Directory, "lstat", lstat)
+    monkeypatch.setattr(rules._Directory, "read", read)
+    assert [(f, line, rule, what, fix) for f, line, rule, what, fix in described(project)] == [
+        (f"api/db/migrations/000{n}_x.sql", 0, "naming", what, UNREADABLE)
+        for n, what in (
+            (2, "cannot be read: Permission denied"),
+            (3, "cannot be read: Permission denied"),
+            (4, "cannot be read: Input/output error"),
+            (5, "cannot be read: Input/output error"),
+        )
+    ]
+
+
+def test_an_unlistable_directory_names_its_next_step(make_project, monkeypatch):
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(rules, "_Directory", refuse)
+    assert described(project_with(make_project)) == [
+        ("api/db/migrations", 0, "naming", "cannot be read: Permission denied", UNREADABLE)
+    ]
+
+
+@POSIX
+def test_a_link_swapped_in_names_the_reason_only(make_project, monkeypatch, secret_file):
+    project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql")})
+    real = rules._Directory.read
+
+    def swap_then_read(self, name, seen):
+        if name == "0002_x.sql":
+            path = project / "api/db/migrations" / name
+            path.unlink()
+            path.symlink_to(secret_file)
+        return real(self, name, seen)
+
+    monkeypatch.setattr(rules._Directory, "read", swap_then_read)
+    assert described(project) == [
+        (
+            "api/db/migrations/0002_x.sql",
+            0,
+            "naming",
+            "cannot be read: Too many levels of symbolic links",
+            UNREADABLE,
+        )
+    ]
+
+
+@pytest.mark.skipif(not platforms.DIRECTORY_READ, reason="directory descriptors are POSIX")
+def test_the_directory_is_read_through_its_descriptor(make_project):
+    """Once open, a directory swapped under its name is not the one read: names, lstat and open
+    all go through the descriptor."""
+    project = project_with(make_project)
+    directory = project / "api/db/migrations"
+    original = (directory / FIRST).read_bytes()
+    with rules._Directory(directory) as folder:
+        assert isinstance(folder.fd, int)
+        directory.rename(project / "api/db/moved")
+        directory.mkdir()
+        (directory / FIRST).write_text("planted\n", encoding="utf-8", newline="\n")
+        (directory / "0009_planted.sql").write_text("planted\n", encoding="utf-8", newline="\n")
+        assert folder.names() == [FIRST]
+        seen = folder.lstat(FIRST)
+        assert seen.st_ino == os.stat(project / "api/db/moved" / FIRST).st_ino
+        assert folder.read(FIRST, seen) == original
+        descriptor = folder.fd
+    with pytest.raises(OSError):  # closed with the scan
+        os.fstat(descriptor)
+
+
+def test_without_descriptors_the_directory_is_read_by_path(make_project, monkeypatch):
+    monkeypatch.setattr(platforms, "DIRECTORY_READ", None)
+    project = project_with(make_project)
+    directory = project / "api/db/migrations"
+    with rules._Directory(directory) as folder:
+        assert folder.fd is None
+        (directory / "0002_x.sql").write_text("x\n", encoding="utf-8", newline="\n")
+        assert folder.names() == [FIRST, "0002_x.sql"]
+        seen = folder.lstat(FIRST)
+        assert folder.read(FIRST, seen) == (directory / FIRST).read_bytes()
+
+
+def test_a_hidden_character_names_its_own_line_after_a_blank_first_line(make_project):
+    body = "\n" + compliant(FIRST).replace("BEGIN;", "BEGIN; -- \x07")
+    assert described(make_project({FIRST: body}, print_files=False)) == [
+        (
+            f"api/db/migrations/{FIRST}",
+            3,
+            "text",
+            "a control character (U+0007): not plain text",
+            "remove it: a migration is plain text",
+        )
+    ]
+
+
+def test_a_long_file_name_is_cut_in_the_description():
+    described_ = rules.Violation("f" * 400, 1, rules.TEXT, "x").describe()
+    assert described_ == f'{"f" * 298} …: rule "text": x'

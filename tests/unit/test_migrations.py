@@ -451,3 +451,61 @@ def test_line_index_lines(n):
     assert index.text_of(n + 1) == "tail"
     assert [index.text_of(line) for line in range(1, n + 1)] == ["a"] * n
     assert len(migrations.LineIndex("x\n")) == 1 and len(migrations.LineIndex("")) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # after each kind of quoting psql reads on, and finds what follows
+        ("SELECT 'a', :x, 'b';\n", [(12, "variable", ":x")]),
+        ("SELECT 'it''s', :x;\n", [(16, "variable", ":x")]),
+        ('SELECT "a""b", :x;\n', [(15, "variable", ":x")]),
+        ("SELECT E'a\\'b', :x;\n", [(16, "variable", ":x")]),
+        ("SELECT E'a', :x, E'b';\n", [(13, "variable", ":x")]),
+        ("DO $$ :a $$; SELECT :y, $$ $$;\n", [(20, "variable", ":y")]),
+        ("DO $t$ $$ :a $t$; SELECT :y;\n", [(25, "variable", ":y")]),
+        ("SELECT 1; -- :a\n:x;\n", [(16, "variable", ":x")]),
+        ("SELECT 1; -- a comment ending in a backslash \\\nSELECT 2;\n", []),
+        ("SELECT 1; -- no line end after it", []),
+        ("\\echo a :b 'c\n:x;\n", [(0, "meta", "\\echo"), (14, "variable", ":x")]),
+        ("\\q", [(0, "meta", "\\q")]),
+        ("/* a */ :x /* b */;\n", [(8, "variable", ":x")]),
+        ("/* a /* b */ c */ :x;\n", [(18, "variable", ":x")]),
+        ("/* a /* b */ c /* d */ e */ :x /* f */;\n", [(28, "variable", ":x")]),
+        ("/* a */\\! b\n", [(7, "meta", "\\!")]),
+        ("SELECT E'never closed :x\n", []),
+    ],
+    ids=lambda value: "" if isinstance(value, list) else None,
+)
+def test_psql_reads_on_after_each_quoted_part(text, found):
+    assert migrations.psql_scan(text) == found
+
+
+def test_a_syntax_error_on_the_first_line_names_line_1():
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements("CREAT TABLE x ();\n", "f.sql")
+    assert err.value.violations[0].line == 1
+
+
+def test_the_parsers_message_is_quoted_cut():
+    text = "SELECT 1;\nSELECT '" + "secret " * 40 + "\n"
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements(text, "f.sql")
+    (violation,) = err.value.violations
+    message = "unterminated quoted string at or near \"'" + "secret " * 40
+    assert violation.what == (
+        f"syntax error: {message[:98].rstrip()} …: `{('SELECT ' + chr(39) + 'secret ' * 40)[:58].rstrip()} …`"
+    )
+
+
+def test_a_long_meta_command_or_variable_is_quoted_cut():
+    text = "SELECT :" + "v" * 50 + ";\n\\" + "m" * 30 + "\n"
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements(text, "f.sql")
+    meta, variable = sorted(err.value.violations, key=lambda v: v.line, reverse=True)
+    assert meta.what == f"psql meta-command `\\{'m' * 17} …` is not plain SQL"
+    assert variable.what.startswith(f"psql variable `:{'v' * 37} …` is not plain SQL")
+    assert variable.next_step == (
+        "write the value itself; where a colon must be followed by a name (an array slice), put a space "
+        "after the colon"
+    )

@@ -183,3 +183,85 @@ def test_the_rule_has_its_next_step():
     assert rules.FIXES[rules.PRINTED].startswith(
         "print the file's SQL in the spec's section \"Migrations\" first"
     )
+
+
+def described(project: Path) -> list[tuple[str, int, str, str, str]]:
+    with pytest.raises(RulesBroken) as err:
+        migrations.load(project)
+    return [(v.file, v.line, v.rule, v.what, v.next_step) for v in err.value.violations]
+
+
+def test_every_finding_has_its_line_and_next_step(make_project):
+    files = {A: compliant(A), B: compliant(B), C: compliant(C), "0004_d.sql": compliant("0004_d.sql")}
+    blocks = (
+        printed({C: files[C] + "-- more\n"})  # C first: printed before a lower number
+        + printed({A: files[A]})
+        + printed({A: files[A]})  # twice
+        + "\n```sql\n-- migration: db/other/0000_z.sql\nBEGIN;\nCOMMIT;\n```\n"  # outside, sorts first
+        + "\n```sql\n-- migration: api/db/migrations/00001_x.sql\nBEGIN;\nCOMMIT;\n```\n"  # not a name
+        + printed({"0005_e.sql": compliant("0005_e.sql")})  # no such file
+    )
+    project = make_project(files, spec=SPEC_HEAD + DECLARATION + blocks, print_files=False)
+    spec = Spec.load(project / SPEC_FILENAME)
+    line = {Path(b.name).name: b.line for b in spec.blocks}
+    a_lines = [b.line for b in spec.blocks if b.name.endswith(A)]
+    where = {name: f'{SPEC_FILENAME}:{line[name]} (section "Migrations")' for name in line}
+    assert described(project) == [
+        (
+            "api/db/migrations/00001_x.sql",
+            0,
+            "printed in the spec",
+            f"printed in the spec ({where['00001_x.sql']}), but there is no such file",
+            "write the file: the block, byte for byte (or remove the block)",
+        ),
+        (
+            f"api/db/migrations/{A}",
+            0,
+            "printed in the spec",
+            f"printed 2 times in the spec ({SPEC_FILENAME} lines {a_lines[0]}, {a_lines[1]})",
+            "print each migration file once",
+        ),
+        (
+            f"api/db/migrations/{A}",
+            0,
+            "printed in the spec",
+            "printed in the spec after a file with a higher number: the spec prints them in apply order",
+            "print the blocks in file-name order",
+        ),
+        (
+            f"api/db/migrations/{B}",
+            0,
+            "printed in the spec",
+            "the spec prints no block for this file, and nothing runs that the spec does not print",
+            rules.FIXES[rules.PRINTED],
+        ),
+        (
+            f"api/db/migrations/{C}",
+            5,
+            "printed in the spec",
+            f"differs from its block in the spec ({SPEC_FILENAME}:{line[C] + 4}) from this line on",
+            "make the file its spec block byte for byte (change the spec first, then copy the block)",
+        ),
+        (
+            "api/db/migrations/0004_d.sql",
+            0,
+            "printed in the spec",
+            "the spec prints no block for this file, and nothing runs that the spec does not print",
+            rules.FIXES[rules.PRINTED],
+        ),
+        (
+            "api/db/migrations/0005_e.sql",
+            0,
+            "printed in the spec",
+            f"printed in the spec ({where['0005_e.sql']}), but there is no such file",
+            "write the file: the block, byte for byte (or remove the block)",
+        ),
+        (
+            "db/other/0000_z.sql",
+            0,
+            "printed in the spec",
+            f"printed in the spec ({where['0000_z.sql']}), "
+            "outside the migrations directory `api/db/migrations`",
+            "name the file as `-- migration: api/db/migrations/NNNN_name.sql` on the block's first line",
+        ),
+    ]

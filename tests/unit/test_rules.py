@@ -213,7 +213,9 @@ def test_numbers_start_at_0001_without_gaps_or_repeats(make_project, names, expe
     ],
 )
 def test_text_rules(make_project, content, line, what):
-    found = [(line, rule, what) for _, line, rule, what in refused(make_project, {NAME: content})]
+    violations = refused(make_project, {NAME: content})
+    assert {file for file, _, _, _ in violations} == {FILE}
+    found = [(line, rule, what) for _, line, rule, what in violations]
     if what == "no newline at the end of the file":  # its block in the spec ends in one
         assert found == [differs(4, 15), (line, "text", what)]
         return
