@@ -475,7 +475,6 @@ def test_line_index_lines(n):
         ("/* a */\\! b\n", [(7, "meta", "\\!")]),
         ("SELECT E'never closed :x\n", []),
     ],
-    ids=lambda value: "" if isinstance(value, list) else None,
 )
 def test_psql_reads_on_after_each_quoted_part(text, found):
     assert migrations.psql_scan(text) == found
