@@ -18,7 +18,9 @@ import io
 import ipaddress
 import os
 import re
+import reprlib
 import shlex
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,7 +28,8 @@ from pathlib import Path, PurePosixPath
 import yaml
 from dotenv.parser import parse_stream
 
-from leaddb.errors import LeadDbError
+from leaddb import platforms
+from leaddb.errors import LeadDbError, excerpt
 
 COMPOSE_FILENAME = "docker-compose.yml"
 DOTENV_FILENAME = ".env"
@@ -56,7 +59,7 @@ class Variable:
     def describe(self) -> str:
         if self.value is None:
             return f"{self.name} (unset)"
-        return f"{self.name}={self.value!r} from {self.source}"
+        return f"{self.name}={_quoted(self.value)} from {self.source}"
 
 
 class InterpolationError(ComposeError):
@@ -71,6 +74,22 @@ class InterpolationError(ComposeError):
 
 
 Lookup = Callable[[str], Variable]
+
+
+# Bounds on what interpolation makes (Compose has none; these are far beyond any real file):
+# one value at most what Linux lets one environment string hold (MAX_ARG_STRLEN, 128 KiB: a
+# longer one could never reach the server's process), nesting at most 32 deep (each level is a
+# recursion), and all the values of one file together at most 4 MiB.
+MAX_VALUE = 128 * 1024
+MAX_NESTING = 32
+MAX_TOTAL = 4 * 1024 * 1024
+
+
+class _Made:
+    """What one file's interpolation has made so far (characters), against ``MAX_TOTAL``."""
+
+    def __init__(self) -> None:
+        self.total = 0
 
 
 def _closing_brace(text: str, start: int) -> int | None:
@@ -92,18 +111,47 @@ def _closing_brace(text: str, start: int) -> int | None:
     return None
 
 
-def _expand(text: str, lookup: Lookup, used: list[Variable]) -> str:
+def _too_long(variable: Variable | None, limit: int, what: str) -> InterpolationError:
+    grows = f"substituting {variable.name} makes {what}" if variable else f"{what} is"
+    return InterpolationError(
+        f"{grows} longer than {limit} characters",
+        hint=f"no value needs that much: look for a variable that substitutes itself over and over "
+        f"(the most one environment variable holds is {MAX_VALUE} characters)",
+        variable=variable.name if variable else None,
+    )
+
+
+def _expand(
+    text: str, lookup: Lookup, used: list[Variable], made: _Made | None = None, depth: int = 0
+) -> str:
+    if depth > MAX_NESTING:
+        raise InterpolationError(
+            f"`${{…}}` nested more than {MAX_NESTING} levels deep",
+            hint="nest defaults a few levels at most, e.g. ${A:-${B:-default}}",
+        )
+    made = made or _Made()
     out: list[str] = []
+    size = 0
+
+    def add(piece: str, variable: Variable | None = None) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > MAX_VALUE:
+            raise _too_long(variable, MAX_VALUE, "the value")
+        out.append(piece)
+
     i = 0
     while i < len(text):
-        char = text[i]
-        if char != "$":
-            out.append(char)
-            i += 1
-            continue
+        dollar = text.find("$", i)
+        if dollar < 0:
+            add(text[i:])
+            break
+        if dollar > i:
+            add(text[i:dollar])
+        i = dollar
         following = text[i + 1 : i + 2]
         if following == "$":
-            out.append("$")
+            add("$")
             i += 2
         elif following == "{":
             end = _closing_brace(text, i + 2)
@@ -112,29 +160,35 @@ def _expand(text: str, lookup: Lookup, used: list[Variable]) -> str:
                     "invalid interpolation format: `${` is never closed",
                     hint="close it with `}`, or write `$$` for a literal dollar sign",
                 )
-            out.append(_braced(text[i + 2 : end], lookup, used))
+            before = len(used)
+            value = _braced(text[i + 2 : end], lookup, used, made, depth)
+            add(value, used[before] if len(used) > before else None)
             i = end + 1
         else:
             name = _NAME.match(text, i + 1)
             if name:
                 variable = lookup(name.group())
                 used.append(variable)
-                out.append(variable.value or "")
+                add(variable.value or "", variable)
                 i = name.end()
             else:  # Compose keeps a `$` that starts no variable as it is
-                out.append("$")
+                add("$")
                 i += 1
+    if depth == 0:
+        made.total += size
+        if made.total > MAX_TOTAL:
+            raise _too_long(None, MAX_TOTAL, "all that this file interpolates")
     return "".join(out)
 
 
-def _braced(body: str, lookup: Lookup, used: list[Variable]) -> str:
+def _braced(body: str, lookup: Lookup, used: list[Variable], made: _Made, depth: int) -> str:
     name = _NAME.match(body)
     rest = body[name.end() :] if name else body
     operator = next((op for op in _OPERATORS if rest.startswith(op)), None) if rest else ""
     if name is None or operator is None:
         raise InterpolationError(
             "invalid interpolation format",
-            fragment="${" + body + "}",
+            fragment="${" + excerpt(body, 60) + "}",
             hint="Compose reads ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, "
             "${VAR:+replacement} and ${VAR+replacement}; write `$$` for a literal dollar sign",
         )
@@ -147,11 +201,11 @@ def _braced(body: str, lookup: Lookup, used: list[Variable]) -> str:
     missing = not value if operator.startswith(":") else value is None
     kind = operator[-1]
     if kind == "-":
-        return _expand(argument, lookup, used) if missing else value or ""
+        return _expand(argument, lookup, used, made, depth + 1) if missing else value or ""
     if kind == "+":
-        return "" if missing else _expand(argument, lookup, used)
+        return "" if missing else _expand(argument, lookup, used, made, depth + 1)
     if missing:  # `?`: required
-        reason = _expand(argument, lookup, used)
+        reason = excerpt(_expand(argument, lookup, used, made, depth + 1), 200)
         state = "is not set" if value is None else "is empty"
         raise InterpolationError(
             f"required variable {variable.name} {state}" + (f": {reason}" if reason else ""),
@@ -159,6 +213,18 @@ def _braced(body: str, lookup: Lookup, used: list[Variable]) -> str:
             variable=variable.name,
         )
     return value or ""
+
+
+# how messages show a value read from the file: short, and never expanded (a YAML alias shared
+# a million times is one value here)
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 80
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = 4
+_QUOTE.maxlevel = 2
+
+
+def _quoted(value) -> str:
+    return _QUOTE.repr(value)
 
 
 def interpolate(value: str, env: Mapping[str, str]) -> str:
@@ -180,16 +246,38 @@ _BINDING_HEAD = re.compile(
 _NEWLINE = re.compile(r"\r\n|\n|\r")
 
 
+# the most docker-compose.yml or .env may hold: far beyond any real one (a few KiB), and a bound
+# on the work (PyYAML reads about 10,000 values a second on a loaded machine)
+MAX_FILE_BYTES = 256 * 1024
+
+
 def _read_text(path: Path, what: str, hint: str) -> str | None:
-    """A file's text as UTF-8; None when it does not exist; ComposeError when it cannot be read."""
+    """A file's text as UTF-8; None when it does not exist; ComposeError when it cannot be read,
+    is not a regular file (a FIFO would block the read forever, a device never end it) or holds
+    more than ``MAX_FILE_BYTES``. A link is followed, as Compose follows it."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, platforms.NOFOLLOW_READ & ~getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise ComposeError(f"{what} is a directory, not a file", hint=hint) from None
     except OSError as exc:
+        if path.is_dir():  # Windows opens no directory (EACCES)
+            raise ComposeError(f"{what} is a directory, not a file", hint=hint) from None
         raise ComposeError(f"{what} cannot be read: {exc.strerror or exc}", hint=hint) from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        if stat.S_ISDIR(kind):
+            raise ComposeError(f"{what} is a directory, not a file", hint=hint)
+        raise ComposeError(f"{what} is not a regular file (a FIFO, socket or device)", hint=hint)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ComposeError(f"{what} cannot be read: {exc.strerror or exc}", hint=hint) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ComposeError(
+            f"{what} is larger than {MAX_FILE_BYTES // 1024} KiB: not a file of settings", hint=hint
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -210,6 +298,7 @@ def read_dotenv_bindings(path: Path, environ: Mapping[str, str] | None = None) -
     values: dict[str, Variable] = {}
     if text is None:
         return values
+    made = _Made()
 
     def lookup(name: str) -> Variable:
         if name in environ:
@@ -232,7 +321,7 @@ def read_dotenv_bindings(path: Path, environ: Mapping[str, str] | None = None) -
         value = binding.value
         if not (head and head.group("quote") == "'"):
             try:
-                value = _expand(value, lookup, [])
+                value = _expand(value, lookup, [], made)
             except InterpolationError as exc:
                 raise ComposeError(f"{where}: {binding.key}: {exc.problem}", hint=exc.hint) from None
         if "\0" in value:
@@ -328,19 +417,33 @@ class _Document:
 
     def error(self, path: tuple, message: str, *, hint: str | None = None) -> ComposeError:
         node = self._node(path)
-        variables = self.used.get(id(node), [])
+        variables = list(dict.fromkeys(self.used.get(id(node), [])))  # each once, in order
         origin = ""
         if variables:
-            origin = " (after interpolating " + ", ".join(v.describe() for v in variables) + ")"
+            more = f" and {len(variables) - 5} more" if len(variables) > 5 else ""
+            origin = " (after interpolating " + ", ".join(v.describe() for v in variables[:5]) + more + ")"
         return ComposeError(
             f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: {message}{origin}",
             hint=hint or f"fix {COMPOSE_FILENAME}; `docker compose config` shows how Compose reads it",
         )
 
 
+# PyYAML's scanner looks at every open flow collection (`[`, `{`) for each token: deep nesting
+# makes reading quadratic (900 levels and a megabyte of values took minutes)
+MAX_FLOW_NESTING = 64
+
+
 class _ComposeLoader(yaml.SafeLoader):
     """YAML as Compose reads it: safe, plus Compose's own merge tags. In a single file,
-    ``!reset`` clears a value and ``!override`` is the value itself."""
+    ``!reset`` clears a value and ``!override`` is the value itself. Flow collections nest at
+    most ``MAX_FLOW_NESTING`` deep."""
+
+    def fetch_flow_collection_start(self, TokenClass) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= MAX_FLOW_NESTING:
+            raise yaml.scanner.ScannerError(
+                None, None, f"`[` and `{{` nested more than {MAX_FLOW_NESTING} deep", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
 
 def _override(loader: yaml.SafeLoader, node: yaml.Node):
@@ -366,13 +469,14 @@ def _load_document(text: str, lookup: Lookup) -> _Document:
                 f"{COMPOSE_FILENAME} is empty",
                 hint=f"restore it (git checkout -- {COMPOSE_FILENAME}); it defines `services: postgres:`",
             )
+        _check_aliases(root)
         used = _interpolate_nodes(root, lookup)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{COMPOSE_FILENAME}:{mark.line + 1}:{mark.column + 1}" if mark else COMPOSE_FILENAME
         problem = "; ".join(p for p in (exc.context, exc.problem) if p)
-        raise ComposeError(f"{where}: not valid YAML: {problem}", hint=hint) from None
+        raise ComposeError(f"{where}: not valid YAML: {excerpt(problem, 200)}", hint=hint) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow; no mark, a position
         line = text[: exc.position].count("\n") + 1
         raise ComposeError(
@@ -380,7 +484,9 @@ def _load_document(text: str, lookup: Lookup) -> _Document:
             hint=hint,
         ) from None
     except yaml.YAMLError as exc:
-        raise ComposeError(f"{COMPOSE_FILENAME}: not valid YAML: {exc}", hint=hint) from None
+        raise ComposeError(
+            f"{COMPOSE_FILENAME}: not valid YAML: {excerpt(str(exc), 200)}", hint=hint
+        ) from None
     except RecursionError:
         raise ComposeError(f"{COMPOSE_FILENAME}: nested too deeply to read", hint=hint) from None
     finally:
@@ -389,10 +495,59 @@ def _load_document(text: str, lookup: Lookup) -> _Document:
     return _Document(root, data, used)
 
 
+# the most values the document may hold with its aliases expanded (YAML's "billion laughs": nine
+# aliases of nine aliases of … expand to billions). PyYAML shares an aliased value rather than
+# copying it, but whatever walks the service (its JSON for the labels, a message) expands it.
+# Compose's YAML library (yaml.v3) refuses "excessive aliasing" likewise, and a value that
+# contains itself.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it past ``MAX_EXPANDED_VALUES`` values, or make a
+    value contain itself; one pass over the node graph, each node once."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        if children_done:
+            open_.discard(key)
+            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_EXPANDED_VALUES + 1)
+            if size[key] > MAX_EXPANDED_VALUES:
+                raise ComposeError(
+                    f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: the file holds more than "
+                    f"{MAX_EXPANDED_VALUES} values, its aliases expanded",
+                    hint="write the values out, or alias each a few times at most",
+                )
+            continue
+        if key in size:
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise ComposeError(
+                    f"{COMPOSE_FILENAME}:{child.start_mark.line + 1}: an alias refers to a value that "
+                    "contains it",
+                    hint="an anchor's value cannot hold an alias of itself",
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+
+
 def _interpolate_nodes(root: yaml.Node, lookup: Lookup) -> dict[int, list[Variable]]:
     """Interpolate every string value (not mapping keys) in place; which variables each read."""
     used: dict[int, list[Variable]] = {}
     seen: set[int] = set()
+    made = _Made()
     stack = [root]
     while stack:
         node = stack.pop()
@@ -408,7 +563,7 @@ def _interpolate_nodes(root: yaml.Node, lookup: Lookup) -> dict[int, list[Variab
         elif node.tag == _STR_TAG and "$" in node.value:
             variables: list[Variable] = []
             try:
-                node.value = _expand(node.value, lookup, variables)
+                node.value = _expand(node.value, lookup, variables, made)
             except InterpolationError as exc:
                 raise ComposeError(
                     f"{COMPOSE_FILENAME}:{node.start_mark.line + 1}: {exc.detail}", hint=exc.hint
@@ -464,7 +619,9 @@ def _port_number(doc: _Document, path: tuple, entry, text: str, what: str) -> in
         high and int(low) > int(high)
     ):
         raise doc.error(
-            path, f"port entry {entry!r}: the {what} {text!r} is not a port number (1-65535)", hint=_PORT_HINT
+            path,
+            f"port entry {_quoted(entry)}: the {what} {_quoted(text)} is not a port number (1-65535)",
+            hint=_PORT_HINT,
         )
     return None if high else int(low)
 
@@ -477,12 +634,14 @@ def _split_port(doc: _Document, path: tuple, entry: str) -> tuple[str, str, str,
         host_ip, bracket, spec = spec[1:].partition("]")
         if not bracket or not spec.startswith(":") or spec.count(":") != 2:
             raise doc.error(
-                path, f"port entry {entry!r} is not [IPv6]:HOST_PORT:CONTAINER_PORT", hint=_PORT_HINT
+                path, f"port entry {_quoted(entry)} is not [IPv6]:HOST_PORT:CONTAINER_PORT", hint=_PORT_HINT
             )
         spec = spec[1:]
     parts = spec.split(":")
     if len(parts) > 3 or (host_ip and len(parts) != 2):
-        raise doc.error(path, f"port entry {entry!r} is not [[IP:]HOST_PORT:]CONTAINER_PORT", hint=_PORT_HINT)
+        raise doc.error(
+            path, f"port entry {_quoted(entry)} is not [[IP:]HOST_PORT:]CONTAINER_PORT", hint=_PORT_HINT
+        )
     if len(parts) == 3:
         host_ip = parts.pop(0)
     host = parts[0] if len(parts) == 2 else ""
@@ -501,16 +660,22 @@ def _parse_port(doc: _Document, path: tuple, entry) -> PortBinding | None:
     elif _whole_number(entry) or isinstance(entry, str):
         host_ip, host, container, protocol = _split_port(doc, path, str(entry))
     else:
-        raise doc.error(path, f"port entry {entry!r} is neither a string nor a mapping", hint=_PORT_HINT)
+        raise doc.error(
+            path, f"port entry {_quoted(entry)} is neither a string nor a mapping", hint=_PORT_HINT
+        )
     container_port = _port_number(doc, path, entry, container, "container port")
     host_port = _port_number(doc, path, entry, host, "host port") if host else None
     if protocol not in ("tcp", "udp", "sctp"):
-        raise doc.error(path, f"port entry {entry!r}: unknown protocol {protocol!r} (tcp, udp or sctp)")
+        raise doc.error(
+            path, f"port entry {_quoted(entry)}: unknown protocol {_quoted(protocol)} (tcp, udp or sctp)"
+        )
     if host_ip and host_ip != "localhost":
         try:
             ipaddress.ip_address(host_ip)
         except ValueError:
-            raise doc.error(path, f"port entry {entry!r}: {host_ip!r} is not an IP address") from None
+            raise doc.error(
+                path, f"port entry {_quoted(entry)}: {_quoted(host_ip)} is not an IP address"
+            ) from None
     if host_port is None or container_port is None or protocol != "tcp":
         return None
     return PortBinding(host_ip, host_port, container_port)
@@ -521,11 +686,13 @@ def _parse_mount(doc: _Document, path: tuple, entry) -> Mount:
         kind = _as_text(entry.get("type") or "volume")
         source, target, read_only = entry.get("source"), entry.get("target"), entry.get("read_only", False)
         if kind not in ("volume", "bind"):
-            raise doc.error(path, f"volume entry of type {kind!r}: only `volume` and `bind` are supported")
+            raise doc.error(
+                path, f"volume entry of type {_quoted(kind)}: only `volume` and `bind` are supported"
+            )
         if not isinstance(target, str) or not _scalar(source) or not _as_text(source):
             raise doc.error(path, "a volume mapping needs `source:` and `target:`")
         if not isinstance(read_only, bool):
-            raise doc.error(path, f"read_only is {read_only!r}, not true or false")
+            raise doc.error(path, f"read_only is {_quoted(read_only)}, not true or false")
         mount = Mount(_as_text(source), PurePosixPath(target), read_only, kind == "volume")
     elif isinstance(entry, str) and entry.strip():
         drive = entry[:2] if _WINDOWS_DRIVE.match(entry) else ""
@@ -534,20 +701,21 @@ def _parse_mount(doc: _Document, path: tuple, entry) -> Mount:
         if len(parts) == 1:
             raise doc.error(
                 path,
-                f"volume entry {entry!r} is an anonymous volume, which the tooling does not manage",
+                f"volume entry {_quoted(entry)} is an anonymous volume, which the tooling does not manage",
                 hint="name it, e.g. pgdata:/var/lib/postgresql/data, and declare it under top-level volumes:",
             )
         if len(parts) > 3 or not parts[0] or not parts[1]:
-            raise doc.error(path, f"volume entry {entry!r} is not SOURCE:TARGET[:MODE]")
+            raise doc.error(path, f"volume entry {_quoted(entry)} is not SOURCE:TARGET[:MODE]")
         source, target = parts[0], parts[1]
         options = parts[2].split(",") if len(parts) > 2 else []
         is_volume = not (source.startswith((".", "/", "~")) or "\\" in source or drive)
         mount = Mount(source, PurePosixPath(target), "ro" in options, is_volume)
     else:
-        raise doc.error(path, f"volume entry {entry!r} is neither SOURCE:TARGET[:MODE] nor a mapping")
+        raise doc.error(path, f"volume entry {_quoted(entry)} is neither SOURCE:TARGET[:MODE] nor a mapping")
     if not mount.target.is_absolute():
         raise doc.error(
-            path, f"volume entry {entry!r}: the container path {str(mount.target)!r} is not absolute"
+            path,
+            f"volume entry {_quoted(entry)}: the container path {_quoted(str(mount.target))} is not absolute",
         )
     return mount
 
@@ -585,7 +753,7 @@ def _project_name(doc: _Document, given: str | None, project_dir: Path) -> str:
     if not name:
         raise doc.error(
             ("name",),
-            f"the project name {source!r} has no letter or digit",
+            f"the project name {_quoted(source)} has no letter or digit",
             hint="set `name:` in the compose file, or COMPOSE_PROJECT_NAME, to letters, digits, - and _",
         )
     return name
@@ -596,7 +764,7 @@ def _image(doc: _Document) -> str:
     if not _scalar(image) or (image not in (None, "") and not _IMAGE.fullmatch(_as_text(image))):
         raise doc.error(
             (*_AT, "image"),
-            f"image {image!r} is not an image reference such as postgres:15",
+            f"image {_quoted(image)} is not an image reference such as postgres:15",
             hint="set POSTGRES_IMAGE (environment or .env) to an image, e.g. postgres:15",
         )
     return _as_text(image)
@@ -611,7 +779,9 @@ def _environment(doc: _Document, lookup: Lookup) -> dict[str, str]:
         pairs = {}
         for i, item in enumerate(environment):
             if not _scalar(item) or item is None:
-                raise doc.error((*_AT, "environment", i), f"environment entry {item!r} is not KEY=VALUE")
+                raise doc.error(
+                    (*_AT, "environment", i), f"environment entry {_quoted(item)} is not KEY=VALUE"
+                )
             key, sep, value = _as_text(item).partition("=")
             pairs[key] = value if sep else None
         environment = pairs
@@ -639,12 +809,15 @@ def _volume_names(doc: _Document, mounts: tuple[Mount, ...], project_name: str) 
         if mount.source not in declared:
             raise doc.error(
                 (*_AT, "volumes"),
-                f"volume {mount.source!r} is not declared under top-level `volumes:`",
-                hint=f"declare it (volumes: {{{mount.source}: }}), or mount a path starting with ./",
+                f"volume {_quoted(mount.source)} is not declared under top-level `volumes:`",
+                hint=f"declare it (volumes: {{{excerpt(mount.source, 80)}: }}), "
+                "or mount a path starting with ./",
             )
         options = declared[mount.source] or {}
         if not isinstance(options, dict) or not _scalar(options.get("name")):
-            raise doc.error(("volumes", mount.source), f"volume {mount.source!r} is not a mapping of options")
+            raise doc.error(
+                ("volumes", mount.source), f"volume {_quoted(mount.source)} is not a mapping of options"
+            )
         names[mount.source] = _as_text(options.get("name")) or f"{project_name}_{mount.source}"
     return names
 
@@ -665,10 +838,12 @@ def _healthcheck(doc: _Document) -> dict:
             (isinstance(value, int | float) and not isinstance(value, bool))
             or _DURATION.fullmatch(_as_text(value).strip())
         ):
-            raise doc.error((*at, key), f"healthcheck {key} {value!r} is not a duration such as 1s or 1m30s")
+            raise doc.error(
+                (*at, key), f"healthcheck {key} {_quoted(value)} is not a duration such as 1s or 1m30s"
+            )
     retries = check.get("retries")
     if retries is not None and not (_whole_number(retries) and retries >= 0):
-        raise doc.error((*at, "retries"), f"healthcheck retries {retries!r} is not a whole number")
+        raise doc.error((*at, "retries"), f"healthcheck retries {_quoted(retries)} is not a whole number")
     return check
 
 
@@ -678,7 +853,7 @@ def _command(doc: _Document) -> tuple[str, ...] | None:
         try:
             command = shlex.split(command)
         except ValueError as exc:
-            raise doc.error((*_AT, "command"), f"command {command!r}: {exc}") from None
+            raise doc.error((*_AT, "command"), f"command {_quoted(command)}: {exc}") from None
     if command is not None and not (isinstance(command, list) and all(map(_scalar, command))):
         raise doc.error((*_AT, "command"), "`command:` is neither a string nor a list of arguments")
     return tuple(map(_as_text, command)) if command else None
@@ -687,7 +862,7 @@ def _command(doc: _Document) -> tuple[str, ...] | None:
 def _check_shm_size(doc: _Document) -> None:
     size = doc.value((*_AT, "shm_size"))
     if size is not None and not (_whole_number(size) or (isinstance(size, str) and _BYTES.fullmatch(size))):
-        raise doc.error((*_AT, "shm_size"), f"shm_size {size!r} is not a size such as 256m or 1gb")
+        raise doc.error((*_AT, "shm_size"), f"shm_size {_quoted(size)} is not a size such as 256m or 1gb")
 
 
 def load_service(

@@ -23,7 +23,7 @@ import psycopg
 
 from leaddb import cache, catalog, janitor
 from leaddb.catalog import CatalogObject, Snapshot
-from leaddb.errors import MigrationError, SpecError, file_error
+from leaddb.errors import MigrationError, SpecError
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -98,34 +98,6 @@ def diff(live: Snapshot, spec: Snapshot) -> list[Difference]:
         for d in differences
         if not (d.kind in _TABLE_PARTS and (owner_table(d.live or d.spec), d.change) in whole_tables)
     ]
-
-
-def verbatim_differences(spec: Spec, project_dir: Path) -> list[str]:
-    """Each migration block printed in the spec must appear verbatim in the file it names."""
-    problems = []
-    for block in spec.blocks_of("migration"):
-        path = project_dir / Path(*Path(block.name).parts)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            problems.append(f"spec block {block.where}: names {block.name}, which does not exist")
-            continue
-        except OSError as exc:  # unreadable (permissions), or not a file: the user's to fix
-            raise file_error(exc, "read", block.name) from None
-        if block.sql not in text:
-            first = _first_difference(block.sql, text)
-            problems.append(
-                f"spec block {block.where}: not verbatim in {block.name} (first difference at line {first} "
-                f"of the block, spec line {block.line + first - 1})"
-            )
-    return problems
-
-
-def _first_difference(a: str, b: str) -> int:
-    for number, (left, right) in enumerate(zip(a.splitlines(), b.splitlines(), strict=False), 1):
-        if left != right:
-            return number
-    return min(len(a.splitlines()), len(b.splitlines())) + 1
 
 
 def spec_migrations(spec: Spec) -> list[Migration]:

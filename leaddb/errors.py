@@ -159,3 +159,16 @@ def file_errors(doing: str, shown: str | None = None) -> Iterator[None]:
         yield
     except OSError as exc:
         raise file_error(exc, doing, shown) from None
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """What a message quotes of a file: the first line of ``text``, cut to ``limit`` characters
+    (`` …`` when something was left out), anything unprintable shown as ``?``. A message quotes
+    no more of a file than this: the file may hold anything, and messages end up in CI logs."""
+    first, newline, _ = text.strip().partition("\n")
+    first = first.strip()
+    cut = len(first) > limit
+    if cut:
+        first = first[: limit - 2].rstrip()
+    first = "".join(c if c.isprintable() else "?" for c in first)
+    return first + " …" if cut or newline else first

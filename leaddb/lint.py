@@ -20,14 +20,29 @@ from leaddb.spec import Spec
 
 _ALLOWED = re.compile(r"Destructive change allowed:\s*`([^`]+)`")
 
-_DESTRUCTIVE_SUBCOMMANDS = {
+DESTRUCTIVE_SUBCOMMANDS = {
     AlterTableType.AT_DropColumn: "DROP COLUMN",
     AlterTableType.AT_AlterColumnType: "ALTER COLUMN … TYPE (rewrites the table)",
     AlterTableType.AT_SetNotNull: "SET NOT NULL on an existing column",
     AlterTableType.AT_DropConstraint: "DROP CONSTRAINT",
     AlterTableType.AT_DropNotNull: "DROP NOT NULL",
+    AlterTableType.AT_DropExpression: "DROP EXPRESSION (a generated column's values stay, frozen)",
+    AlterTableType.AT_DropIdentity: "DROP IDENTITY",
     AlterTableType.AT_ColumnDefault: None,  # SET/DROP DEFAULT is not destructive
 }
+
+# the statements that drop, rename or empty what exists: this rule's to name (the spec may allow one)
+DESTRUCTIVE_STATEMENTS = (
+    ast.DropStmt,
+    ast.RenameStmt,
+    ast.TruncateStmt,
+    ast.DropdbStmt,
+    ast.DropTableSpaceStmt,
+    ast.DropRoleStmt,
+    ast.DropOwnedStmt,
+    ast.DropSubscriptionStmt,
+    ast.DropUserMappingStmt,
+)
 
 
 def allowed_objects(spec: Spec) -> set[str]:
@@ -60,13 +75,41 @@ def _findings_of(stmt) -> list[tuple[str, str]]:
     if isinstance(stmt, ast.AlterTableStmt):
         found = []
         for cmd in stmt.cmds or ():
-            what = _DESTRUCTIVE_SUBCOMMANDS.get(cmd.subtype)
+            what = DESTRUCTIVE_SUBCOMMANDS.get(cmd.subtype)
             if what:  # each names its column or constraint
                 found.append((what, f"{_names(stmt.relation)}.{cmd.name}"))
+            elif cmd.subtype == AlterTableType.AT_SetIdentity and _restarts(cmd.def_):
+                found.append(
+                    ("RESTART (hands out identity values again)", f"{_names(stmt.relation)}.{cmd.name}")
+                )
         return found
+    if isinstance(stmt, ast.AlterSeqStmt) and _restarts(stmt.options):
+        return [("RESTART (hands out sequence values again)", _names(stmt.sequence))]
+    dropped = {
+        ast.DropdbStmt: ("DROP DATABASE", lambda s: s.dbname),
+        ast.DropTableSpaceStmt: ("DROP TABLESPACE", lambda s: s.tablespacename),
+        ast.DropRoleStmt: (
+            "DROP ROLE",
+            lambda s: ", ".join(r.rolename or r.roletype.name.removeprefix("ROLESPEC_") for r in s.roles),
+        ),
+        ast.DropOwnedStmt: (
+            "DROP OWNED",
+            lambda s: ", ".join(r.rolename or r.roletype.name.removeprefix("ROLESPEC_") for r in s.roles),
+        ),
+        ast.DropSubscriptionStmt: ("DROP SUBSCRIPTION", lambda s: s.subname),
+        ast.DropUserMappingStmt: ("DROP USER MAPPING", lambda s: s.servername),
+    }
+    if type(stmt) in dropped:
+        what, target = dropped[type(stmt)]
+        return [(what, target(stmt))]
     if isinstance(stmt, ast.AlterEnumStmt) and stmt.oldVal:
         return [("RENAME VALUE", _names(stmt.typeName))]
     return []
+
+
+def _restarts(options) -> bool:
+    """``RESTART`` among a sequence's (or an identity's) options."""
+    return any(option.defname == "restart" for option in options)
 
 
 def destructive(stmt, allowed: set[str]) -> list[tuple[str, str]]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 
-from leaddb import compose, paths
+from leaddb import compose, paths, platforms
 from leaddb.errors import MigrationPathUnspecified, file_error
 from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME, Spec
 
@@ -57,7 +59,13 @@ def resolve_directory(project_dir: Path, spec: Spec | None = None) -> Path:
         )
     if problems:
         raise MigrationPathUnspecified("; ".join(problems), hint=hint)
-    spec_dir = (project_dir / Path(*declared[0].path.parts)).resolve()
+    relative = Path(*declared[0].path.parts)
+    if relative.is_absolute() or relative.drive or ".." in relative.parts:
+        raise MigrationPathUnspecified(
+            f"the declared migrations directory `{declared[0].path}` is outside the project ({cite})",
+            hint=hint,
+        )
+    spec_dir = (project_dir / relative).resolve()
     mount_dir = (project_dir / Path(*PurePosixPath(mount.source).parts)).resolve()
     if spec_dir != mount_dir:
         raise MigrationPathUnspecified(
@@ -65,18 +73,38 @@ def resolve_directory(project_dir: Path, spec: Spec | None = None) -> Path:
             f"mounts `{mount.source}` at {compose.INITDB_DIR}",
             hint=hint,
         )
-    try:  # a name too long, a loop of links: OSError from the checks themselves
-        problem = (
-            None if spec_dir.is_dir() else "is not a directory" if spec_dir.exists() else "does not exist"
-        )
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror})"
+    problem = _not_a_directory_of_the_project(project_dir, relative)
     if problem:
         raise MigrationPathUnspecified(
             f"the declared migrations directory `{declared[0].path}` {problem} ({cite})",
             hint=hint,
         )
     return spec_dir
+
+
+def _not_a_directory_of_the_project(project_dir: Path, relative: Path) -> str | None:
+    """Why ``relative`` is not a directory of the project reached without a link, or None. Each
+    part is looked at (lstat), from the project down: a link anywhere on the way (the directory
+    itself, or ``api`` pointing elsewhere) would read migrations from outside the project."""
+    current = project_dir
+    for part in relative.parts:
+        current = current / part
+        try:
+            seen = os.lstat(current)
+        except FileNotFoundError:
+            return "does not exist"
+        except OSError as exc:  # a name too long, a directory on the way that cannot be searched
+            return f"cannot be read ({exc.strerror})"
+        if platforms.is_link(seen):
+            where = (
+                "is"
+                if current == project_dir / relative
+                else f"is reached through `{paths.shown(current, project_dir)}`,"
+            )
+            return f"{where} a symbolic link: the migrations are a directory of the project itself"
+        if not stat.S_ISDIR(seen.st_mode):
+            return "is not a directory"
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,8 +148,28 @@ class Migration:
         )
 
 
-def _line_of(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
+class LineIndex:
+    """The 1-based line of any offset in one text: the lines' starts found in one pass, each
+    lookup a binary search (counting newlines from the start per statement made lint quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0]
+        self.starts.extend(m.end() for m in _LINE_END.finditer(text))
+
+    def line(self, offset: int) -> int:
+        return bisect_right(self.starts, offset)
+
+    def __len__(self) -> int:
+        """The number of lines (a last line without a newline counts; an empty text has none)."""
+        return len(self.starts) - (self.starts[-1] == len(self.text))
+
+    def text_of(self, line: int) -> str:
+        end = self.starts[line] - 1 if line < len(self.starts) else len(self.text)
+        return self.text[self.starts[line - 1] : end]
+
+
+_LINE_END = re.compile("\n")
 
 
 # the first word of every statement that can begin, end or mark a transaction
@@ -153,33 +201,31 @@ def _transaction_kind(sql: str) -> str | None:
 
 
 def split_statements(text: str, filename: str) -> tuple[Statement, ...]:
-    """Statements with their lines; psql meta-commands are refused up front (every one of them),
-    then a syntax error (the parser stops at the first), as violations of rule "plain SQL"."""
+    """Statements with their lines; psql meta-commands and variables are refused up front (every
+    one of them), then a syntax error (the parser stops at the first), as violations of rule
+    "plain SQL". One pass of each: lint time grows with the file, not with its square."""
     from pglast.parser import ParseError, split  # pglast costs ~0.1 s to import: only where it is used
 
     from leaddb import rules
 
-    meta, before = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("\\") and _outside_statements("\n".join(before)):
-            meta.append(_meta_command(filename, number, line))
-            line = ""  # psql consumes it: the SQL after it reads on without it
-        before.append(line)
-    rules.refuse(meta)
+    lines = LineIndex(text)
+    rules.refuse(
+        [_not_plain(filename, lines.line(offset), kind, what) for offset, kind, what in psql_scan(text)]
+    )
     try:
-        slices = split(text, with_parser=True, only_slices=True)
+        slices = split(text, only_slices=True)  # with the parser (the default), not the scanner
     except ParseError as exc:
         message, offset = exc.args  # pglast: the parser's message and the offset it points at
-        lines = text.splitlines()
-        line = min(_line_of(text, offset), len(lines))  # at end of input the parser points past the end
-        source_line = lines[line - 1].strip()
+        # at the end of the input it points past the end, or nowhere
+        line = max(1, min(lines.line(len(text) if offset is None else offset), len(lines)))
         rules.refuse(
             [
                 rules.Violation(
                     filename,
                     line,
                     rules.PLAIN_SQL,
-                    f"syntax error: {message}: `{source_line}`",
+                    # the parser's message quotes the text at the error (all of an unclosed string)
+                    f"syntax error: {rules.excerpt(message, 100)}: `{rules.excerpt(lines.text_of(line))}`",
                     "fix the statement",
                 )
             ]
@@ -188,46 +234,105 @@ def split_statements(text: str, filename: str) -> tuple[Statement, ...]:
     for where in slices:
         start, sql = where.start, text[where]
         # older parsers' locations start at leading comments; the statement starts after them
-        stripped = _skip_comments(sql)
-        start += len(sql) - len(stripped)
-        sql = stripped.rstrip().rstrip(";").rstrip()
-        statements.append(Statement(sql, _line_of(text, start), _line_of(text, start + len(sql))))
+        skipped = _LEADING_COMMENTS.match(sql).end()
+        start += skipped
+        sql = sql[skipped:].rstrip().rstrip(";").rstrip()
+        statements.append(Statement(sql, lines.line(start), lines.line(start + len(sql))))
     return tuple(statements)
 
 
+_LEADING_COMMENTS = re.compile(r"(?:\s++|--[^\n]*+|/\*.*?\*/)*+", re.DOTALL)
+
+
 def _skip_comments(sql: str) -> str:
-    while True:
-        sql = sql.lstrip()
-        if sql.startswith("--"):
-            sql = sql.split("\n", 1)[1] if "\n" in sql else ""
-        elif sql.startswith("/*") and "*/" in sql:
-            sql = sql.split("*/", 1)[1]
-        else:
-            return sql
+    return sql[_LEADING_COMMENTS.match(sql).end() :]
 
 
-def _outside_statements(before: str) -> bool:
-    """A line starting with a backslash is a psql meta-command unless it sits inside a string
-    or a dollar-quoted body; ask the parser which by parsing the text before it."""
-    from pglast.parser import ParseError, split
+# -- what psql reads otherwise than the server: meta-commands and variables ----------------------
 
-    try:
-        split(before, with_parser=True, only_slices=True)
-    except ParseError:
-        return False  # inside an unfinished statement (a string or a body): not a meta-command
-    return True
+_IDENT = "A-Za-z0-9_\x80-\U0010ffff"
+# psql's lexer (psqlscan.l), as far as it matters here: the tokens that open a quoted string, a
+# quoted identifier, a dollar-quoted body or a comment (inside them nothing is psql's), and
+# outside them `::`, a variable (`:name`, `:'name'`, `:"name"`, `:{?name}`) or a backslash
+_PSQL_TOKEN = re.compile(
+    rf"(?P<estring>(?<![{_IDENT}$])[Ee]')"
+    r"|(?P<string>')"
+    r'|(?P<identifier>")'
+    rf"|(?P<dollar>(?<![{_IDENT}$])\$(?:[A-Za-z_\x80-\U0010ffff][{_IDENT}]*+)?\$)"
+    r"|(?P<line_comment>--)"
+    r"|(?P<block_comment>/\*)"
+    r"|(?P<cast>::)"
+    rf"|(?P<variable>:(?:[{_IDENT}]++|'[{_IDENT}]++'|\"[{_IDENT}]++\"|\{{\?[{_IDENT}]++\}}))"
+    r"|(?P<backslash>\\)"
+)
+_ESCAPE_STRING_END = re.compile(r"(?:[^'\\]++|\\.|'')*+'", re.DOTALL)
+_COMMENT_MARK = re.compile(r"/\*|\*/")
+_META_NAME = re.compile(r"\\(?:[A-Za-z]++\+?|[^\sA-Za-z])?")
 
 
-def _meta_command(filename: str, number: int, line: str):
+def psql_scan(text: str) -> list[tuple[int, str, str]]:
+    """(offset, "meta" or "variable", the command's name or the variable) for everything psql
+    would read otherwise than the server does, in one pass over the text: a backslash outside
+    quotes, bodies and comments starts a meta-command (psql runs it and skips the rest of the
+    line), and ``:name`` is a variable psql substitutes. The runner sends the text as it is."""
+    found = []
+    pos = 0
+    while (token := _PSQL_TOKEN.search(text, pos)) is not None:
+        kind, pos = token.lastgroup, token.end()
+        if kind in ("string", "identifier", "dollar"):  # a doubled quote ends one, opens the next
+            pos = _after(text, token.group(), pos)
+        elif kind == "estring":  # E'…': backslash escapes too
+            closed = _ESCAPE_STRING_END.match(text, pos)
+            pos = closed.end() if closed else len(text)
+        elif kind == "block_comment":
+            pos = _comment_end(text, pos)
+        elif kind == "variable":
+            found.append((token.start(), kind, token.group()))
+        else:  # a line comment, or a meta-command: psql reads the rest of the line as its arguments
+            if kind == "backslash":
+                found.append((token.start(), "meta", _META_NAME.match(text, token.start()).group()))
+            pos = _after(text, "\n", pos)
+    return found
+
+
+def _after(text: str, closing: str, pos: int) -> int:
+    """Where ``text`` goes on after the first ``closing`` from ``pos`` (a quote, a body's
+    dollar tag, a line's end); its end when there is none."""
+    found = text.find(closing, pos)
+    return len(text) if found == -1 else found + len(closing)
+
+
+def _comment_end(text: str, pos: int) -> int:
+    """Where a block comment opened before ``pos`` ends: they nest."""
+    depth = 1
+    while (mark := _COMMENT_MARK.search(text, pos)) is not None:
+        pos = mark.end()
+        depth += 1 if mark.group() == "/*" else -1
+        if depth == 0:
+            return pos
+    return len(text)
+
+
+def _not_plain(filename: str, line: int, kind: str, what: str):
     from leaddb import rules
 
+    if kind == "meta":
+        return rules.Violation(
+            filename,
+            line,
+            rules.PLAIN_SQL,
+            f"psql meta-command `{rules.excerpt(what, 20)}` is not plain SQL",
+            "replace the meta-command with SQL: migrations are plain SQL, applied the same way by psql "
+            "and by the runner",
+        )
     return rules.Violation(
         filename,
-        number,
+        line,
         rules.PLAIN_SQL,
-        f"psql meta-command {line.strip()!r} is not plain SQL",
-        "replace the meta-command with SQL: migrations are plain SQL, applied the same way by psql "
-        "and by the runner",
+        f"psql variable `{rules.excerpt(what, 40)}` is not plain SQL: psql would substitute it, "
+        "the runner not",
+        "write the value itself; where a colon must be followed by a name (an array slice), put a space "
+        "after the colon",
     )
 
 
@@ -271,6 +376,9 @@ def load(project_dir: Path) -> list[Migration]:
     directory = resolve_directory(project_dir, spec)  # MIGRATION_PATH_UNSPECIFIED before any rule
     found, violations = _scan(directory, project_dir.resolve())
     declared = spec.declarations[0].path.as_posix()
+    violations += rules.check_printed(
+        found, spec.blocks_of("migration"), declared, lambda name: os.path.lexists(directory / name)
+    )
     violations += rules.check_files(found, declared, lint.allowed_objects(spec))
     rules.refuse(violations)
     return found

@@ -14,6 +14,7 @@ import ntpath
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -234,3 +235,33 @@ def stop_signals(*, windows: bool = IS_WINDOWS) -> tuple[tuple[str, int], ...]:
 def docker_default_host(*, windows: bool = IS_WINDOWS) -> str:
     """Where docker-py looks when DOCKER_HOST is unset: Docker Desktop's named pipe on Windows."""
     return "npipe:////./pipe/docker_engine" if windows else "unix:///var/run/docker.sock"
+
+
+# -- reading a file that someone else may have planted ------------------------------------------
+
+# Windows: a reparse point that stands for another path (a symbolic link, a junction, a WSL link)
+_NAME_SURROGATE = 0x20000000
+
+# open(2) flags for reading a file of a directory we do not trust: never through a link in the
+# last component (POSIX), never blocking on a FIFO (POSIX), binary (Windows), not inherited
+NOFOLLOW_READ = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+# a directory opened so that its files are read relative to it (POSIX); None where open(2) has
+# no O_DIRECTORY or os.open/os.listdir take no directory descriptor (Windows)
+DIRECTORY_READ = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if getattr(os, "O_DIRECTORY", 0) and os.open in os.supports_dir_fd and os.listdir in os.supports_fd
+    else None
+)
+
+
+def is_link(st: os.stat_result) -> bool:
+    """Whether ``lstat`` found a link rather than a file or directory: a symbolic link, or on
+    Windows any reparse point standing for another path (a junction too, which ``S_ISLNK`` does
+    not show)."""
+    return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_reparse_tag", 0) & _NAME_SURROGATE)

@@ -5,37 +5,51 @@ the rules every migration file follows. Each one is checked here, under the shor
 message carries (``<file>:<line>: rule "one transaction": …``):
 
 - ``naming``: ``^[0-9]{4}_[a-z0-9_]+\\.sql$``, numbers contiguous from 0001, nothing else in
-  the directory;
-- ``text``: UTF-8 without BOM, LF, no tabs, no trailing whitespace, one newline at the end;
+  the directory, and each a regular file of it (never a link, a FIFO or device, another hard link);
+- ``text``: UTF-8 without BOM, LF, no tabs, no control or bidirectional characters, no trailing
+  whitespace, one newline at the end;
+- ``printed in the spec``: the Text rule's "byte-identical to its block", both ways: every file
+  is its block, every block a file (nothing runs that the spec does not print);
 - ``header``: the first line is ``-- migration: <declared directory>/<file name>``;
 - ``one transaction``: everything after the header is one ``BEGIN;`` … ``COMMIT;`` with no other
   transaction control, and no statement that cannot run inside a transaction block;
 - ``not destructive``: what ``leaddb.lint`` finds (one definition);
 - ``no logic``: no functions, procedures, triggers, rules, aggregates, operators…, and no data
-  (INSERT, UPDATE, DELETE, MERGE, COPY, SELECT INTO, CREATE TABLE AS);
-- ``plain SQL``: no psql meta-command, no syntax error, not empty.
+  (INSERT, UPDATE, DELETE, MERGE, COPY, SELECT INTO, CREATE TABLE AS), DO blocks in PL/pgSQL;
+- ``schema only``: what ``leaddb.scope`` finds (an allow-list of what a schema is made of);
+- ``plain SQL``: no psql meta-command or variable, no syntax error, not empty.
 
-Statements are read with PostgreSQL's own parser (pglast), and the static statements inside an
-anonymous ``DO`` block with PL/pgSQL's: a guard may create a type, never a function or a row.
-Dynamic SQL (``EXECUTE``) is not visible to a parser. Not checked here: "Idempotent by
-construction" (``db.reapply`` proves it on a server), "byte-identical to its block" (``db.drift``)
-and "Append only" (it needs the files' history).
+Statements are read with PostgreSQL's own parser (pglast), and everything inside an anonymous
+``DO`` block with PL/pgSQL's (statements and expressions): a guard may create a type, never a
+function, a row or a role. Dynamic SQL (``EXECUTE``) is refused: no parser can see what it runs.
+A message quotes no more of a file than ``errors.excerpt`` allows. Not checked here: "Idempotent
+by construction" (``db.reapply`` proves it on a server) and "Append only" (it needs the files'
+history).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from itertools import pairwise
+from pathlib import Path, PurePosixPath
 
 import pglast
 from pglast import ast
-from pglast.enums import DiscardMode, ObjectType, TransactionStmtKind
+from pglast.enums import (
+    DiscardMode,
+    ObjectType,
+    TransactionStmtKind,
+)
 from pglast.parser import ParseError
 
-from leaddb import lint
-from leaddb.errors import MigrationError
+from leaddb import lint, platforms, scope
+from leaddb.errors import MigrationError, excerpt
+from leaddb.migrations import LineIndex
 from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME
 
 NAMING = "naming"
@@ -45,6 +59,11 @@ ONE_TRANSACTION = "one transaction"
 NOT_DESTRUCTIVE = "not destructive"
 NO_LOGIC = "no logic"
 PLAIN_SQL = "plain SQL"
+SCHEMA_ONLY = "schema only"
+PRINTED = "printed in the spec"
+
+# the longest description a violation prints (a few names, a short excerpt)
+MAX_WHAT = 400
 
 # the next step for each rule, when a violation carries no more precise one
 FIXES = {
@@ -60,12 +79,22 @@ FIXES = {
     NO_LOGIC: "migrations hold schema only: no functions, procedures, triggers, rules or data "
     "(a guard belongs in an anonymous DO block)",
     PLAIN_SQL: "migrations are plain SQL, applied the same way by psql and by the runner; fix the file",
+    SCHEMA_ONLY: "migrations hold this schema's objects only: no roles or grants, no commands on the "
+    "database, the server or the session, no server functions, no locks, no dynamic SQL",
+    PRINTED: "print the file's SQL in the spec's section \"Migrations\" first (a ```sql block whose first "
+    "line is `-- migration: <file>`), then copy it byte for byte into the file",
 }
 
 # the spec's pattern; fullmatch, and [0-9] rather than \d, which also matches other scripts' digits
 FILENAME = re.compile(r"(?P<number>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
 
 BOM = b"\xef\xbb\xbf"
+# what no SQL text needs and a hostile one uses: control characters but tab and line ends (NUL: the
+# parser would stop reading there; ESC: terminal escapes in CI logs), zero-width and bidirectional
+# controls (text shown in another order than it runs)
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -78,7 +107,8 @@ class Violation:
 
     def describe(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f'{where}: rule "{self.rule}": {self.what}'
+        # every rule quotes what it needs only; this bounds it all the same
+        return f'{excerpt(where, 300)}: rule "{self.rule}": {excerpt(self.what, MAX_WHAT)}'
 
     @property
     def next_step(self) -> str:
@@ -116,44 +146,149 @@ def scan(
 ) -> tuple[list[tuple[Path, int, str]], list[Violation]]:
     """The migration files (path, number, text) in apply order, and every naming and text violation.
 
-    Hidden files are left alone, as the image's entrypoint leaves them (``*`` skips them)."""
+    Hidden files are left alone, as the image's entrypoint leaves them (``*`` skips them). A file
+    with a migration's name is read only when it is a regular file of the directory itself
+    (:class:`_Directory`): never through a link, never a FIFO or device, never one with another
+    name elsewhere (a hard link), never more than :data:`MAX_FILE_BYTES`."""
     violations: list[Violation] = []
-    named: list[tuple[Path, int]] = []
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith("."):
-            continue
-        match = FILENAME.fullmatch(path.name)
-        if not match:
+    numbered: list[tuple[str, int]] = []  # every migration name, whatever the entry is: the numbering's
+    named: list[tuple[Path, int, os.stat_result]] = []  # the regular files among them: read
+    try:
+        folder = _Directory(directory)
+    except OSError as exc:
+        what = f"cannot be read: {exc.strerror or exc}"
+        return [], [Violation(display(directory), 0, NAMING, what, _UNREADABLE)]
+    with folder:
+        for name in folder.names():
+            if name.startswith("."):
+                continue
+            path = directory / name
+            match = FILENAME.fullmatch(name)
+            if not match:
+                violations.append(
+                    Violation(
+                        display(path),
+                        0,
+                        NAMING,
+                        "not a migration file name (expected NNNN_snake_name.sql, "
+                        "^[0-9]{4}_[a-z0-9_]+\\.sql$)",
+                        "rename it, or move it out of the migrations directory: the container executes "
+                        "every file there",
+                    )
+                )
+                continue
+            numbered.append((display(path), int(match["number"])))
+            try:
+                seen = folder.lstat(name)
+            except OSError as exc:
+                violations.append(
+                    Violation(display(path), 0, NAMING, f"cannot be read: {exc.strerror or exc}", _UNREADABLE)
+                )
+                continue
+            problem = _not_a_file_of_its_own(seen)
+            if problem:
+                what, fix = problem
+                violations.append(Violation(display(path), 0, NAMING, what, fix))
+            else:
+                named.append((path, int(match["number"]), seen))
+        if not named and not violations:
             violations.append(
                 Violation(
-                    display(path),
-                    0,
-                    NAMING,
-                    "not a migration file name (expected NNNN_snake_name.sql, ^[0-9]{4}_[a-z0-9_]+\\.sql$)",
-                    "rename it, or move it out of the migrations directory: the container executes "
-                    "every file there",
+                    display(directory), 0, NAMING, "no migration files", "write the first one, 0001_….sql"
                 )
             )
-        elif not path.is_file():
-            violations.append(
-                Violation(
-                    display(path), 0, NAMING, "not a regular file", "move it out of the migrations directory"
-                )
-            )
-        else:
-            named.append((path, int(match["number"])))
-    if not named and not violations:
-        violations.append(
-            Violation(display(directory), 0, NAMING, "no migration files", "write the first one, 0001_….sql")
-        )
-    violations += numbering([(display(path), number) for path, number in named])
-    files = []
-    for path, number in named:
-        text, found = check_text(display(path), path.read_bytes())
-        violations += found
-        if text is not None:
-            files.append((path, number, text))
+        violations += numbering(numbered)
+        files = []
+        for path, number, seen in named:
+            data = folder.read(path.name, seen)
+            if isinstance(data, str):
+                violations.append(Violation(display(path), 0, NAMING, data, _UNREADABLE))
+                continue
+            text, found = check_text(display(path), data)
+            violations += found
+            if text is not None:
+                files.append((path, number, text))
     return files, violations
+
+
+# the most a migration file may hold: a schema of thousands of tables is far less; more is not one
+MAX_FILE_BYTES = 16 << 20
+_UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
+
+
+def _not_a_file_of_its_own(seen: os.stat_result) -> tuple[str, str] | None:
+    """Why ``lstat`` says this entry is not a migration file of the directory, with the fix."""
+    if platforms.is_link(seen):
+        return (
+            "is a symbolic link: a migration file is a regular file of the directory itself, never "
+            "read through a link",
+            "replace the link with the file itself, or remove it",
+        )
+    if not stat.S_ISREG(seen.st_mode):
+        kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+        kind = next((k for test, k in kinds.items() if test(seen.st_mode)), "a device or other special file")
+        return f"not a regular file ({kind})", "move it out of the migrations directory"
+    if seen.st_nlink > 1:
+        return (
+            f"has {seen.st_nlink} hard links: a migration file has no other name, through which it "
+            "could be changed from outside the directory",
+            "replace it with a copy of its own (copy it to a new name, then rename that over it)",
+        )
+    if seen.st_size > MAX_FILE_BYTES:
+        return (
+            f"is {seen.st_size} bytes, more than a migration file may hold ({MAX_FILE_BYTES} bytes)",
+            "split the schema into smaller files",
+        )
+    return None
+
+
+class _Directory:
+    """The migrations directory, listed and read without following links. Where the platform
+    has directory descriptors (POSIX), the directory is opened once (``O_NOFOLLOW``) and every
+    file is opened relative to it, ``O_NOFOLLOW``; elsewhere by path. Either way a file is read
+    only when ``fstat`` of what was opened is the regular file ``lstat`` saw: nothing swapped
+    in between is followed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, platforms.DIRECTORY_READ) if platforms.DIRECTORY_READ else None
+
+    def __enter__(self) -> _Directory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def names(self) -> list[str]:
+        return sorted(os.listdir(self.path if self.fd is None else self.fd))
+
+    def lstat(self, name: str) -> os.stat_result:
+        return os.lstat(self.path / name) if self.fd is None else os.lstat(name, dir_fd=self.fd)
+
+    def read(self, name: str, seen: os.stat_result) -> bytes | str:
+        """The file's bytes, or why they were not read."""
+        try:
+            if self.fd is None:
+                fd = os.open(self.path / name, platforms.NOFOLLOW_READ)
+            else:
+                fd = os.open(name, platforms.NOFOLLOW_READ, dir_fd=self.fd)
+        except OSError as exc:  # ELOOP: a link put there since lstat
+            return f"cannot be read: {exc.strerror or exc}"
+        with os.fdopen(fd, "rb") as f:
+            opened = os.fstat(f.fileno())
+            if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+                seen.st_dev,
+                seen.st_ino,
+            ):
+                return "was replaced while it was read: read nothing of it"
+            try:
+                data = f.read(MAX_FILE_BYTES + 1)
+            except OSError as exc:
+                return f"cannot be read: {exc.strerror or exc}"
+        if len(data) > MAX_FILE_BYTES:
+            return f"grew past what a migration file may hold ({MAX_FILE_BYTES} bytes) while it was read"
+        return data
 
 
 def numbering(files: Sequence[tuple[str, int]]) -> list[Violation]:
@@ -207,6 +342,25 @@ def check_text(file: str, data: bytes) -> tuple[str | None, list[Violation]]:
             )
         )
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    hidden = _HIDDEN.search(text)
+    if hidden:  # binary, a terminal escape, text that reads otherwise than it runs: read no further
+        line = text.count("\n", 0, hidden.start()) + 1
+        char = hidden.group()
+        kind = (
+            "a control character"
+            if unicodedata.category(char) == "Cc"
+            else "an invisible or bidirectional control character"
+        )
+        return None, [
+            *violations,
+            Violation(
+                file,
+                line,
+                TEXT,
+                f"{kind} (U+{ord(char):04X}): not plain text",
+                "remove it: a migration is plain text",
+            ),
+        ]
     if not text.strip():
         return None, [
             *violations,
@@ -262,9 +416,13 @@ def check_header(file: str, text: str, header: str) -> list[Violation]:
         return []
     fix = f"make the first line `{header}`, the file's own path"
     if first.startswith("-- migration:"):
-        return [Violation(file, 1, HEADER, f"the header is `{first}`; this file's is `{header}`", fix)]
+        return [
+            Violation(
+                file, 1, HEADER, f"the header is `{excerpt(first, 100)}`; this file's is `{header}`", fix
+            )
+        ]
     return [
-        Violation(file, 1, HEADER, f"the first line is `{_short(first)}`, not the header `{header}`", fix)
+        Violation(file, 1, HEADER, f"the first line is `{excerpt(first)}`, not the header `{header}`", fix)
     ]
 
 
@@ -300,6 +458,7 @@ def check_statements(file: str, text: str, statements: Sequence, allowed: set[st
         ]
     # the parse trees, one per statement (the split that located them asked the same parser)
     nodes = [raw.stmt for raw in pglast.parse_sql(text)]
+    lines = LineIndex(text)
     first, last = statements[0], statements[-1]
     if not _is(nodes[0], BEGIN):
         violations.append(
@@ -307,7 +466,7 @@ def check_statements(file: str, text: str, statements: Sequence, allowed: set[st
                 file,
                 first.line,
                 ONE_TRANSACTION,
-                f"the first statement is `{_short(first.sql)}`, not BEGIN: a failure would leave the "
+                f"the first statement is `{excerpt(first.sql)}`, not BEGIN: a failure would leave the "
                 "statements before it applied",
                 "start the file (after the header and its comment) with BEGIN;",
             )
@@ -318,7 +477,7 @@ def check_statements(file: str, text: str, statements: Sequence, allowed: set[st
                 file,
                 last.line,
                 ONE_TRANSACTION,
-                f"the last statement is `{_short(last.sql)}`, not COMMIT",
+                f"the last statement is `{excerpt(last.sql)}`, not COMMIT",
                 "end the file with COMMIT; (only comments may follow it)",
             )
         )
@@ -334,7 +493,7 @@ def check_statements(file: str, text: str, statements: Sequence, allowed: set[st
         )
     for index, statement in enumerate(statements):
         inner = 0 < index < len(statements) - 1
-        for line, rule, what in _node_violations(nodes[index], statement.line, (text, 1), allowed, inner):
+        for line, rule, what in _node_violations(nodes[index], statement.line, (lines, 1), allowed, inner):
             violations.append(Violation(file, line, rule, what))
     return violations
 
@@ -348,20 +507,12 @@ def _is(node, kinds) -> bool:
     return isinstance(node, ast.TransactionStmt) and node.kind in kinds
 
 
-def _short(sql: str, limit: int = 60) -> str:
-    """The statement's first line, cut to ``limit`` characters; `` …`` when something was left out."""
-    lines = sql.strip().split("\n")
-    first = lines[0].strip()
-    if len(first) > limit:
-        return first[: limit - 2].rstrip() + " …"
-    return first + " …" if len(lines) > 1 else first
-
-
 def _node_violations(
-    node, line: int, source: tuple[str, int], allowed: set[str], inner: bool
+    node, line: int, source: tuple, allowed: set[str], inner: bool
 ) -> Iterator[tuple[int, str, str]]:
     """(line, rule, what) for one statement starting on ``line``; ``source``: the text it was parsed
-    from and the line that text starts on; ``inner``: not the file's first or last statement."""
+    from (or its ``LineIndex``) and the line that text starts on; ``inner``: not the file's first
+    or last statement."""
     logic = _logic(node)
     if logic:
         yield line, NO_LOGIC, f"{logic} is logic, not schema"
@@ -371,10 +522,25 @@ def _node_violations(
     outside = _outside_transaction(node)
     if outside:
         yield line, ONE_TRANSACTION, f"{outside} cannot run inside a transaction block"
-    for what in _data(node):
+    parts = _nodes(node)
+    data = _data(node, parts)
+    for what in data:
         yield line, NO_LOGIC, f"{what} writes data"
     for what, target in lint.destructive(node, allowed):
         yield line, NOT_DESTRUCTIVE, f"{what} on {target}"
+    if not data and not isinstance(node, lint.DESTRUCTIVE_STATEMENTS):
+        for what in scope.beyond_schema(node):
+            yield line, SCHEMA_ONLY, what
+    for name in scope.server_functions(parts):
+        yield line, SCHEMA_ONLY, f"calls {name}(), a server function: it acts beyond this schema"
+    for element in node.schemaElts or () if isinstance(node, ast.CreateSchemaStmt) else ():
+        # CREATE SCHEMA … CREATE TABLE … GRANT …: what each element is (what it calls: above)
+        logic = _logic(element)
+        if logic:
+            yield line, NO_LOGIC, f"{logic} is logic, not schema"
+        else:
+            for what in scope.beyond_schema(element):
+                yield line, SCHEMA_ONLY, what
     if isinstance(node, ast.DoStmt):
         yield from _do_block(node, source, allowed)
 
@@ -410,6 +576,8 @@ def _logic(node) -> str | None:
         return "CREATE CAST … WITH FUNCTION"
     if isinstance(node, (ast.CreateTransformStmt, ast.CreateConversionStmt)):
         return "CREATE TRANSFORM" if isinstance(node, ast.CreateTransformStmt) else "CREATE CONVERSION"
+    if isinstance(node, ast.CreatePLangStmt):
+        return "CREATE LANGUAGE"
     return None
 
 
@@ -437,11 +605,13 @@ def _outside_transaction(node) -> str | None:
     return None
 
 
-def _data(node) -> list[str]:
-    """What in the statement writes rows (a data-modifying WITH included)."""
+def _data(node, parts: Sequence) -> list[str]:
+    """What in the statement writes rows (a data-modifying WITH included); ``parts``: every node
+    of the statement (:func:`_nodes`)."""
     found = []
     if isinstance(node, ast.CopyStmt):
-        found.append("COPY FROM" if node.is_from else "COPY TO")
+        direction = "COPY FROM" if node.is_from else "COPY TO"
+        found.append(f"{direction} PROGRAM (a shell command)" if node.is_program else direction)
     if isinstance(node, ast.SelectStmt) and node.intoClause:
         found.append("SELECT INTO")
     if isinstance(node, ast.CreateTableAsStmt) and not node.into.skipData:
@@ -456,66 +626,185 @@ def _data(node) -> list[str]:
         ast.DeleteStmt: "DELETE",
         ast.MergeStmt: "MERGE",
     }
-    for inner in _walk(node):
+    for inner in parts:
         if type(inner) in writers:
             found.append(writers[type(inner)])
     return found
 
 
-def _walk(node) -> Iterator:
-    if isinstance(node, ast.Node):
-        yield node
-        for name in node.__slots__:
-            yield from _walk(getattr(node, name))
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _walk(item)
+def _nodes(node) -> list:
+    """Every node of a parse tree, in the order they are written (the statement's own first),
+    in one pass without recursion: every check that looks inside a statement reads this list."""
+    found, stack = [], [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            found.append(item)
+            children = [getattr(item, name) for name in item.__slots__]
+            stack.extend(c for c in reversed(children) if isinstance(c, (ast.Node, tuple, list)))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+    return found
 
 
 # -- inside an anonymous DO block ------------------------------------------------------------------
 
+# PL/pgSQL statements that run SQL built at run time: no parser sees what they run
+_DYNAMIC = {
+    "PLpgSQL_stmt_dynexecute": "EXECUTE",
+    "PLpgSQL_stmt_dynfors": "FOR … IN EXECUTE",
+}
+_DYNAMIC_QUERY = {
+    "PLpgSQL_stmt_open": "OPEN … FOR EXECUTE",
+    "PLpgSQL_stmt_return_query": "RETURN QUERY EXECUTE",
+}
+# PL/pgSQL's parse mode (RawParseMode) of a statement; expressions and assignments have others
+_STATEMENT = 0
 
-def _do_block(node, source: tuple[str, int], allowed: set[str]) -> Iterator[tuple[int, str, str]]:
-    """The static SQL in a PL/pgSQL DO body, held to the same rules (COMMIT/ROLLBACK included);
-    ``source``: the text the block was parsed from and the file line that text starts on."""
+
+def _do_block(node, source: tuple, allowed: set[str]) -> Iterator[tuple[int, str, str]]:
+    """Everything a PL/pgSQL DO body runs, held to the same rules: its statements (COMMIT and
+    ROLLBACK included) and the expressions of every statement (conditions, assignments,
+    defaults, RAISE arguments: they run too). A body in another language, a body PL/pgSQL
+    cannot parse, and dynamic SQL (``EXECUTE``) are refused: a check that cannot read what
+    runs passes nothing. ``source``: the text the block was parsed from (or its ``LineIndex``)
+    and the file line that text starts on."""
     text, first_line = source
+    lines = text if isinstance(text, LineIndex) else LineIndex(text)
     options = {arg.defname: arg for arg in node.args}
-    if "language" in options and options["language"].arg.sval.lower() != "plpgsql":
-        return  # another language: the server judges it
     body = options["as"]
+    # PL/pgSQL counts lines from the one the body starts on: the line of the opening quote
+    start = first_line + lines.line(body.arg_location) - 1
+    if "language" in options and options["language"].arg.sval.lower() != "plpgsql":
+        language = excerpt(options["language"].arg.sval, 40)
+        yield (
+            start,
+            NO_LOGIC,
+            f"a DO block in {language}: the spec's DO blocks are PL/pgSQL, the one language the checks read",
+        )
+        return
     quoted = "'" + body.arg.sval.replace("'", "''") + "'"  # same text, same lines
     try:
         tree = pglast.parse_plpgsql(f"CREATE FUNCTION leaddb_do() RETURNS void LANGUAGE plpgsql AS {quoted}")
-    except ParseError:
-        return  # the server reports what its PL/pgSQL compiler refuses, when the block runs
-    # PL/pgSQL counts lines from the one the body starts on: the line of the opening quote
-    start = first_line + text.count("\n", 0, body.arg_location)
-    for lineno, kind, query in _plpgsql_statements(tree, 1):
+    except ParseError as exc:
+        yield (
+            start,
+            PLAIN_SQL,
+            f"a DO block PL/pgSQL cannot parse ({excerpt(str(exc.args[0]), 80)}): no check can read it",
+        )
+        return
+    for lineno, kind, query in _plpgsql_parts(tree, 1):
         at = start + lineno - 1
         if kind in ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback"):
             word = kind.removeprefix("PLpgSQL_stmt_").upper()
             yield at, ONE_TRANSACTION, f"{word} inside a DO block, inside the file's transaction"
             continue
+        if kind == "dynamic":
+            yield (
+                at,
+                SCHEMA_ONLY,
+                f"{query} of SQL built at run time (in a DO block): no check can read what it runs",
+            )
+            continue
+        # an expression or an assignment is checked as a SELECT of it (``:=`` read as ``=``)
+        sql = query if kind == _STATEMENT else f"SELECT {_assignment(query)}"
         try:
-            parsed = pglast.parse_sql(query)
-        except ParseError:
+            parsed = pglast.parse_sql(sql)
+        except ParseError:  # PL/pgSQL parsed it already: only a form these checks misread
+            yield at, PLAIN_SQL, "a statement of a DO block that the checks cannot read"
             continue
         for raw in parsed:
             for line, rule, what in _node_violations(raw.stmt, at, (query, at), allowed, inner=True):
                 yield line, rule, f"{what} (in a DO block)"
 
 
-def _plpgsql_statements(tree, lineno: int) -> Iterator[tuple[int, str, str]]:
-    """(line in the body, statement kind, SQL) for every static statement in a PL/pgSQL tree."""
+def _assignment(query: str) -> str:
+    """``target := value`` as an expression the SQL parser reads (``target = value``), so that
+    what both sides call is checked."""
+    from pglast.parser import scan
+
+    assign = next((t for t in scan(query) if t.name in ("COLON_EQUALS",)), None)  # the scanner's :=
+    return query if assign is None else query[: assign.start] + "=" + query[assign.end + 1 :]
+
+
+def _plpgsql_parts(tree, lineno: int) -> Iterator[tuple[int, str | int, str]]:
+    """(line in the body, kind, text) for every part of a PL/pgSQL tree that runs: COMMIT and
+    ROLLBACK ("PLpgSQL_stmt_commit", …), dynamic SQL ("dynamic", the statement's words), and
+    every expression (its parse mode: 0 a statement, 2 an expression, 3–5 an assignment)."""
     if isinstance(tree, list):
         for item in tree:
-            yield from _plpgsql_statements(item, lineno)
+            yield from _plpgsql_parts(item, lineno)
     elif isinstance(tree, dict):
         lineno = tree.get("lineno", lineno)
         for key, value in tree.items():
             if key in ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback"):
                 yield value.get("lineno", lineno), key, ""
-            elif key == "PLpgSQL_expr" and value.get("parseMode") == 0:  # a statement, not an expression
-                yield lineno, key, value["query"]
+            elif key in _DYNAMIC or (key in _DYNAMIC_QUERY and "dynquery" in value):
+                yield value.get("lineno", lineno), "dynamic", _DYNAMIC.get(key) or _DYNAMIC_QUERY[key]
+            elif key == "PLpgSQL_expr":
+                yield lineno, value["parseMode"], value["query"]
             else:
-                yield from _plpgsql_statements(value, lineno)
+                yield from _plpgsql_parts(value, lineno)
+
+
+# -- printed in the spec -------------------------------------------------------------------------
+
+
+def check_printed(
+    migrations: Sequence, blocks: Sequence, declared_directory: str, exists: Callable[[str], bool]
+) -> list[Violation]:
+    """Verbatim both ways: every migration file is byte for byte the block the spec prints for it
+    (``-- migration: <file>``), and every block the spec prints is a file. So nothing runs that
+    the spec does not print, and nothing the spec prints is left out. ``migrations``: the files
+    read (``leaddb.migrations.Migration``); ``blocks``: the spec's migration blocks, in the
+    spec's order; ``exists``: whether the directory holds an entry of that name (a file that
+    could not be read is refused by its own rule, not reported missing here)."""
+    directory = PurePosixPath(declared_directory)
+    violations = []
+    printed: dict[PurePosixPath, list] = {}
+    for block in blocks:
+        printed.setdefault(PurePosixPath(block.name), []).append(block)
+    for path, found in printed.items():
+        file = path.as_posix()
+        if len(found) > 1:
+            lines = ", ".join(str(b.line) for b in found)
+            what = f"printed {len(found)} times in the spec ({SPEC_FILENAME} lines {lines})"
+            violations.append(Violation(file, 0, PRINTED, what, "print each migration file once"))
+        if path.parent != directory:
+            what = f"printed in the spec ({found[0].where}), outside the migrations directory `{directory}`"
+            fix = f"name the file as `-- migration: {directory}/NNNN_name.sql` on the block's first line"
+            violations.append(Violation(file, 0, PRINTED, what, fix))
+        elif not exists(path.name):
+            what = f"printed in the spec ({found[0].where}), but there is no such file"
+            fix = "write the file: the block, byte for byte (or remove the block)"
+            violations.append(Violation(file, 0, PRINTED, what, fix))
+    order = [path.name for path in printed if path.parent == directory and FILENAME.fullmatch(path.name)]
+    if order != sorted(order):
+        late = next(b for a, b in pairwise(order) if b < a)
+        what = "printed in the spec after a file with a higher number: the spec prints them in apply order"
+        violations.append(
+            Violation((directory / late).as_posix(), 0, PRINTED, what, "print the blocks in file-name order")
+        )
+    for migration in migrations:
+        found = printed.get(directory / migration.name)
+        if not found:
+            what = "the spec prints no block for this file, and nothing runs that the spec does not print"
+            violations.append(Violation(migration.display(), 0, PRINTED, what))
+            continue
+        block = found[0]
+        if migration.text != block.sql:
+            line = _first_difference(migration.text, block.sql)
+            spec_line = block.line + line - 1
+            what = f"differs from its block in the spec ({SPEC_FILENAME}:{spec_line}) from this line on"
+            fix = "make the file its spec block byte for byte (change the spec first, then copy the block)"
+            violations.append(Violation(migration.display(), line, PRINTED, what, fix))
+    return violations
+
+
+def _first_difference(a: str, b: str) -> int:
+    """The first line (1-based) where two texts differ."""
+    left, right = a.split("\n"), b.split("\n")
+    for number, (x, y) in enumerate(zip(left, right, strict=False), 1):
+        if x != y:
+            return number
+    return min(len(left), len(right))

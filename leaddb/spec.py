@@ -10,12 +10,15 @@ performance targets (a ``percentile | target (seconds)`` table).
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from leaddb.errors import SpecError
+from leaddb.errors import SpecError, excerpt
 
 SPEC_FILENAME = "Technical-Architecture-Specification.md"
 MIGRATIONS_HEADING = "Migrations: directory and tooling"
@@ -24,6 +27,27 @@ DECLARATION_LABEL = "Migrations directory:"
 _BLOCK_MARKER = re.compile(r"^--\s*(migration|query|optional):\s*(\S.*?)\s*$")
 _PERCENTILE = re.compile(r"^p(\d{1,2})$")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+# the most the spec may hold: four times today's, and a bound on the work of markdown-it, which
+# at worst reads some 20 KiB a second on a loaded machine (450 KiB of `[` took 28 s)
+MAX_SPEC_BYTES = 256 * 1024
+
+
+def _read_bytes(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` + 1 bytes of a regular file (a link is followed); None for anything else
+    (a FIFO would block the read forever, a device never end it)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -70,13 +94,19 @@ class Spec:
         rather than some tasks later and others never."""
         restore = f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
         try:
-            data = path.read_bytes()
+            data = _read_bytes(path, MAX_SPEC_BYTES)
         except FileNotFoundError:
             raise SpecError(f"{path}: the spec is missing", hint=restore) from None
         except IsADirectoryError:
             raise SpecError(f"{SPEC_FILENAME} is a directory, not the spec", hint=restore) from None
         except OSError as exc:
             raise SpecError(f"{SPEC_FILENAME} cannot be read: {exc.strerror or exc}", hint=restore) from None
+        if data is None:
+            raise SpecError(f"{SPEC_FILENAME} is not a regular file (a FIFO, socket or device)", hint=restore)
+        if len(data) > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"{SPEC_FILENAME} is larger than {MAX_SPEC_BYTES // 1024} KiB: not the spec", hint=restore
+            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -104,12 +134,13 @@ class Spec:
         return found
 
     def section_at(self, line: int) -> Section | None:
-        current = None
-        for section in self.sections:
-            if section.line > line:
-                break
-            current = section
-        return current
+        """The section ``line`` is in (a binary search: every block and declaration asks)."""
+        at = bisect_right(self._section_lines, line)
+        return self.sections[at - 1] if at else None
+
+    @cached_property
+    def _section_lines(self) -> list[int]:
+        return [section.line for section in self.sections]
 
     @cached_property
     def blocks(self) -> list[SqlBlock]:
@@ -126,7 +157,7 @@ class Spec:
                 section = self.section_at(start + 1)
                 heading = f' (section "{section.heading}")' if section else ""
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{start + 1}{heading}: the {tok.markup}{tok.info.strip()} fence "
+                    f"{SPEC_FILENAME}:{start + 1}{heading}: the {tok.markup}{excerpt(tok.info, 20)} fence "
                     "opened here is never closed",
                     hint=f"close the code block with {tok.markup} on a line of its own",
                 )
@@ -166,8 +197,9 @@ class Spec:
             except (ValueError, IndexError):
                 value = math.nan
             if not (math.isfinite(value) and value > 0):
+                shown = excerpt(row[1], 40)
                 raise SpecError(
-                    f"{SPEC_FILENAME}:{line}: target {row[0]} is {row[1]!r}, not a number of seconds",
+                    f"{SPEC_FILENAME}:{line}: target {row[0]} is {shown!r}, not a number of seconds",
                     hint="write the target as a plain number of seconds, e.g. | p50 | 3 |",
                 )
             targets[row[0]] = value

@@ -151,11 +151,10 @@ def _live_and_spec(backend: Backend, options: Options):
     return spec, live, expected
 
 
-def _check_drift(spec, live, expected, options: Options) -> None:
+def _check_drift(live, expected) -> None:
     from leaddb import drift
 
     problems = [d.describe() for d in drift.diff(live, expected)]
-    problems += drift.verbatim_differences(spec, options.project_dir)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise SchemaDrift(
@@ -165,8 +164,9 @@ def _check_drift(spec, live, expected, options: Options) -> None:
 
 
 def introspect(options: Options, json_path: Path | None = None):
-    from leaddb import drift
+    from leaddb import drift, migrations
 
+    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
     backend = _started(options)
     spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
@@ -185,7 +185,7 @@ def introspect(options: Options, json_path: Path | None = None):
     if json_path:
         live.save(json_path)
         say(f"catalog snapshot written to {_shown(json_path, options)}")
-    _check_drift(spec, live, expected, options)
+    _check_drift(live, expected)
     say("introspect: every specified object is present; no drift")
     return cover
 
@@ -198,12 +198,13 @@ UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def drift_check(options: Options) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import catalog, drift
+    from leaddb import catalog, drift, migrations
 
     started = time.perf_counter()
+    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
     backend = _started(options)
     spec, live, expected = _live_and_spec(backend, options)
-    _check_drift(spec, live, expected.snapshot, options)
+    _check_drift(live, expected.snapshot)
     took, compared = seconds(time.perf_counter() - started), len(expected.snapshot.objects)
     say(f"drift: none ({compared} objects compared in {took}; the spec's schema {expected.source})")
     dump_path = options.project_dir / SCHEMA_DUMP
@@ -501,6 +502,6 @@ def lint_migrations(options: Options) -> None:
 
     files = migrations.load(options.project_dir)
     say(
-        f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, "
-        "one transaction, not destructive, no logic)"
+        f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, printed in "
+        "the spec, one transaction, not destructive, no logic, schema only)"
     )

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
+import printed
 import psycopg
-import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from server_choice import tcp_address
@@ -179,47 +178,28 @@ class Scene:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
 
 
-class Gate:
-    """Holds a gated migration inside the server until the test releases it: the migration waits
-    for role ``name`` to exist; it has entered when a session runs its waiting statement."""
+class Gate(printed.Gate):
+    """Holds a gated migration inside the server until the test releases it (tests/printed.py)."""
 
     def __init__(self, scene: Scene, name: str) -> None:
-        self.scene, self.name = scene, name
+        super().__init__(name)
+        self.scene = scene
 
     def migration(self, table: str, file: str = "0008_gate.sql") -> str:
-        """Creates ``table``, then holds its transaction open until the gate is released (at most
-        60 s, inside the server); ``file``: its name, which the header names (the spec's file rules)."""
-        return (
-            f"-- migration: {MIGRATIONS.as_posix()}/{file}\n"
-            f"BEGIN;\nCREATE TABLE {table} (id int);\n"
-            "DO $$\nBEGIN\n    FOR i IN 1..1200 LOOP\n"
-            f"        EXIT WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = '{self.name}');\n"
-            "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\nCOMMIT;\n"
-        )
+        """Creates ``table``, then holds its transaction open until the gate is released;
+        ``file``: its name, which the header names (the spec's file rules)."""
+        header = f"-- migration: {MIGRATIONS.as_posix()}/{file}"
+        return f"{header}\nBEGIN;\nCREATE TABLE {table} (id int);\n{self.sql()}COMMIT;\n"
 
-    def entered(self) -> bool:
-        with self.scene.connect() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' "
-                "AND query LIKE %s",
-                (f"%rolname = '{self.name}'%",),
-            ).fetchone()
-        return row[0] > 0
+    def entered(self, conninfo: str | None = None) -> bool:
+        return super().entered(conninfo or self.scene.server.conninfo("postgres"))
 
-    def wait_entered(self, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + WAIT
-        while not self.entered():
-            if process.poll() is not None:
-                out, err = process.communicate()
-                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
-            assert time.monotonic() < deadline, "the gated migration never started"
-            time.sleep(0.05)
+    def wait_entered(self, process: subprocess.Popen) -> None:  # type: ignore[override]
+        super().wait_entered(lambda: self.scene.server.conninfo("postgres"), process)
 
-    def release(self) -> None:
-        with self.scene.connect() as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.name,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(self.name)))
-        if self.name not in self.scene.roles:
+    def release(self) -> None:  # type: ignore[override]
+        super().release(self.scene.server.conninfo("postgres"))
+        if self.name not in self.scene.roles:  # the gate's role goes with the scene's
             self.scene.roles.append(self.name)
 
 

@@ -4,6 +4,7 @@ file (never a traceback) for anything the file cannot mean."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -376,3 +377,128 @@ def test_the_repositorys_file_reads_as_before(project):
     assert service.volume_names == {"pgdata": "leadgen_pgdata"}
     assert service.healthcheck["test"][1].endswith('-U "${POSTGRES_USER}" -d "${POSTGRES_DB}"')
     assert load(project, {"COMPOSE_PROJECT_NAME": "Other.Name"}).project_name == "othername"
+
+
+# -- bounds: what a hostile file could make the reading do ---------------------------------------
+
+
+def test_a_value_doubled_over_and_over_in_dotenv_is_one_message_naming_line_and_variable(project):
+    """Issue 17: 30 doublings took 4.7 s and 2.1 GB. Now the value stops at what one environment
+    variable can hold (Linux's MAX_ARG_STRLEN), at the line that crosses it."""
+    lines = ["V0=xx"] + [f"V{i}=${{V{i - 1}}}${{V{i - 1}}}" for i in range(1, 31)]
+    write(project / ".env", "\n".join(lines) + "\n")
+    message = failure(project)
+    crossing = next(i for i in range(31) if 2 ** (i + 1) > compose.MAX_VALUE)  # V<i> is 2^(i+1) long
+    assert message.startswith(
+        f".env:{crossing + 1}: V{crossing}: substituting V{crossing - 1} makes the value longer than "
+        f"{compose.MAX_VALUE} characters\n"
+    )
+    assert "xxxx" not in message
+
+
+def test_a_value_of_exactly_the_bound_is_read_and_one_more_is_not(project):
+    write(project / ".env", f"A={'a' * (compose.MAX_VALUE - 1)}\nPOSTGRES_DB=${{A}}b\n")
+    assert len(load(project).environment["POSTGRES_DB"]) == compose.MAX_VALUE
+    write(project / ".env", f"A={'a' * compose.MAX_VALUE}\nPOSTGRES_DB=${{A}}b\n")
+    assert failure(project).startswith(".env:2: POSTGRES_DB: the value is longer than")
+    write(project / ".env", f"A={'a' * compose.MAX_VALUE}\nPOSTGRES_DB=b${{A}}\n")
+    assert failure(project).startswith(".env:2: POSTGRES_DB: substituting A makes the value longer than")
+
+
+def test_a_compose_value_substituting_a_variable_many_times_is_bounded_too(project):
+    write(project / ".env", f"A={'a' * 1000}\n")
+    write(project / "docker-compose.yml", ORIGINAL.replace("${POSTGRES_DB:-leadgen}", "$A" * 200, 1))
+    message = failure(project)
+    assert message.startswith(
+        f"docker-compose.yml:{line_of('POSTGRES_DB:')}: substituting A makes the value longer than"
+    )
+    assert "aaaa" not in message.split(" (after interpolating")[0]
+
+
+def test_all_values_of_one_file_together_are_bounded(project, monkeypatch):
+    monkeypatch.setattr(compose, "MAX_TOTAL", 50)
+    write(project / ".env", "A=" + "a" * 30 + "\nB=${A}\n")
+    assert failure(project).startswith(
+        ".env:2: B: all that this file interpolates is longer than 50 characters"
+    )
+
+
+def test_nesting_is_bounded_with_one_message(project):
+    deep = "${A:-" * (compose.MAX_NESTING + 1) + "x" + "}" * (compose.MAX_NESTING + 1)
+    write(project / ".env", f"POSTGRES_DB={deep}\n")
+    assert failure(project).startswith(
+        f".env:1: POSTGRES_DB: `${{…}}` nested more than {compose.MAX_NESTING}"
+    )
+    fine = "${A:-" * compose.MAX_NESTING + "x" + "}" * compose.MAX_NESTING
+    write(project / ".env", f"POSTGRES_DB={fine}\n")
+    assert load(project).environment["POSTGRES_DB"] == "x"
+    thousand = "${A:-" * 1000 + "x" + "}" * 1000  # was a RecursionError: an internal error
+    write(project / ".env", f"POSTGRES_DB={thousand}\n")
+    assert "nested more than" in failure(project)
+
+
+LAUGHS = "x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"x-{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_yaml_aliases_that_expand_to_billions_are_refused(project):
+    """PyYAML shares an aliased value; whatever walks the service (its labels as JSON, a message)
+    would expand it: 9^9 values."""
+    write(
+        project / "docker-compose.yml",
+        LAUGHS + ORIGINAL.replace("    image:", "    labels: *i\n    image:", 1),
+    )
+    message = failure(project)
+    assert message.startswith("docker-compose.yml:")
+    assert f"holds more than {compose.MAX_EXPANDED_VALUES} values, its aliases expanded" in message
+
+
+def test_a_few_aliases_are_fine_and_a_value_containing_itself_is_not(project):
+    shared = "x-env: &env\n  POSTGRES_DB: aliased\n" + ORIGINAL.replace(
+        ENVIRONMENT_BLOCK, "    environment: *env\n", 1
+    )
+    write(project / "docker-compose.yml", shared)
+    assert load(project).environment == {"POSTGRES_DB": "aliased"}
+    write(project / "docker-compose.yml", "x-r: &r [1, *r]\n" + ORIGINAL)
+    assert failure(project).startswith("docker-compose.yml:1: an alias refers to a value that contains it")
+
+
+def test_deeply_nested_flow_collections_are_one_message(project):
+    deep = "[" * (compose.MAX_FLOW_NESTING + 1) + "]" * (compose.MAX_FLOW_NESTING + 1)
+    write(project / "docker-compose.yml", f"x-d: {deep}\n" + ORIGINAL)
+    assert failure(project).startswith(
+        f"docker-compose.yml:1:{5 + compose.MAX_FLOW_NESTING + 1}: not valid YAML: "
+        "`[` and `{` nested more than"
+    )
+    block = "x-d:\n  " + "- " * 2000 + "x\n" + ORIGINAL
+    write(project / "docker-compose.yml", block)  # block nesting: Python's recursion limit, one message
+    assert "nested too deeply to read" in failure(project)
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", ".env"])
+def test_a_file_beyond_the_size_bound_is_not_read(project, name):
+    path = project / name
+    keep = ORIGINAL if name == "docker-compose.yml" else ""
+    write(path, keep + "# " + "x" * compose.MAX_FILE_BYTES + "\n")
+    assert failure(project).startswith(f"{name} is larger than {compose.MAX_FILE_BYTES // 1024} KiB")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_or_a_device_is_refused_rather_than_read_forever(project):
+    os.mkfifo(project / ".env")  # opening it for reading would wait for a writer
+    assert failure(project).startswith(".env is not a regular file")
+    (project / ".env").unlink()
+    (project / ".env").symlink_to("/dev/zero")  # a link is followed, as Compose follows it
+    assert failure(project).startswith(".env is not a regular file")
+    (project / ".env").unlink()
+    (project / "real.env").write_text("POSTGRES_DB=linked\n", encoding="utf-8", newline="\n")
+    (project / ".env").symlink_to(project / "real.env")
+    assert load(project).environment["POSTGRES_DB"] == "linked"
+
+
+def test_messages_quote_a_short_excerpt_of_a_long_value(project):
+    write(project / ".env", f"POSTGRES_IMAGE=secret{'x' * 5000}!\n")
+    message = failure(project)
+    assert message.startswith(f"docker-compose.yml:{line_of('image:')}: image 'secretxx")
+    assert len(message.splitlines()[0]) < 400

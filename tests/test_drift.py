@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import catalog, drift, runner, statedir
+from leaddb import catalog, drift, rules, runner, statedir
 from leaddb.catalog import Snapshot
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -141,13 +141,20 @@ def test_column_change_names_the_property(applied, expected):
     assert difference.describe() == "column leads.first_name: type character varying(100), spec text"
 
 
-def test_spec_alone_changed_is_reported_by_the_verbatim_check(spec, project_dir):
+def test_spec_alone_changed_is_reported_by_the_verbatim_check(spec, project_dir, migration_files):
+    """The rule "printed in the spec" (tests/unit/test_printed.py), on the repository's files."""
     block = spec.blocks_of("migration")[2]
     edited = Spec(spec.path, spec.text.replace(block.sql, block.sql.replace("BEGIN;", "BEGIN; -- edited"), 1))
-    problems = drift.verbatim_differences(edited, project_dir)
-    assert len(problems) == 1
-    assert block.name in problems[0] and "not verbatim" in problems[0]
-    assert drift.verbatim_differences(spec, project_dir) == []
+
+    def printed(spec: Spec) -> list[str]:
+        violations = rules.check_printed(
+            migration_files, spec.blocks_of("migration"), "api/db/migrations", lambda name: True
+        )
+        return [v.describe() for v in violations]
+
+    (problem,) = printed(edited)
+    assert problem.startswith(f"{block.name}:") and "differs from its block in the spec" in problem
+    assert printed(spec) == []
 
 
 def test_snapshot_json_round_trip(expected, tmp_path):

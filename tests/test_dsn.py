@@ -5,8 +5,8 @@ refuses a second task; every failure is one message with the DSN masked.
 The suite's server stands in for the shared server, whichever it is (the local cluster, the
 Docker container, LEADDB_TEST_DSN's): the suite's own connection sets the scene (roles, databases,
 sessions), the tasks connect over TCP with passwords, as a role of the scene's own. A gated
-migration waits inside the server for a role to exist (roles are shared by every database), so
-the gate works on a server in a container as on one on this host.
+migration waits inside the server on a row of pg_database the test holds (shared by every
+database; tests/printed.py), so the gate works on a server in a container as on one on this host.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import printed
 import psycopg
 import psycopg.rows
 import pytest
-from dsn_scene import MIGRATIONS, WAIT, Scene, ident
+from dsn_scene import WAIT, Scene, ident
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -70,9 +71,8 @@ class Workspace:
         )
 
     def write(self, name: str, content: str) -> Path:
-        path = self.root / MIGRATIONS / name
-        path.write_text(content, encoding="utf-8", newline="\n")
-        return path
+        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
+        return printed.write_printed(self.root, name, content)
 
     def files(self) -> list[migrations.Migration]:
         return migrations.load(self.root)
@@ -733,7 +733,7 @@ def test_a_reset_killed_mid_build_leaves_the_old_database_and_releases_its_lock(
     while scene.lock_holders():  # the server ends the dead client's session, and its lock
         assert time.monotonic() < deadline, "the killed reset's lock was never released"
         time.sleep(0.05)
-    (workspace.root / MIGRATIONS / "0008_gate.sql").unlink()
+    printed.remove_printed(workspace.root, "0008_gate.sql")
     again = workspace("db.reset", "--dsn", scene.dsn())
     assert again.returncode == 0, again.stderr
     assert f"dropping '{scene.dbname}{NEW_SUFFIX}', left behind by an interrupted reset" in again.stdout

@@ -2,7 +2,8 @@
 no traceback, and the database in a known state afterwards (issue 6, items 1-6; local backend).
 
 Every test drives ``python -m invoke`` in a copy of the project with a local-cluster state dir of
-its own. Slow steps inside a migration wait on a gate file the test controls, never on a sleep.
+its own. Slow steps inside a migration wait on a gate the test controls (a row lock it holds, see
+tests/printed.py), never on a sleep.
 The tests that run that cluster are marked ``needs_pg_binaries``; the others (refusals before any
 server is needed, the DSN backend on the session's server) run wherever the suite runs.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from printed import Gate, write_printed
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from server_choice import tcp_address
@@ -30,6 +32,7 @@ from server_choice import tcp_address
 from leaddb import catalog, compose, migrations, platforms, runner
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
+from leaddb.errors import BackendError
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
@@ -47,10 +50,8 @@ class Workspace:
         shutil.copytree(project_dir / "api", self.root / "api")
         shutil.copytree(project_dir / "docs", self.root / "docs")  # db.drift checks the diagram
         self.state = self.root / "state"  # made private (0700; as root 0710 root:postgres) on first use
-        self.gate = self.root / "gate"  # the server (user postgres) writes here
-        self.gate.mkdir()
+        self.gate = Gate(f"leaddb_gate_{secrets.token_hex(4)}")
         self.root.chmod(0o755)
-        self.gate.chmod(0o777)
         self.env = {**os.environ, "LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"}
 
     def argv(self, *args: str) -> list[str]:
@@ -84,40 +85,28 @@ class Workspace:
         return self.backend.conninfo(dbname)
 
     def write(self, name: str, content: str | bytes) -> Path:
-        path = self.root / MIGRATIONS / name
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-        return path
+        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
+        return write_printed(self.root, name, content)
 
     def gated_migration(self, name: str, table: str) -> Path:
-        """A migration that creates ``table``, says it has started (gate/entered), then holds its
-        transaction open until gate/release exists (at most 60 s, inside the server). It follows
-        the spec's rules: the signal is dynamic SQL inside the DO block, not a COPY of its own."""
-        return self.write(
-            name,
-            compliant(
-                name,
-                f"CREATE TABLE {table} (id int);\n"
-                "DO $$\nBEGIN\n"
-                f"    EXECUTE format('COPY (SELECT 1) TO %L', '{self.gate}/entered');\n"
-                "    FOR i IN 1..1200 LOOP\n"
-                f"        EXIT WHEN (pg_stat_file('{self.gate}/release', true)).size IS NOT NULL;\n"
-                "        PERFORM pg_sleep(0.05);\n    END LOOP;\nEND\n$$;\n",
-            ),
-        )
+        """A migration that creates ``table``, then holds its transaction open until the test
+        releases its gate (tests/printed.py), within the spec's rules."""
+        return self.write(name, compliant(name, f"CREATE TABLE {table} (id int);\n" + self.gate.sql()))
 
-    def wait_entered(self, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + WAIT
-        while not (self.gate / "entered").exists():
-            if process.poll() is not None:
-                out, err = process.communicate()
-                pytest.fail(f"exited ({process.returncode}) before the gated migration ran:\n{out}\n{err}")
-            assert time.monotonic() < deadline, "the gated migration never started"
-            time.sleep(0.02)
+    def wait_entered(self, process: subprocess.Popen, *, busy: int = 0) -> None:
+        def server() -> str | None:
+            try:
+                return self.conninfo("postgres")
+            except BackendError:  # the reset has not made its cluster yet
+                return None
+
+        self.gate.wait_entered(server, process, busy=busy)
 
     def release(self) -> None:
-        (self.gate / "release").touch()
+        self.gate.release()
 
     def remove(self) -> None:
+        self.gate.release()  # its role goes with the cluster
         self("db.down")
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -195,8 +184,7 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
     "psql meta-command": (
         probe(PROBE + "\\i other.sql\n"),
         [
-            '0008_probe.sql:4: rule "plain SQL": psql meta-command',
-            "i other.sql",
+            '0008_probe.sql:4: rule "plain SQL": psql meta-command `\\i`',
             "next step: replace the meta",
         ],
     ),
@@ -216,9 +204,13 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
         probe("CREATE TABLE probe_bad (\n\tid int\n);\n"),
         ['0008_probe.sql:4: rule "text": a tab character', "next step: indent with spaces"],
     ),
-    "no newline at the end": (
+    "no newline at the end": (  # its block in the spec ends in one: the file differs from it too
         {"0008_probe.sql": compliant("0008_probe.sql", PROBE)[:-1]},
-        ['0008_probe.sql:4: rule "text": no newline at the end of the file', "one newline"],
+        [
+            '0008_probe.sql:4: rule "text": no newline at the end of the file',
+            '0008_probe.sql:4: rule "printed in the spec": differs from its block',
+            "one newline",
+        ],
     ),
     "gap in the numbers": (
         probe(name="0009_probe.sql"),
@@ -246,12 +238,13 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
         {"README.txt": "notes\n"},
         ['README.txt: rule "naming": not a migration file name', "move it out of the migrations directory"],
     ),
-    "no header": (
+    "no header": (  # its block in the spec names the file: the file differs from it there too
         {"0008_probe.sql": compliant("0008_probe.sql", PROBE).split("\n", 1)[1]},
         [
             '0008_probe.sql:1: rule "header": the first line is `BEGIN;`, not the header '
             "`-- migration: api/db/migrations/0008_probe.sql`",
-            "next step: make the first line `-- migration: api/db/migrations/0008_probe.sql`",
+            '0008_probe.sql:1: rule "printed in the spec": differs from its block',
+            "- header: make the first line `-- migration: <migrations directory>/<file name>`",
         ],
     ),
     "a header naming another file": (
@@ -259,8 +252,26 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
         [
             '0008_probe.sql:1: rule "header": the header is '
             "`-- migration: api/db/migrations/0007_invoices.sql`; "
-            "this file's is `-- migration: api/db/migrations/0008_probe.sql`"
+            "this file's is `-- migration: api/db/migrations/0008_probe.sql`",
+            '0008_probe.sql:1: rule "printed in the spec": differs from its block',
         ],
+    ),
+    "a file the spec does not print": (  # issue 17: it would make a superuser
+        {"0008_probe.sql": None},
+        [
+            '0008_probe.sql: rule "printed in the spec": the spec prints no block for this file, '
+            "and nothing runs that the spec does not print",
+            '0008_probe.sql:5: rule "schema only": EXECUTE of SQL built at run time (in a DO block)',
+            "- printed in the spec: print the file's SQL in the spec's section",
+        ],
+    ),
+    "not schema": (
+        probe(PROBE + "CREATE ROLE probe_superuser SUPERUSER;\n"),
+        ['0008_probe.sql:4: rule "schema only": CREATE ROLE … SUPERUSER is not schema'],
+    ),
+    "dynamic SQL": (
+        probe(PROBE + "DO $$\nBEGIN\n    EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id''';\nEND\n$$;\n"),
+        ['0008_probe.sql:6: rule "schema only": EXECUTE of SQL built at run time (in a DO block)'],
     ),
     "no BEGIN": (
         {"0008_probe.sql": compliant("0008_probe.sql", PROBE).replace("BEGIN;\n", "")},
@@ -301,13 +312,20 @@ def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
     files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
     before = catalog.snapshot_of(scratch.conninfo())
     for name, content in files.items():
-        scratch.write(name, content)
+        if content is None:  # written, not printed: a guarded dynamic CREATE ROLE … SUPERUSER
+            (scratch.root / MIGRATIONS / name).write_text(
+                compliant(name, "DO $$\nBEGIN\n    EXECUTE 'CREATE ROLE probe_r SUPERUSER';\nEND\n$$;\n"),
+                encoding="utf-8",
+                newline="\n",
+            )
+        else:
+            scratch.write(name, content)
     result = scratch("db.apply")
     assert result.returncode == 1, result.stdout
     message = clean(result)
     for fragment in expected:
         assert fragment in message, (fragment, message)
-    assert len(message.strip().splitlines()) <= 4  # one message, not a dump
+    assert len(message.strip().splitlines()) <= 7  # one message, not a dump
     # nothing ran: not even the valid files before it were sent again, and no object appeared
     assert "apply:" not in result.stdout
     assert catalog.snapshot_of(scratch.conninfo()) == before
@@ -373,7 +391,7 @@ def test_a_file_without_header_or_transaction_is_refused_by_every_task_before_it
         result = scratch(task)
         assert result.returncode == 1, (task, result.stdout, result.stderr)
         message = clean(result)
-        assert message.startswith("3 violations of the migration rules; nothing was applied:\n"), message
+        assert message.startswith("4 violations of the migration rules; nothing was applied:\n"), message
         assert '\n  - api/db/migrations/0008_half.sql:1: rule "header": the first line is ' in message
         assert (
             '\n  - api/db/migrations/0008_half.sql:1: rule "one transaction": the first statement is '
@@ -383,6 +401,7 @@ def test_a_file_without_header_or_transaction_is_refused_by_every_task_before_it
             '\n  - api/db/migrations/0008_half.sql:2: rule "one transaction": the last statement is '
             "`CREATE TABLE probe_half (id int)`, not COMMIT"
         ) in message
+        assert '\n  - api/db/migrations/0008_half.sql:1: rule "printed in the spec": differs' in message
         assert catalog.snapshot_of(scratch.conninfo()) == before, task
     assert scratch.backend.cluster.is_running()  # the refused reset removed nothing
     assert "probe_half" not in relations(scratch.conninfo())
@@ -433,21 +452,29 @@ def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
 
 
 @pytest.mark.needs_pg_binaries
-def test_spec_block_naming_a_missing_file_is_schema_drift(scratch):
+@pytest.mark.parametrize("task", ["db.drift", "db.apply", "db.introspect", "db.status"])
+def test_spec_block_naming_a_missing_file_is_refused_by_every_task(scratch, task):
+    """Verbatim both ways: the block names a file that is not there, and the file it was is not
+    printed. Refused like any rule, before a server is asked anything (it was SCHEMA_DRIFT, from
+    db.drift only)."""
     edit_spec(
         scratch,
         "-- migration: api/db/migrations/0007_invoices.sql",
         "-- migration: api/db/migrations/0007_invoicing.sql",
     )
     line = spec_line(scratch, "-- migration: api/db/migrations/0007_invoicing.sql")
-    result = scratch("db.drift")
-    assert result.returncode == 3, result.stdout
+    result = scratch(task)
+    assert result.returncode == 1, result.stdout
     message = clean(result)
-    assert message.startswith("SCHEMA_DRIFT: 1 difference(s)")
+    assert message.startswith("2 violations of the migration rules; nothing was applied:\n"), message
     assert (
-        f'spec block {SPEC}:{line} (section "Migrations"): names api/db/migrations/0007_invoicing.sql, '
-        "which does not exist" in message
-    )
+        '  - api/db/migrations/0007_invoices.sql: rule "printed in the spec": the spec prints no block for '
+        "this file, and nothing runs that the spec does not print\n"
+    ) in message
+    assert (
+        '  - api/db/migrations/0007_invoicing.sql: rule "printed in the spec": printed in the spec '
+        f'({SPEC}:{line} (section "Migrations")), but there is no such file\n'
+    ) in message
 
 
 @pytest.mark.needs_pg_binaries
@@ -607,7 +634,7 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     assert workspace("db.reset").returncode == 0
     workspace.gated_migration("0008_crash.sql", "crash_probe")
     applying = workspace.popen("db.apply")
-    workspace.wait_entered(applying)
+    workspace.wait_entered(applying, busy=3)  # the gate's holder outlives the postmaster's death
     postmaster = int((workspace.state / "cluster/data/postmaster.pid").read_text(encoding="utf-8").split()[0])
     listing = Path(f"/proc/{postmaster}/task/{postmaster}/children")  # needs CONFIG_PROC_CHILDREN
     children = [int(p) for p in listing.read_text(encoding="utf-8").split()] if listing.exists() else []
@@ -627,7 +654,11 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     )
     assert "apply: 8 files" in again.stdout
     clean_db = fresh_db(None)
-    runner.apply(clean_db, migrations.load(workspace.root))
+    workspace.gate.signal(clean_db)  # the gate passes at once on the session's server too
+    try:
+        runner.apply(clean_db, migrations.load(workspace.root))
+    finally:
+        workspace.gate.drop(clean_db)
     assert catalog.snapshot_of(workspace.conninfo()) == catalog.snapshot_of(clean_db)
 
 

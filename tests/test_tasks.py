@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from printed import edit_printed
 
 from leaddb import janitor
 from leaddb.backends.local import scratch_root
@@ -99,11 +100,9 @@ def test_non_idempotent_statement_exits_4_naming_file_line_and_statement(on_test
     leads = on_test_server.root / "api/db/migrations/0006_leads.sql"
     text = leads.read_text(encoding="utf-8")
     lines_before = text[: text.rindex("COMMIT;")].count("\n")
-    leads.write_text(
-        text.replace("COMMIT;", "CREATE INDEX leads_extra_idx ON leads (email);\nCOMMIT;"),
-        encoding="utf-8",
-        newline="\n",
-    )
+    # a change to the schema: in the spec first, then the file, byte for byte
+    extra = "CREATE INDEX leads_extra_idx ON leads (email);\nCOMMIT;"
+    edit_printed(on_test_server.root, leads.name, "COMMIT;", extra)
     assert on_test_server("db.apply").returncode == 0  # first apply of the new statement succeeds
     result = on_test_server("db.reapply")
     assert result.returncode == 4
@@ -171,3 +170,55 @@ def test_status_and_erd_tasks_exit_codes_and_the_stale_diagram(on_test_server):
     assert "run `invoke db.erd`" in drift.stderr and "Traceback" not in drift.stderr
     assert on_test_server("db.erd").returncode == 0
     assert on_test_server("db.drift").returncode == 0
+
+
+# issue 17: a file the spec does not print passed every task; its guarded dynamic SQL made a
+# superuser and ran a shell command through COPY … TO PROGRAM
+UNPRINTED = """-- migration: api/db/migrations/0008_x.sql
+BEGIN;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'x') THEN
+        EXECUTE 'CREATE ROLE x SUPERUSER LOGIN';
+        EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id''';
+    END IF;
+END
+$$;
+COMMIT;
+"""
+NOWHERE = "host=127.0.0.1 port=1 dbname=leadgen user=postgres connect_timeout=5"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [  # every task reads the files through migrations.load (apply, reapply, lint: tests/unit)
+        ("db.reset",),
+        ("db.bench", "--runs", "1"),
+        ("db.verify", "--bench-runs", "1"),
+        ("db.drift",),
+        ("db.introspect",),
+        ("db.status",),
+    ],
+    ids=lambda task: " ".join(task),
+)
+def test_a_file_the_spec_does_not_print_is_refused_before_any_server_is_touched(project_dir, task):
+    """Against a server nothing listens on: a task that got as far as connecting would say so."""
+    invoke = project_copy(project_dir, {"INVOKE_DB_BACKEND": "dsn", "INVOKE_DB_DSN": NOWHERE})
+    try:
+        (invoke.root / "api/db/migrations/0008_x.sql").write_text(UNPRINTED, encoding="utf-8", newline="\n")
+        result = invoke(*task)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "Traceback" not in output and "cannot connect" not in output
+        assert result.stderr.startswith("3 violations of the migration rules; nothing was applied:\n"), output
+        assert (
+            '  - api/db/migrations/0008_x.sql: rule "printed in the spec": the spec prints no block for this '
+            "file, and nothing runs that the spec does not print\n"
+        ) in result.stderr
+        for line in (6, 7):
+            assert (
+                f'  - api/db/migrations/0008_x.sql:{line}: rule "schema only": EXECUTE of SQL built at run '
+                "time (in a DO block)"
+            ) in result.stderr
+    finally:
+        shutil.rmtree(invoke.root, ignore_errors=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from unit_support import COMPOSE, DECLARATION, SPEC_HEAD, compliant
+from unit_support import COMPOSE, DECLARATION, SPEC_HEAD, compliant, printed
 
 # per mutant, a few deterministic examples: fast, and the same verdict on every run
 settings.register_profile("mutation", max_examples=10, derandomize=True, deadline=None)
@@ -38,14 +38,17 @@ def make_project(tmp_path):
         *,
         spec: str = SPEC_HEAD + DECLARATION,
         compose: str = COMPOSE,
+        print_files: bool = True,
     ) -> Path:
+        """``print_files``: the spec prints each file as its block (rule "printed in the spec")."""
         directory = tmp_path / "api/db/migrations"
         directory.mkdir(parents=True, exist_ok=True)
-        for name, content in (
-            files if files is not None else {"0001_first.sql": compliant("0001_first.sql")}
-        ).items():
+        files = files if files is not None else {"0001_first.sql": compliant("0001_first.sql")}
+        for name, content in files.items():
             data = content.encode("utf-8") if isinstance(content, str) else content
             (directory / name).write_bytes(data)
+        if print_files:
+            spec += printed(files)
         (tmp_path / "Technical-Architecture-Specification.md").write_text(
             spec, encoding="utf-8", newline="\n"
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from unit_support import compliant
 
 from leaddb import drift
 from leaddb.catalog import CatalogObject, Snapshot
@@ -190,41 +189,7 @@ def test_coverage_counts_equal_objects_per_kind():
     assert drift.coverage(live, spec) == {"enum": (1, 1), "table": (1, 1), "column": (0, 2), "view": (0, 0)}
 
 
-# -- the spec's blocks against the files -----------------------------------------------------------
-
-
-def test_verbatim_differences_name_the_block_and_the_first_differing_line(tmp_path):
-    name = "api/db/migrations/0001_a.sql"
-    text = compliant("0001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
-    (tmp_path / "api/db/migrations").mkdir(parents=True)
-    (tmp_path / name).write_text(text, encoding="utf-8", newline="\n")
-    missing = "-- migration: api/db/migrations/0002_b.sql\n"
-    spec_text = f"# Spec\n\n## Migrations\n\n```sql\n{text}```\n\n```sql\n{missing}```\n"
-    spec = Spec(tmp_path / SPEC_FILENAME, spec_text)
-    assert drift.verbatim_differences(spec, tmp_path) == [
-        f'spec block {SPEC_FILENAME}:13 (section "Migrations"): names api/db/migrations/0002_b.sql, '
-        "which does not exist"
-    ]
-    edited = Spec(tmp_path / SPEC_FILENAME, spec_text.replace("(id int)", "(id bigint)", 1))
-    assert drift.verbatim_differences(edited, tmp_path)[0] == (
-        f'spec block {SPEC_FILENAME}:6 (section "Migrations"): not verbatim in {name} '
-        "(first difference at line 3 of the block, spec line 8)"
-    )
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "line"),
-    [
-        ("x\ny\n", "x\nz\n", 2),
-        ("x\ny\n", "x\ny\n", 3),
-        ("x\n", "x\ny\n", 2),
-        ("x\ny\nz\n", "x\n", 2),
-        ("a\n", "b\n", 1),
-        ("", "b\n", 1),
-    ],
-)
-def test_first_difference(a, b, line):
-    assert drift._first_difference(a, b) == line
+# -- the spec's blocks as migrations (the files against them: tests/unit/test_printed.py) ---------
 
 
 def test_the_specs_migration_blocks_become_migrations_in_spec_order():
@@ -267,12 +232,3 @@ def test_a_definition_only_when_there_is_one():
     assert drift._definition(None, "live") == ""
     assert drift._definition(obj("table", "t"), "live") == ""
     assert drift._definition(INDEX, "spec") == " (spec: CREATE INDEX … USING btree (phone))"
-
-
-def test_every_missing_file_is_named(tmp_path):
-    text = "# S\n\n```sql\n-- migration: a/0001_x.sql\n```\n\n```sql\n-- migration: a/0002_y.sql\n```\n"
-    problems = drift.verbatim_differences(Spec(tmp_path / SPEC_FILENAME, text), tmp_path)
-    assert [p.split(": names ")[1] for p in problems] == [
-        "a/0001_x.sql, which does not exist",
-        "a/0002_y.sql, which does not exist",
-    ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from unit_support import COMPOSE, DECLARATION, SPEC_HEAD
+from unit_support import COMPOSE, DECLARATION, SPEC_HEAD, compliant
 
 from leaddb import migrations, rules
 from leaddb.compose import ComposeError
@@ -141,8 +142,8 @@ def test_meta_command_is_refused_but_backslash_in_a_body_is_not():
     with pytest.raises(MigrationError) as err:
         migrations.split_statements("SELECT 1;\n\\i other.sql\n\\echo x\n", "f.sql")
     assert [v.describe() for v in err.value.violations] == [
-        "f.sql:2: rule \"plain SQL\": psql meta-command '\\\\i other.sql' is not plain SQL",
-        "f.sql:3: rule \"plain SQL\": psql meta-command '\\\\echo x' is not plain SQL",
+        'f.sql:2: rule "plain SQL": psql meta-command `\\i` is not plain SQL',
+        'f.sql:3: rule "plain SQL": psql meta-command `\\echo` is not plain SQL',
     ]
     body = "DO $$\nBEGIN\n\\echo not a command here\nEND $$;\n"
     assert len(migrations.split_statements(body, "f.sql")) == 1
@@ -211,7 +212,7 @@ def test_a_last_statement_without_a_semicolon_is_whole():
 
 
 def test_an_indented_meta_command_is_refused():
-    with pytest.raises(MigrationError, match=r"f.sql:2: rule \"plain SQL\": psql meta-command '\\\\i x.sql'"):
+    with pytest.raises(MigrationError, match=r"f.sql:2: rule \"plain SQL\": psql meta-command `\\i`"):
         migrations.split_statements("SELECT 1;\n   \\i x.sql\n", "f.sql")
 
 
@@ -225,31 +226,285 @@ def test_a_missing_compose_file_mounts_nothing(make_project):
 
 
 def test_files_are_read_as_utf8(make_project, monkeypatch):
-    """Path.read_text without an encoding takes the locale's (cp1252 on many Windows machines)."""
-    from pathlib import Path as RealPath
+    """A text-mode read without an encoding takes the locale's (cp1252 on many Windows machines):
+    the files and the spec are read as bytes and decoded as UTF-8 whatever the locale says."""
+    import locale
 
-    from leaddb import drift
-    from leaddb.spec import Spec
-
-    seen = []
-    original = RealPath.read_text
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("encoding", args[0] if args else None))
-        return original(self, *args, **kwargs)
-
-    project = make_project()
-    monkeypatch.setattr(RealPath, "read_text", spy)
-    spec = Spec.load(project / "Technical-Architecture-Specification.md")
-    drift.verbatim_differences(
-        Spec(spec.path, "```sql\n-- migration: api/db/migrations/0001_first.sql\n```\n"), project
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda *a, **k: "cp1252")
+    monkeypatch.setattr(locale, "getencoding", lambda: "cp1252")
+    content = compliant(
+        "0001_first.sql", "-- caf\u00e9 \u2014 \u00fcber\nCREATE TABLE IF NOT EXISTS t (id int);\n"
     )
-    assert seen and all(str(e).lower().replace("-", "") == "utf8" for e in seen), seen
+    (migration,) = migrations.load(make_project({"0001_first.sql": content}))
+    assert migration.text == content
 
 
-def test_a_backslash_line_inside_an_unfinished_statement_is_the_parsers_to_judge():
-    """Only text that parses whole before the line makes it a meta-command; the scanner alone
-    would call this one a meta-command."""
+def test_a_backslash_line_inside_an_unfinished_statement_is_a_meta_command():
+    """psql runs a meta-command wherever it stands outside quotes, bodies and comments, in the
+    middle of a statement too (it then sends the statement without the line)."""
     with pytest.raises(MigrationError) as err:
         migrations.split_statements("CREATE TABLE t (\n\\i x\n);\n", "f.sql")
-    assert str(err.value).startswith('f.sql:2: rule "plain SQL": syntax error: ')
+    assert str(err.value).startswith('f.sql:2: rule "plain SQL": psql meta-command `\\i` is not plain SQL')
+
+
+# -- lint's work grows with the file, not with its square ----------------------------------------
+
+
+class Tally(str):
+    """A file's text that counts the characters each of its own methods goes through: a check
+    that counts lines from the start of the file for every statement (as lint did) goes through
+    the square of its length."""
+
+    work: Counter
+
+    def _through(self, start=None, end=None, found: int | None = None, length: int = 0) -> None:
+        first, last, _ = slice(start, end).indices(len(self))
+        if found is not None and found >= 0:  # a search stops where it finds
+            last = found + length
+        Tally.work["characters gone through"] += max(last - first, 0)
+
+    def count(self, sub, start=None, end=None):
+        self._through(start, end)
+        return super().count(sub, start, end)
+
+    def find(self, sub, start=None, end=None):
+        found = super().find(sub, start, end)
+        self._through(start, end, found, len(sub))
+        return found
+
+    def rfind(self, sub, start=None, end=None):
+        self._through(start, end)
+        return super().rfind(sub, start, end)
+
+    def index(self, sub, start=None, end=None):
+        found = super().index(sub, start, end)
+        self._through(start, end, found, len(sub))
+        return found
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            self._through(key.start, key.stop)
+        return super().__getitem__(key)
+
+    def splitlines(self, *args, **kwargs):
+        self._through()
+        return super().splitlines(*args, **kwargs)
+
+    def split(self, *args, **kwargs):
+        self._through()
+        return super().split(*args, **kwargs)
+
+
+@pytest.fixture
+def lint_work(monkeypatch):
+    """What linting one file of a text costs, counted: parser calls and the characters handed
+    to the parser, line indexes and the characters they index, characters psql's lexer scanned,
+    characters the text's own methods went through."""
+    import pglast
+    from pglast import parser
+
+    work: Counter = Counter()
+    Tally.work = work
+    for module, name in (
+        (pglast, "parse_sql"),
+        (pglast, "parse_plpgsql"),
+        (parser, "split"),
+        (parser, "scan"),
+    ):
+        real = getattr(module, name)
+
+        def counting(query, *args, _real=real, **kwargs):
+            work["parser calls"] += 1
+            work["characters parsed"] += len(query)
+            return _real(str(query), *args, **kwargs)  # the parser takes no subclass of str
+
+        monkeypatch.setattr(module, name, counting)
+    real_index = migrations.LineIndex.__init__
+
+    def indexing(self, text):
+        work["line indexes"] += 1
+        work["characters indexed"] += len(text)
+        real_index(self, text)
+
+    monkeypatch.setattr(migrations.LineIndex, "__init__", indexing)
+    pattern = migrations._PSQL_TOKEN
+
+    class Scanning:
+        def search(self, text, pos):
+            found = pattern.search(text, pos)
+            work["characters scanned"] += (found.end() if found else len(text)) - pos
+            return found
+
+    monkeypatch.setattr(migrations, "_PSQL_TOKEN", Scanning())
+
+    def measure(text: str) -> Counter:
+        work.clear()
+        migration = migrations.Migration(Path("0001_x.sql"), 1, Tally(text))
+        rules.check_files([migration], "api/db/migrations", set())
+        return Counter(work)
+
+    return measure
+
+
+def many_statements(n: int) -> str:
+    return "".join(f"CREATE TABLE IF NOT EXISTS t{i} (id int);\n" for i in range(n))
+
+
+def many_backslash_lines(n: int) -> str:
+    """Lines starting with a backslash inside a string: each one made lint parse the text before it."""
+    return "COMMENT ON TABLE t IS '\n" + "\\x not a meta-command\n" * n + "';\n"
+
+
+def many_do_blocks(n: int) -> str:
+    guard = "DO $$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 't{i}') THEN\n"
+    guard += "        CREATE TYPE t{i} AS ENUM ('a');\n    END IF;\nEND\n$$;\n"
+    return "".join(guard.format(i=i) for i in range(n))
+
+
+@pytest.mark.parametrize("shape", [many_statements, many_backslash_lines, many_do_blocks])
+def test_lint_work_grows_linearly_with_the_file(lint_work, shape):
+    """No timing: the work counted for a file four times as long is at most about four times as
+    much (quadratic work would be sixteen times: 10k statements took 3 s, 40k 38 s)."""
+    small, large = (lint_work(compliant("0001_x.sql", shape(n))) for n in (100, 400))
+    assert small["characters parsed"] and small["characters gone through"]
+    for what in small:
+        assert large[what] <= 4.5 * small[what] + 10, (what, small[what], large[what])
+    assert large["line indexes"] == small["line indexes"] <= 2  # one per text, not one per statement
+    if shape is not many_do_blocks:  # a DO block's body and expressions are parsed on their own
+        assert large["parser calls"] == small["parser calls"] <= 3
+
+
+# -- what psql reads otherwise than the server ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("SELECT 1; \\! id\n", [(10, "meta", "\\!")]),  # anywhere on a line, not only at its start
+        ("SELECT 1;\n\\gexec\nSELECT 2;\n", [(10, "meta", "\\gexec")]),
+        ("SELECT 1 \\g\n", [(9, "meta", "\\g")]),
+        (
+            "\\set x 1\n\\set y 2 \\\\ \\echo z\n",
+            [(0, "meta", "\\set"), (9, "meta", "\\set")],
+        ),  # rest of the line
+        ("SELECT :foo;\n", [(7, "variable", ":foo")]),
+        ("SELECT :'foo', :\"bar\";\n", [(7, "variable", ":'foo'"), (15, "variable", ':"bar"')]),
+        ("SELECT :{?foo};\n", [(7, "variable", ":{?foo}")]),
+        ("SELECT a[1:n] FROM t;\n", [(10, "variable", ":n")]),  # psql substitutes a set variable n
+        # nothing of psql's inside quotes, bodies and comments
+        ("SELECT '\\! id', ':foo';\n", []),
+        ("SELECT E'it\\'s \\\\', ':x';\n", []),  # backslash escapes in an E'' string
+        ("SELECT 'a''b\\', 2;\n", []),  # a standard string ends at its quote, backslash or not
+        ('SELECT "we\\""ird:x";\n', []),
+        ("SELECT 1; -- \\! id :x\n", []),
+        ("/* \\! id /* nested */ :x */ SELECT 1;\n", []),
+        ("DO $body$ BEGIN RAISE NOTICE '\\! :x'; END $body$;\n", []),
+        ("DO $$\n\\echo inside a body\n$$;\n", []),
+        ("SELECT 1::int, x::text, '{}'::jsonb;\n", []),
+        ("SELECT f(a := 1);\n", []),
+        ("SELECT $1, a$b$c;\n", []),  # a parameter, an identifier with dollars: no body opens
+        ("SELECT e'\\'' || 'x';\n", []),
+        # unterminated: the parser reports the syntax error; nothing after it is psql's
+        ("SELECT 'never closed \\! id\n", []),
+        ("SELECT $$ never closed \\! id\n", []),
+        ("/* never closed \\! id\n", []),
+    ],
+)
+def test_psql_scan_finds_meta_commands_and_variables_where_psql_does(text, found):
+    assert migrations.psql_scan(text) == found
+
+
+def test_a_psql_variable_is_refused_naming_it():
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements("SELECT 1;\nCREATE TABLE :name (id int);\n", "f.sql")
+    assert str(err.value).startswith(
+        'f.sql:2: rule "plain SQL": psql variable `:name` is not plain SQL: psql would substitute it, '
+        "the runner not\n  next step: write the value itself"
+    )
+
+
+def test_a_meta_command_message_names_the_command_only():
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements("SELECT 1;\n\\! cat /proc/self/environ # PGPASSWORD=x\n", "f.sql")
+    assert (
+        err.value.violations[0].describe()
+        == 'f.sql:2: rule "plain SQL": psql meta-command `\\!` is not plain SQL'
+    )
+
+
+def test_the_specs_sql_has_nothing_of_psqls(project_dir):
+    from leaddb.spec import SPEC_FILENAME, Spec
+
+    spec = Spec.load(project_dir / SPEC_FILENAME)
+    assert [migrations.psql_scan(b.sql) for b in spec.blocks_of("migration")] == [[]] * len(
+        spec.blocks_of("migration")
+    )
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_line_index_lines(n):
+    text = "a\n" * n + "tail"
+    index = migrations.LineIndex(text)
+    for offset in range(len(text) + 1):
+        assert index.line(offset) == text.count("\n", 0, offset) + 1
+    assert len(index) == n + 1
+    assert index.text_of(n + 1) == "tail"
+    assert [index.text_of(line) for line in range(1, n + 1)] == ["a"] * n
+    assert len(migrations.LineIndex("x\n")) == 1 and len(migrations.LineIndex("")) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # after each kind of quoting psql reads on, and finds what follows
+        ("SELECT 'a', :x, 'b';\n", [(12, "variable", ":x")]),
+        ("SELECT 'it''s', :x;\n", [(16, "variable", ":x")]),
+        ('SELECT "a""b", :x;\n', [(15, "variable", ":x")]),
+        ("SELECT E'a\\'b', :x;\n", [(16, "variable", ":x")]),
+        ("SELECT E'a', :x, E'b';\n", [(13, "variable", ":x")]),
+        ("DO $$ :a $$; SELECT :y, $$ $$;\n", [(20, "variable", ":y")]),
+        ("DO $t$ $$ :a $t$; SELECT :y;\n", [(25, "variable", ":y")]),
+        ("SELECT 1; -- :a\n:x;\n", [(16, "variable", ":x")]),
+        ("SELECT 1; -- a comment ending in a backslash \\\nSELECT 2;\n", []),
+        ("SELECT 1; -- no line end after it", []),
+        ("\\echo a :b 'c\n:x;\n", [(0, "meta", "\\echo"), (14, "variable", ":x")]),
+        ("\\q", [(0, "meta", "\\q")]),
+        ("/* a */ :x /* b */;\n", [(8, "variable", ":x")]),
+        ("/* a /* b */ c */ :x;\n", [(18, "variable", ":x")]),
+        ("/* a /* b */ c /* d */ e */ :x /* f */;\n", [(28, "variable", ":x")]),
+        ("/* a */\\! b\n", [(7, "meta", "\\!")]),
+        ("SELECT E'never closed :x\n", []),
+    ],
+)
+def test_psql_reads_on_after_each_quoted_part(text, found):
+    assert migrations.psql_scan(text) == found
+
+
+def test_a_syntax_error_on_the_first_line_names_line_1():
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements("CREAT TABLE x ();\n", "f.sql")
+    assert err.value.violations[0].line == 1
+
+
+def test_the_parsers_message_is_quoted_cut():
+    text = "SELECT 1;\nSELECT '" + "secret " * 40 + "\n"
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements(text, "f.sql")
+    (violation,) = err.value.violations
+    message = "unterminated quoted string at or near \"'" + "secret " * 40
+    assert violation.what == (
+        f"syntax error: {message[:98].rstrip()} …: `{('SELECT ' + chr(39) + 'secret ' * 40)[:58].rstrip()} …`"
+    )
+
+
+def test_a_long_meta_command_or_variable_is_quoted_cut():
+    text = "SELECT :" + "v" * 50 + ";\n\\" + "m" * 30 + "\n"
+    with pytest.raises(MigrationError) as err:
+        migrations.split_statements(text, "f.sql")
+    meta, variable = sorted(err.value.violations, key=lambda v: v.line, reverse=True)
+    assert meta.what == f"psql meta-command `\\{'m' * 17} …` is not plain SQL"
+    assert variable.what.startswith(f"psql variable `:{'v' * 37} …` is not plain SQL")
+    assert variable.next_step == (
+        "write the value itself; where a colon must be followed by a name (an array slice), put a space "
+        "after the colon"
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from unit_support import DECLARATION, SPEC_HEAD, compliant
+from unit_support import DECLARATION, SPEC_HEAD, compliant, printed
 
 from leaddb import bench, lint, migrations, rules
 from leaddb.errors import EXIT_FAILURE, MigrationError
@@ -14,6 +14,7 @@ from leaddb.rules import RulesBroken, Violation
 from leaddb.spec import SPEC_FILENAME, Spec
 
 NAME = "0001_probe.sql"
+SESSION = "a command on the session, which a migration leaves as it found it"
 FILE = f"api/db/migrations/{NAME}"
 HEADER = f"-- migration: {FILE}"
 
@@ -32,6 +33,16 @@ def only(make_project, content: str | bytes, **kwargs) -> tuple[int, str, str]:
     file, line, rule, what = found[0]
     assert file == FILE
     return line, rule, what
+
+
+def differs(line: int, spec_line: int) -> tuple[int, str, str]:
+    """The rule "printed in the spec"'s finding for a file that differs from its block from
+    ``line`` on (what a broken header or a missing last newline also is)."""
+    return (
+        line,
+        "printed in the spec",
+        f"differs from its block in the spec ({SPEC_FILENAME}:{spec_line}) from this line on",
+    )
 
 
 def loads(make_project, content: str, **kwargs) -> list[str]:
@@ -81,6 +92,7 @@ def test_no_header_no_transaction_and_a_failing_second_statement_is_refused_befo
             "the first statement is `CREATE TABLE probe_half (id int)`, not BEGIN: a failure would "
             "leave the statements before it applied",
         ),
+        (FILE, 1, *differs(1, 12)[1:]),
         (FILE, 2, "one transaction", "the last statement is `CREATE TABLE probe_half (id int)`, not COMMIT"),
     ]
 
@@ -129,7 +141,7 @@ def test_a_directory_with_a_migration_name_is_refused(make_project):
     with pytest.raises(RulesBroken) as err:
         migrations.load(project)
     assert [v.describe() for v in err.value.violations] == [
-        'api/db/migrations/0002_dir.sql: rule "naming": not a regular file'
+        'api/db/migrations/0002_dir.sql: rule "naming": not a regular file (a directory)'
     ]
 
 
@@ -201,7 +213,13 @@ def test_numbers_start_at_0001_without_gaps_or_repeats(make_project, names, expe
     ],
 )
 def test_text_rules(make_project, content, line, what):
-    assert only(make_project, content) == (line, "text", what)
+    violations = refused(make_project, {NAME: content})
+    assert {file for file, _, _, _ in violations} == {FILE}
+    found = [(line, rule, what) for _, line, rule, what in violations]
+    if what == "no newline at the end of the file":  # its block in the spec ends in one
+        assert found == [differs(4, 15), (line, "text", what)]
+        return
+    assert found == [(line, "text", what)]
 
 
 def test_a_file_with_several_text_problems_names_each_once(make_project):
@@ -214,6 +232,7 @@ def test_a_file_with_several_text_problems_names_each_once(make_project):
         (1, "starts with a UTF-8 byte-order mark"),
         (4, "a tab character"),
         (4, "trailing whitespace"),
+        (6, differs(6, 17)[2]),
         (6, "no newline at the end of the file"),
     ]
 
@@ -250,15 +269,15 @@ def test_a_file_of_comments_only_is_refused(make_project):
 )
 def test_the_first_line_is_the_header_naming_the_file(make_project, first, what):
     content = compliant(NAME).replace(HEADER, first)
-    assert only(make_project, content) == (1, "header", what)
+    found = [(line, rule, what) for _, line, rule, what in refused(make_project, {NAME: content})]
+    assert found == [(1, "header", what), differs(1, 12)]  # its block names the file on line 1
 
 
 def test_a_header_after_a_blank_first_line_is_not_the_header(make_project):
-    assert only(make_project, "\n" + compliant(NAME)) == (
-        1,
-        "header",
-        f"the first line is ``, not the header `{HEADER}`",
-    )
+    found = [
+        (line, rule, what) for _, line, rule, what in refused(make_project, {NAME: "\n" + compliant(NAME)})
+    ]
+    assert found == [(1, "header", f"the first line is ``, not the header `{HEADER}`"), differs(1, 12)]
 
 
 @pytest.mark.parametrize("declared", ["`api/db/migrations/`", "`./api/db/migrations`"])
@@ -268,7 +287,8 @@ def test_the_header_uses_the_declared_directory_however_it_is_spelled(make_proje
 
 
 def test_the_header_follows_the_declared_directory(make_project):
-    spec = SPEC_HEAD + "- Migrations directory: `db/schema`\n"
+    good = compliant(NAME).replace("api/db/migrations", "db/schema")
+    spec = SPEC_HEAD + "- Migrations directory: `db/schema`\n" + printed({NAME: good}, "db/schema")
     compose = "services:\n  postgres:\n    volumes:\n      - ./db/schema:/docker-entrypoint-initdb.d:ro\n"
     project = make_project({}, spec=spec, compose=compose)
     (project / "db/schema").mkdir(parents=True)
@@ -277,11 +297,11 @@ def test_the_header_follows_the_declared_directory(make_project):
         migrations.load(project)
     assert [v.describe() for v in err.value.violations] == [
         f'db/schema/{NAME}:1: rule "header": the header is `{HEADER}`; '
-        f"this file's is `-- migration: db/schema/{NAME}`"
+        f"this file's is `-- migration: db/schema/{NAME}`",
+        f'db/schema/{NAME}:1: rule "printed in the spec": differs from its block in the spec '
+        f"({SPEC_FILENAME}:12) from this line on",
     ]
-    (project / "db/schema" / NAME).write_bytes(
-        compliant(NAME).replace("api/db/migrations", "db/schema").encode()
-    )
+    (project / "db/schema" / NAME).write_bytes(good.encode())
     assert [m.name for m in migrations.load(project)] == [NAME]
 
 
@@ -360,14 +380,34 @@ def test_one_transaction_accepted(make_project, body, statements):
     ],
 )
 def test_one_transaction_refused(make_project, body, line, what):
-    found_line, rule, found = only(make_project, f"{HEADER}\n{body}")
-    assert (found_line, rule) == (line, "one transaction")
-    assert found.startswith(what), found
+    found = refused(make_project, {NAME: f"{HEADER}\n{body}"})
+    ((found_line, found_what),) = [(n, w) for _, n, rule, w in found if rule == "one transaction"]
+    assert found_line == line
+    assert found_what.startswith(what), found_what
+    # a database, server, session or maintenance command is not schema either
+    beyond = what.split(" cannot")[0] in BEYOND_A_TRANSACTION_AND_THE_SCHEMA
+    assert [(n, rule) for _, n, rule, _ in found if rule != "one transaction"] == (
+        [(line, "schema only")] if beyond else []
+    )
+
+
+BEYOND_A_TRANSACTION_AND_THE_SCHEMA = {
+    "REINDEX CONCURRENTLY",
+    "VACUUM",
+    "CREATE DATABASE",
+    "ALTER SYSTEM",
+    "CREATE TABLESPACE",
+    "DISCARD ALL",
+}
 
 
 def test_a_statement_that_is_neither_first_nor_last_is_checked_once(make_project):
-    """ANALYZE may run in a transaction (VACUUM may not); ANALYZE alone is fine."""
-    assert loads(make_project, f"{HEADER}\nBEGIN;\nANALYZE;\nCOMMIT;\n") == ["BEGIN", "ANALYZE", "COMMIT"]
+    """ANALYZE may run in a transaction (VACUUM may not): it is refused once, as maintenance."""
+    assert only(make_project, f"{HEADER}\nBEGIN;\nANALYZE;\nCOMMIT;\n") == (
+        3,
+        "schema only",
+        "ANALYZE is not schema: maintenance, not schema",
+    )
 
 
 def test_a_long_statement_is_shortened_in_the_message(make_project):
@@ -510,7 +550,6 @@ def test_data_is_refused(make_project, statement, what):
     [
         "CREATE TABLE IF NOT EXISTS t2 AS SELECT 1 AS id WITH NO DATA;",
         "CREATE MATERIALIZED VIEW m AS SELECT 1 AS id WITH NO DATA;",
-        "REFRESH MATERIALIZED VIEW m WITH NO DATA;",
         "CREATE VIEW v AS SELECT 1 AS id;",
         "CREATE TYPE shell;",
         "CREATE TYPE mood AS ENUM ('ok');",
@@ -548,8 +587,12 @@ def test_a_do_block_on_one_line_and_one_in_another_language(make_project):
         "no logic",
         "INSERT writes data (in a DO block)",
     )
-    other = "DO LANGUAGE plperl $$ INSERT $$;\n"
-    assert len(loads(make_project, compliant(NAME, other))) == 3  # not PL/pgSQL: the server judges it
+    other = "DO LANGUAGE plperl $$ INSERT $$;\n"  # not PL/pgSQL: nothing can read what it runs
+    assert only(make_project, compliant(NAME, other)) == (
+        3,
+        "no logic",
+        "a DO block in plperl: the spec's DO blocks are PL/pgSQL, the one language the checks read",
+    )
 
 
 def test_a_do_block_whose_body_mentions_the_wrapping_tag(make_project):
@@ -557,9 +600,14 @@ def test_a_do_block_whose_body_mentions_the_wrapping_tag(make_project):
     assert only(make_project, compliant(NAME, body)) == (6, "no logic", "INSERT writes data (in a DO block)")
 
 
-def test_a_do_block_plpgsql_cannot_parse_is_left_to_the_server(make_project):
+def test_a_do_block_plpgsql_cannot_parse_is_refused_as_unreadable(make_project):
+    """What the checks cannot read passes nothing: the server might read it otherwise."""
     body = "DO $$\nBEGIN\n    SELECT 1 INTO undeclared;\nEND\n$$;\n"
-    assert len(loads(make_project, compliant(NAME, body))) == 3
+    assert only(make_project, compliant(NAME, body)) == (
+        3,
+        "plain SQL",
+        'a DO block PL/pgSQL cannot parse ("undeclared" is not a known variable): no check can read it',
+    )
 
 
 # -- plain SQL -----------------------------------------------------------------------------------
@@ -569,7 +617,7 @@ def test_meta_commands_and_syntax_errors_name_the_line(make_project):
     assert only(make_project, compliant(NAME, "\\i other.sql\n")) == (
         3,
         "plain SQL",
-        "psql meta-command '\\\\i other.sql' is not plain SQL",
+        "psql meta-command `\\i` is not plain SQL",
     )
     assert only(make_project, compliant(NAME, "CREAT TABLE t (id int);\n")) == (
         3,
@@ -594,8 +642,8 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
         migrations.load(project)
     assert err.value.exit_code == EXIT_FAILURE
     lines = str(err.value).splitlines()
-    assert lines[:9] == [
-        "8 violations of the migration rules; nothing was applied:",
+    assert lines[:10] == [
+        "9 violations of the migration rules; nothing was applied:",
         '  - api/db/migrations/0001_first.sql:3: rule "not destructive": DROP on a',
         '  - api/db/migrations/0002_second.sql:1: rule "header": the first line is '
         "`CREATE TABLE b (id int);`, "
@@ -604,6 +652,8 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
         "`CREATE TABLE b (id int)`, not BEGIN: a failure would leave the statements before it applied",
         '  - api/db/migrations/0002_second.sql:1: rule "one transaction": the last statement is '
         "`CREATE TABLE b (id int)`, not COMMIT",
+        '  - api/db/migrations/0002_second.sql:1: rule "printed in the spec": differs from its block in the '
+        f"spec ({SPEC_FILENAME}:21) from this line on",
         '  - api/db/migrations/0003_third.sql:2: rule "text": trailing whitespace',
         '  - api/db/migrations/0003_third.sql:3: rule "plain SQL": syntax error: syntax error at or near '
         '"CREAT": `CREAT TABLE c ();`',
@@ -611,14 +661,15 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
         '  - api/db/migrations/notes.txt: rule "naming": not a migration file name (expected '
         "NNNN_snake_name.sql, ^[0-9]{4}_[a-z0-9_]+\\.sql$)",
     ]
-    assert lines[9] == (
+    assert lines[10] == (
         "  next step: fix each file above (the rules are in Technical-Architecture-Specification.md, "
         'section "Migrations: directory and tooling"):'
     )
-    assert [line.split(":")[0].strip() for line in lines[10:]] == [
+    assert [line.split(":")[0].strip() for line in lines[11:]] == [
         "- not destructive",
         "- header",
         "- one transaction",
+        "- printed in the spec",
         "- text",
         "- plain SQL",
         "- naming",
@@ -626,12 +677,12 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
 
 
 def test_one_violation_is_one_line_and_its_own_next_step(make_project):
-    project = make_project({NAME: compliant(NAME).replace(HEADER, "-- migration: x.sql")})
+    project = make_project({NAME: compliant(NAME, "DROP TABLE t;\n")})
     with pytest.raises(MigrationError) as err:
         migrations.load(project)
     assert str(err.value) == (
-        f'{FILE}:1: rule "header": the header is `-- migration: x.sql`; this file\'s is `{HEADER}`\n'
-        f"  next step: make the first line `{HEADER}`, the file's own path; nothing was applied "
+        f'{FILE}:3: rule "not destructive": DROP on t\n'
+        f"  next step: {rules.FIXES['not destructive']}; nothing was applied "
         "(the rules are in Technical-Architecture-Specification.md, "
         'section "Migrations: directory and tooling")'
     )
@@ -699,8 +750,11 @@ def test_each_violation_names_its_next_step(make_project, content, next_step):
     project = make_project({NAME: content})
     with pytest.raises(RulesBroken) as err:
         migrations.load(project)
-    (violation,) = err.value.violations
+    # a file without its header or its last newline also differs from its block in the spec
+    (violation,) = [v for v in err.value.violations if v.rule != rules.PRINTED]
     assert violation.next_step == next_step
+    if len(err.value.violations) > 1:
+        return
     assert str(err.value).endswith(
         f"\n  next step: {next_step}; nothing was applied (the rules are in {SPEC_FILENAME}, "
         'section "Migrations: directory and tooling")'
@@ -760,16 +814,25 @@ def test_the_hint_of_several_violations_lists_each_rules_fix_once(make_project):
     ],
 )
 def test_short(sql, short):
-    assert rules._short(sql) == short
+    assert rules.excerpt(sql) == short
 
 
 @pytest.mark.parametrize(
     ("statement", "found"),
     [
-        ("DROP DATABASE d;", [(3, "one transaction", "DROP DATABASE cannot run inside a transaction block")]),
+        (
+            "DROP DATABASE d;",
+            [
+                (3, "not destructive", "DROP DATABASE on d"),
+                (3, "one transaction", "DROP DATABASE cannot run inside a transaction block"),
+            ],
+        ),
         (
             "DROP TABLESPACE s;",
-            [(3, "one transaction", "DROP TABLESPACE cannot run inside a transaction block")],
+            [
+                (3, "not destructive", "DROP TABLESPACE on s"),
+                (3, "one transaction", "DROP TABLESPACE cannot run inside a transaction block"),
+            ],
         ),
         (
             "DROP INDEX CONCURRENTLY i;",
@@ -778,7 +841,9 @@ def test_short(sql, short):
                 (3, "one transaction", "DROP INDEX CONCURRENTLY cannot run inside a transaction block"),
             ],
         ),
-        ("DISCARD PLANS;", []),
+        ("DISCARD PLANS;", [(3, "schema only", "DISCARD is not schema: " + SESSION)]),
+        ("ANALYZE t;", [(3, "schema only", "ANALYZE is not schema: maintenance, not schema")]),
+        ("SELECT 1;", []),
     ],
 )
 def test_statements_outside_a_transaction_block(make_project, statement, found):
@@ -810,11 +875,15 @@ def test_every_statement_of_a_do_block_is_checked_after_a_commit_or_savepoint(ma
 
 def test_a_do_block_in_another_language_is_not_read_as_plpgsql(make_project):
     body = "DO LANGUAGE plperl $$ BEGIN INSERT INTO t VALUES (1); END $$;\n"
-    assert len(loads(make_project, compliant(NAME, body))) == 3
+    assert only(make_project, compliant(NAME, body)) == (
+        3,
+        "no logic",
+        "a DO block in plperl: the spec's DO blocks are PL/pgSQL, the one language the checks read",
+    )
 
 
 def test_a_two_line_statement_is_shortened_too():
-    assert rules._short("CREATE TABLE t (id int\n)") == "CREATE TABLE t (id int …"
+    assert rules.excerpt("CREATE TABLE t (id int\n)") == "CREATE TABLE t (id int …"
 
 
 def test_a_lone_carriage_return_ends_a_line():

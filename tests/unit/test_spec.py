@@ -399,3 +399,49 @@ def test_a_spec_path_that_cannot_be_read_is_one_message(tmp_path):
         Spec.load(tmp_path / ("x" * 300))
     assert str(err.value).startswith(f"{SPEC_FILENAME} cannot be read: File name too long")
     assert err.value.hint == f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
+
+
+def test_a_spec_beyond_the_size_bound_is_one_message(tmp_path, monkeypatch):
+    from leaddb import spec as spec_module
+
+    monkeypatch.setattr(spec_module, "MAX_SPEC_BYTES", 100)
+    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 100)
+    with pytest.raises(SpecError) as err:
+        Spec.load(tmp_path / SPEC_FILENAME)
+    assert str(err.value).startswith(f"{SPEC_FILENAME} is larger than 0 KiB: not the spec")
+    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 96)  # exactly the bound: read
+    assert Spec.load(tmp_path / SPEC_FILENAME).sections[0].heading == "S"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_a_spec_that_is_a_fifo_is_refused_rather_than_waited_on(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / SPEC_FILENAME)
+    with pytest.raises(SpecError) as err:
+        Spec.load(tmp_path / SPEC_FILENAME)
+    assert str(err.value).startswith(f"{SPEC_FILENAME} is not a regular file")
+
+
+def test_section_at_matches_a_walk_of_every_heading():
+    """A binary search now (every block and declaration asks): the same answer as the walk."""
+    text = "intro\n\n" + "".join(f"{'#' * (1 + n % 3)} H{n}\n\ntext {n}\n\n" for n in range(40))
+    spec = Spec(Path("s.md"), text)
+    for line in range(1, text.count("\n") + 2):
+        walked = None
+        for section in spec.sections:
+            if section.line <= line:
+                walked = section
+        assert spec.section_at(line) == walked, line
+
+
+def test_spec_messages_quote_an_excerpt_of_the_spec():
+    secret = "x" * 500
+    table = f"| percentile | target (seconds) |\n|---|---|\n| p50 | {secret} |\n"
+    with pytest.raises(SpecError) as err:
+        Spec(Path("s.md"), table).check()
+    assert str(err.value).startswith(f"{SPEC_FILENAME}:3: target p50 is '{'x' * 38} …', not a number")
+    fence = f"```sql {secret}\nSELECT 1;\n"
+    with pytest.raises(SpecError) as err:
+        Spec(Path("s.md"), fence).check()
+    assert len(str(err.value).splitlines()[0]) < 150
