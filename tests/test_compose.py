@@ -484,7 +484,7 @@ def test_a_file_beyond_the_size_bound_is_not_read(project, name):
     assert failure(project).startswith(f"{name} is larger than {compose.MAX_FILE_BYTES // 1024} KiB")
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
 def test_a_fifo_or_a_device_is_refused_rather_than_read_forever(project):
     os.mkfifo(project / ".env")  # opening it for reading would wait for a writer
     assert failure(project).startswith(".env is not a regular file")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from leaddb.rules import RulesBroken
 
 FIRST = "0001_first.sql"
 SECRET = "PGPASSWORD=correct-horse-battery-staple"
-POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file kinds")
+POSIX = pytest.mark.posix_only("POSIX file kinds (sockets, links without a privilege)")
 
 
 def project_with(make_project, **extra) -> Path:
@@ -78,7 +77,7 @@ def test_a_dangling_link_and_a_link_to_a_directory_are_links_too(make_project, t
     assert len(found) == 2 and all('rule "naming": is a symbolic link' in r for r in found)
 
 
-@POSIX
+@pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
 def test_a_fifo_named_like_a_migration_is_refused_without_waiting_for_a_writer(make_project):
     project = project_with(make_project)
     os.mkfifo(project / "api/db/migrations/0002_x.sql")
@@ -98,7 +97,7 @@ def test_a_socket_named_like_a_migration_is_refused(make_project):
         ]
 
 
-@POSIX
+@pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
 def test_a_device_named_like_a_migration_is_refused(make_project):
     project = project_with(make_project)
     path = project / "api/db/migrations/0002_x.sql"
@@ -386,7 +385,7 @@ def described(project: Path) -> list[tuple[str, int, str, str, str]]:
 UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
 
 
-@POSIX
+@pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
 def test_each_kind_of_entry_is_refused_with_its_next_step_and_the_scan_goes_on(make_project, secret_file):
     project = project_with(
         make_project, **{"0005_big.sql": compliant("0005_big.sql", "-- " + "x" * 200 + "\n")}
@@ -505,7 +504,7 @@ def test_a_link_swapped_in_names_the_reason_only(make_project, monkeypatch, secr
     ]
 
 
-@pytest.mark.skipif(not platforms.DIRECTORY_READ, reason="directory descriptors are POSIX")
+@pytest.mark.posix_only("directory descriptors (os.open of a directory, dir_fd) are POSIX's")
 def test_the_directory_is_read_through_its_descriptor(make_project):
     """Once open, a directory swapped under its name is not the one read: names, lstat and open
     all go through the descriptor."""

@@ -376,8 +376,12 @@ def test_windows_locks_one_byte_past_the_record_and_unlocks_it(tmp_path, windows
     assert windows_lock.held == {}
 
 
-def test_the_platforms_lock(monkeypatch):
-    assert isinstance(locks._platform_lock(), locks._MsvcrtLock if os.name == "nt" else locks._FlockLock)
+def test_the_platforms_lock():
+    assert isinstance(locks._platform_lock(), locks._MsvcrtLock if platforms.IS_WINDOWS else locks._FlockLock)
+
+
+@pytest.mark.posix_only("a stand-in msvcrt on a POSIX host (the Windows view supplies its own)")
+def test_the_platforms_lock_on_windows_is_msvcrts(monkeypatch):
     fake = FakeMsvcrt()  # as on Windows: msvcrt's
     monkeypatch.setattr(locks.platforms, "IS_WINDOWS", True)
     monkeypatch.setitem(sys.modules, "msvcrt", fake)
@@ -385,6 +389,7 @@ def test_the_platforms_lock(monkeypatch):
     assert isinstance(windows, locks._MsvcrtLock) and windows.msvcrt is fake
 
 
+@pytest.mark.posix_only("POSIX removes an open file, Windows refuses to; its half is patched in")
 def test_windows_a_lock_file_is_always_the_one_at_its_path(tmp_path, monkeypatch):
     """Windows removes no open file: the check that a removed file's lock was taken is POSIX's."""
     path = tmp_path / "task.lock"
@@ -436,6 +441,7 @@ def test_a_waiter_whose_lock_file_its_holder_removed_takes_the_new_files_lock(tm
     locks.remove_held(tmp_path / "never-there.lock")  # nothing to remove is no error
 
 
+@pytest.mark.posix_only("only POSIX removes a file another process holds open (Windows refuses the removal)")
 def test_a_task_lock_whose_file_was_removed_as_it_was_taken_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "reset.lock"
 

@@ -413,7 +413,7 @@ def test_a_spec_beyond_the_size_bound_is_one_message(tmp_path, monkeypatch):
     assert Spec.load(tmp_path / SPEC_FILENAME).sections[0].heading == "S"
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
 def test_a_spec_that_is_a_fifo_is_refused_rather_than_waited_on(tmp_path):
     import os
 
