@@ -562,6 +562,7 @@ def test_a_checkout_is_gone_when_nothing_or_no_directory_is_at_its_path(tmp_path
 
 
 @needs_root
+@as_another_user
 def test_a_checkout_behind_a_directory_it_cannot_search_is_not_taken_for_gone(tmp_path):
     closed = tmp_path / "closed"
     (closed / "checkout").mkdir(parents=True)

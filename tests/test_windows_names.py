@@ -90,6 +90,17 @@ class _Finder(ast.NodeVisitor):
                 elif _is_marker(node.value, set()):
                     self.marker_aliases.add(target)
         self.marked_classes: list[bool] = []
+        # module-level functions marked posix_only/linux_only: an unmarked test calling one fails
+        # on Windows as surely as one using the names they use (a helper called by another helper
+        # is not followed: its callers' parameters may be marked instead)
+        self.in_test = False
+        self.marked_helpers = {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and not node.name.startswith("test")
+            and any(_is_marker(d, self.marker_aliases) for d in node.decorator_list)
+        }
 
     def flag(self, node: ast.AST, name: str) -> None:
         if not self.exempt:
@@ -129,6 +140,8 @@ class _Finder(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in self.marked_helpers and self.in_test:
+            self.flag(node, f"{func.id}() (a helper marked posix_only/linux_only)")
         if (
             isinstance(func, ast.Attribute)
             and isinstance(func.value, ast.Name)
@@ -178,9 +191,11 @@ class _Finder(ast.NodeVisitor):
             or any(self.marked_classes)
         )
         self.exempt += marked
+        outer, self.in_test = self.in_test, self.in_test or node.name.startswith("test")
         for statement in node.body:
             self.visit(statement)
         self.exempt -= marked
+        self.in_test = outer
 
     visit_FunctionDef = _function
     visit_AsyncFunctionDef = _function
@@ -243,6 +258,11 @@ def test_the_check_reads_every_kind_of_module():
 
 
 PLANTED = {
+    "a marked helper called from an unmarked test": (
+        "import pytest\nposix = pytest.mark.posix_only('fork')\n\n@posix\ndef helper():\n    pass\n"
+        "\ndef test_f():\n    helper()\n",
+        ["helper() (a helper marked posix_only/linux_only)"],
+    ),
     "module-level signal": ("import signal\nCASES = [signal.SIGKILL]\n", ["signal.SIGKILL"]),
     "library geteuid": ("import os\n\ndef f():\n    return os.geteuid() == 0\n", ["os.geteuid"]),
     "alias": ("import os as _os\n\ndef f(p):\n    _os.lchown(p, 0, 0)\n", ["os.lchown"]),
@@ -297,6 +317,10 @@ ALLOWED = {
     "posix-marked module, in a test": (
         "import signal, pytest\npytestmark = [pytest.mark.docker, pytest.mark.posix_only('x')]\n\n"
         "def test_f():\n    signal.SIGQUIT\n"
+    ),
+    "a marked helper called from a marked test": (
+        "import os, pytest\nposix = pytest.mark.posix_only('fork')\n\n@posix\ndef helper():\n    os.fork()\n"
+        "\n@posix\ndef test_f():\n    helper()\n"
     ),
     "a local variable named like nothing tracked": "def f(sig):\n    return sig.SIGKILL\n",
     "volume mount": "from docker.types import Mount\nM = Mount('/t', 'v', type='volume')\n",
