@@ -16,7 +16,7 @@ import re
 import stat
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from pathlib import Path, PurePosixPath
 
 from leaddb import compose, paths, platforms
@@ -367,6 +367,18 @@ def checksum(migrations: list[Migration]) -> str:
     return digest.hexdigest()
 
 
+def _present(directory: Path, name: str) -> bool:
+    """Whether ``directory`` may hold an entry ``name``: False only when it surely does not. A
+    directory that cannot be searched (its own rule refuses it) does not make every file missing."""
+    try:
+        os.lstat(directory / name)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def load(project_dir: Path) -> list[Migration]:
     """The declared directory's migrations, every file held to every rule of the spec's
     "Migrations: directory and tooling" first: nothing runs unless all of them pass."""
@@ -376,9 +388,8 @@ def load(project_dir: Path) -> list[Migration]:
     directory = resolve_directory(project_dir, spec)  # MIGRATION_PATH_UNSPECIFIED before any rule
     found, violations = _scan(directory, project_dir.resolve())
     declared = spec.declarations[0].path.as_posix()
-    violations += rules.check_printed(
-        found, spec.blocks_of("migration"), declared, lambda name: os.path.lexists(directory / name)
-    )
+    present = partial(_present, directory)
+    violations += rules.check_printed(found, spec.blocks_of("migration"), declared, present)
     violations += rules.check_files(found, declared, lint.allowed_objects(spec))
     rules.refuse(violations)
     return found

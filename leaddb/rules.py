@@ -213,7 +213,10 @@ def scan(
 
 # the most a migration file may hold: a schema of thousands of tables is far less; more is not one
 MAX_FILE_BYTES = 16 << 20
-_UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
+_UNREADABLE = (
+    "check its permissions (and those of the directories above it) for the user you run as, "
+    "or restore it (git checkout -- FILE restores a committed one)"
+)
 
 
 def _not_a_file_of_its_own(seen: os.stat_result) -> tuple[str, str] | None:

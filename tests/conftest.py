@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -83,8 +84,19 @@ def pytest_report_header(config):
     return [config.stash[CHOICE].header, *config.stash[WINDOWS_SEMANTICS]]
 
 
+def _interrupts_reach_the_tasks() -> None:
+    """A shell runs a background job (``cmd &`` without job control, as a CI runner may) with
+    SIGINT ignored, and a child inherits an ignored signal across exec: every task the suite
+    starts would then ignore the Ctrl-C its tests send. A handler of the suite's own is reset
+    to the default in each child instead (as in a terminal). SIGINT only: a SIGTERM or SIGHUP
+    the runner ignores stays so."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
+    _interrupts_reach_the_tasks()
     config = session.config
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and config.get_verbosity() < 0 and not config.getoption("no_header"):

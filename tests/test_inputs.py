@@ -578,7 +578,8 @@ def test_an_unreadable_migrations_directory_or_file_is_one_message(ws, what):
         target.chmod(0o755 if what == "directory" else 0o644)
         ws.root.parent.chmod(0o700)
     shown = MIGRATIONS if what == "directory" else f"{MIGRATIONS}/{MIGRATION_NAMES[2]}"
-    assert_one_message(outcome, 1, f"cannot read {shown}: Permission denied")
+    refused = f'{shown}: rule "naming": cannot be read: Permission denied\n  next step: '
+    assert_one_message(outcome, 1, refused)
     assert "next step: check its permissions (and those of the directories above it)" in outcome.err
 
 

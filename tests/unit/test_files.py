@@ -216,6 +216,39 @@ def test_an_unlistable_directory_is_one_violation(make_project, monkeypatch):
     ]
 
 
+def test_an_unsearchable_directory_is_one_violation_not_one_per_printed_block(make_project, monkeypatch):
+    """As for a user who cannot search the directory: listing it and looking up a name in it both
+    fail; the blocks the spec prints are not then each reported as a missing file."""
+    project = project_with(make_project)
+    directory = project / "api/db/migrations"
+    real_lstat = os.lstat
+
+    def refuse(path, flags=None):
+        raise PermissionError(13, "Permission denied")
+
+    def lstat(path, *args, **kwargs):
+        if Path(path).parent == directory:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(rules, "_Directory", refuse)
+    monkeypatch.setattr(migrations.os, "lstat", lstat)
+    assert refusals(project) == ['api/db/migrations: rule "naming": cannot be read: Permission denied']
+
+
+def test_a_printed_file_is_missing_only_when_the_directory_surely_lacks_it(tmp_path, monkeypatch):
+    (tmp_path / "0001_x.sql").write_bytes(b"")
+    assert migrations._present(tmp_path, "0001_x.sql")
+    assert not migrations._present(tmp_path, "0002_y.sql")
+    assert not migrations._present(tmp_path / "0001_x.sql", "below.sql")  # NotADirectoryError
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(migrations.os, "lstat", denied)
+    assert migrations._present(tmp_path, "0002_y.sql")  # cannot tell: not reported missing
+
+
 def test_hidden_files_are_never_opened(make_project, monkeypatch):
     opened = []
     real = rules._Directory.read
@@ -382,7 +415,10 @@ def described(project: Path) -> list[tuple[str, int, str, str, str]]:
     return [(v.file, v.line, v.rule, v.what, v.next_step) for v in err.value.violations]
 
 
-UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
+UNREADABLE = (
+    "check its permissions (and those of the directories above it) for the user you run as, "
+    "or restore it (git checkout -- FILE restores a committed one)"
+)
 
 
 @pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
