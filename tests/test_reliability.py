@@ -24,58 +24,31 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from printed import Gate, write_printed
+from printed import Gate
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from server_choice import tcp_address
+from workspace import Workspace as SharedWorkspace
+from workspace import clean
 
 from leaddb import catalog, compose, migrations, platforms, runner
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
 from leaddb.errors import BackendError
 
-PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
 MIGRATIONS = Path("api/db/migrations")
 WAIT = 60  # seconds: the bound of every polling loop
 
 
-class Workspace:
-    """A copy of the project, run through ``python -m invoke`` with its own LEADDB_STATE_DIR."""
+class Workspace(SharedWorkspace):
+    """A copy of the project (tests/workspace.py) with its own LEADDB_STATE_DIR, on the local backend."""
 
     def __init__(self, project_dir: Path) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="leaddb-rel-"))
-        for name in PROJECT_FILES:
-            shutil.copy(project_dir / name, self.root / name)
-        shutil.copytree(project_dir / "api", self.root / "api")
-        shutil.copytree(project_dir / "docs", self.root / "docs")  # db.drift checks the diagram
+        super().__init__(project_dir, prefix="leaddb-rel-", env={}, docs=True)  # db.drift checks the diagram
         self.state = self.root / "state"  # made private (0700; as root 0710 root:postgres) on first use
+        self.env.update({"LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"})
         self.gate = Gate(f"leaddb_gate_{secrets.token_hex(4)}")
-        self.root.chmod(0o755)
-        self.env = {**os.environ, "LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"}
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "invoke", *args]
-
-    def __call__(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.argv(*args),
-            cwd=self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.argv(*args),
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
     @property
     def backend(self) -> LocalBackend:
@@ -83,10 +56,6 @@ class Workspace:
 
     def conninfo(self, dbname: str | None = None) -> str:
         return self.backend.conninfo(dbname)
-
-    def write(self, name: str, content: str | bytes) -> Path:
-        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
-        return write_printed(self.root, name, content)
 
     def gated_migration(self, name: str, table: str) -> Path:
         """A migration that creates ``table``, then holds its transaction open until the test
@@ -108,18 +77,12 @@ class Workspace:
     def remove(self) -> None:
         self.gate.release()  # its role goes with the cluster
         self("db.down")
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().remove()
 
 
 def compliant(name: str, body: str) -> str:
     """A migration following the spec's file rules: the header naming it, then one transaction."""
     return f"-- migration: {MIGRATIONS.as_posix()}/{name}\nBEGIN;\n{body}COMMIT;\n"
-
-
-def clean(result: subprocess.CompletedProcess) -> str:
-    """The user-facing output, checked to carry no traceback."""
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    return result.stderr
 
 
 def relations(conninfo: str) -> set[str]:
@@ -306,29 +269,73 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
 }
 
 
-@pytest.mark.needs_pg_binaries
-@pytest.mark.parametrize("case", REFUSED_BEFORE_ANYTHING_RUNS, ids=list(REFUSED_BEFORE_ANYTHING_RUNS))
-def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
-    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
-    before = catalog.snapshot_of(scratch.conninfo())
+def write_case(ws: Workspace, files: dict[str, str | bytes | None]) -> None:
     for name, content in files.items():
         if content is None:  # written, not printed: a guarded dynamic CREATE ROLE … SUPERUSER
-            (scratch.root / MIGRATIONS / name).write_text(
+            (ws.root / MIGRATIONS / name).write_text(
                 compliant(name, "DO $$\nBEGIN\n    EXECUTE 'CREATE ROLE probe_r SUPERUSER';\nEND\n$$;\n"),
                 encoding="utf-8",
                 newline="\n",
             )
         else:
-            scratch.write(name, content)
-    result = scratch("db.apply")
+            ws.write(name, content)
+
+
+def check_refusal(result: subprocess.CompletedProcess, expected: list[str]) -> None:
     assert result.returncode == 1, result.stdout
     message = clean(result)
     for fragment in expected:
         assert fragment in message, (fragment, message)
     assert len(message.strip().splitlines()) <= 7  # one message, not a dump
-    # nothing ran: not even the valid files before it were sent again, and no object appeared
-    assert "apply:" not in result.stdout
+    assert "apply:" not in result.stdout  # not even the valid files before it were sent again
+
+
+# end to end (a child `invoke db.apply` against a running cluster): a parser's refusal and a
+# file refused by two rules (printed in the spec, schema only); the rest of the cases in process
+REFUSED_END_TO_END = ["syntax error", "a file the spec does not print"]
+
+
+@pytest.mark.needs_pg_binaries
+@pytest.mark.parametrize("case", REFUSED_END_TO_END)
+def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
+    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
+    before = catalog.snapshot_of(scratch.conninfo())
+    write_case(scratch, files)
+    check_refusal(scratch("db.apply"), expected)
+    # nothing ran: no object appeared
     assert catalog.snapshot_of(scratch.conninfo()) == before
+
+
+@pytest.fixture(scope="module")
+def offline(project_dir):
+    """A workspace whose tasks run in this process and never get a server: its state directory
+    must never be made (a refusal before anything runs starts nothing)."""
+    ws = Workspace(project_dir)
+    yield ws
+    assert not ws.state.exists()
+    shutil.rmtree(ws.root, ignore_errors=True)
+
+
+@pytest.fixture
+def refusing(offline):
+    spec = (offline.root / SPEC).read_text(encoding="utf-8")
+    originals = set((offline.root / MIGRATIONS).iterdir())
+    yield offline
+    for path in set((offline.root / MIGRATIONS).iterdir()) - originals:
+        path.unlink()
+    (offline.root / SPEC).write_text(spec, encoding="utf-8", newline="\n")
+
+
+@pytest.mark.parametrize("case", [c for c in REFUSED_BEFORE_ANYTHING_RUNS if c not in REFUSED_END_TO_END])
+def test_every_rule_refuses_db_apply_before_a_server_is_touched(refusing, case):
+    """Each rule's case through db.apply's own argument handling, checks and message (the task
+    run in process): one message naming file, line and rule, exit 1, and nothing started, not
+    even the local cluster. tests/unit/test_rules.py (and test_scope, test_printed) prove each
+    rule's verdict in detail; the end-to-end cases above prove a refusal changes no server."""
+    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
+    write_case(refusing, files)
+    check_refusal(refusing.in_process("db.apply"), expected)
+    assert not refusing.state.exists()
 
 
 FAILING_ON_THE_SERVER = {
