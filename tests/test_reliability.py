@@ -442,15 +442,14 @@ def test_spec_without_a_declaration_exits_2_citing_the_heading(scratch):
     assert scratch.backend.cluster.is_running()  # the refused reset removed nothing
 
 
-@pytest.mark.needs_pg_binaries
-def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
+def test_two_contradicting_declarations_exit_2_naming_both_lines(refusing):
     edit_spec(
-        scratch,
+        refusing,
         "- Migrations directory: `api/db/migrations`\n",
         "- Migrations directory: `api/db/migrations`\n- Migrations directory: `db/migrations`\n",
     )
-    first = spec_line(scratch, "Migrations directory: `api/db/migrations`")
-    result = scratch("db.apply")
+    first = spec_line(refusing, "Migrations directory: `api/db/migrations`")
+    result = refusing.in_process("db.apply")
     assert result.returncode == 2
     message = clean(result)
     assert "contradicting migrations directories" in message
@@ -458,19 +457,18 @@ def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
     assert f"`db/migrations` at line {first + 1}" in message
 
 
-@pytest.mark.needs_pg_binaries
 @pytest.mark.parametrize("task", ["db.drift", "db.apply", "db.introspect", "db.status"])
-def test_spec_block_naming_a_missing_file_is_refused_by_every_task(scratch, task):
+def test_spec_block_naming_a_missing_file_is_refused_by_every_task(refusing, task):
     """Verbatim both ways: the block names a file that is not there, and the file it was is not
     printed. Refused like any rule, before a server is asked anything (it was SCHEMA_DRIFT, from
     db.drift only)."""
     edit_spec(
-        scratch,
+        refusing,
         "-- migration: api/db/migrations/0007_invoices.sql",
         "-- migration: api/db/migrations/0007_invoicing.sql",
     )
-    line = spec_line(scratch, "-- migration: api/db/migrations/0007_invoicing.sql")
-    result = scratch(task)
+    line = spec_line(refusing, "-- migration: api/db/migrations/0007_invoicing.sql")
+    result = refusing.in_process(task)
     assert result.returncode == 1, result.stdout
     message = clean(result)
     assert message.startswith("2 violations of the migration rules; nothing was applied:\n"), message
@@ -482,17 +480,17 @@ def test_spec_block_naming_a_missing_file_is_refused_by_every_task(scratch, task
         '  - api/db/migrations/0007_invoicing.sql: rule "printed in the spec": printed in the spec '
         f'({SPEC}:{line} (section "Migrations")), but there is no such file\n'
     ) in message
+    assert not refusing.state.exists()  # no server was asked anything
 
 
-@pytest.mark.needs_pg_binaries
-def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(scratch):
-    path = scratch.root / SPEC
+def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(refusing):
+    path = refusing.root / SPEC
     lines = path.read_text(encoding="utf-8").split("\n")
     closing = max(i for i, line in enumerate(lines) if line.strip() == "```")
     opening = max(i for i, line in enumerate(lines[:closing]) if line.strip() == "```sql")
     del lines[closing]
     path.write_text("\n".join(lines), encoding="utf-8", newline="\n")
-    result = scratch("db.drift")
+    result = refusing.in_process("db.drift")
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(
