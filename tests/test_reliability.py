@@ -818,10 +818,20 @@ def test_read_only_data_directory_is_a_clear_start_failure(workspace):
     assert workspace("db.apply").returncode == 0  # writable again: it starts
 
 
-def test_unwritable_state_directory_is_a_clear_message(workspace):
+@pytest.fixture
+def unstarted(project_dir):
+    """A workspace whose tasks run in process and must start no cluster (so none to stop)."""
+    ws = Workspace(project_dir)
+    yield ws
+    assert not list(ws.root.rglob("postmaster.pid")), "a cluster was started"
+    SharedWorkspace.remove(ws)
+
+
+def test_unwritable_state_directory_is_a_clear_message(unstarted):
+    workspace = unstarted
     blocker = workspace.root / "not-a-directory"
     blocker.write_bytes(b"a file where the state directory should go\n")
-    result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
+    result = workspace.in_process("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(
@@ -910,11 +920,12 @@ def test_missing_postgres_binaries_name_what_to_install(workspace):
 
 
 @pytest.mark.parametrize("task", ["db.reset", "db.down", "db.apply"])
-def test_a_state_directory_without_the_marker_is_never_touched(workspace, task):
+def test_a_state_directory_without_the_marker_is_never_touched(unstarted, task):
+    workspace = unstarted
     foreign = workspace.backend.state_dir / "cluster"  # the state directory made as the tool does
     foreign.mkdir()
     (foreign / "precious.txt").write_bytes(b"not yours\n")
-    result = workspace(task)
+    result = workspace.in_process(task)
     assert result.returncode == 1
     message = clean(result)
     assert f"{foreign} exists but has no {MARKER} marker: it was not created by this tool" in message

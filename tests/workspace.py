@@ -82,7 +82,7 @@ class Workspace:
             text=True,
         )
 
-    def in_process(self, *args: str) -> subprocess.CompletedProcess:
+    def in_process(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         """The task run here, as ``invoke`` runs it: exit code, stdout and stderr captured, the
         environment and working directory as the child would have them, restored afterwards."""
         if self._tasks is None:
@@ -95,7 +95,8 @@ class Workspace:
         out, err = io.StringIO(), io.StringIO()
         bugs = self.root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
         bugs.mkdir(mode=0o700, exist_ok=True)
-        changes = {k: v for k, v in self.env.items() if os.environ.get(k) != v}
+        wanted = {**self.env, **(env or {})}
+        changes = {k: v for k, v in wanted.items() if os.environ.get(k) != v}
         with (
             environment(changes),
             mock.patch.object(tempfile, "tempdir", str(bugs)),
