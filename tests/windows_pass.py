@@ -10,18 +10,19 @@ a file may be listed only when, read with ``ast``, it
 * imports no module of the standard library the view changes or that reaches the platform
   (:data:`PLATFORM_MODULES`: ``os``, ``sys``, ``signal``, ``subprocess``, ``shutil``, ``tempfile``...),
   nor ``invoke``, ``docker``, ``tasks`` or the Windows view (a task, a child process, the engine);
-* imports from ``leaddb`` only modules whose own source names no platform API
-  (:data:`PLATFORM_NAMES`: ``platforms``, ``locks``, ``statedir``, ``signal``, ``subprocess``,
-  ``os.open``, ``sys.platform``...), and from ``tests/`` only helpers that pass this same rule;
+* imports from ``leaddb`` only code that names no platform API (:data:`PLATFORM_NAMES`:
+  ``platforms``, ``locks``, ``statedir``, ``signal``, ``subprocess``, ``os.open``,
+  ``sys.platform``...), itself or through the leaddb code it names in turn (a module: its source
+  and every leaddb module it imports; ``from leaddb.m import f``: f's body and the leaddb names in
+  it), but for :data:`READ_THE_CHECKOUT`; and from ``tests/`` only helpers that pass this rule;
 * asks for no fixture that hands it the file system or a patch (``tmp_path``, ``monkeypatch``...):
   files are read through leaddb's readers, which open them differently on Windows.
 
 Such a file tests SQL through psycopg, or text and data in memory: the same on every platform.
 A file that passes the rule is either listed here or in :data:`KEPT_UNDER_WINDOWS` (with the
 reason it runs anyway), so a new test file is always classified; a file that fails the rule
-runs under Windows, and the static test says what it touches. The rule reads imports and, for
-``from leaddb.m import f``, f's own body, not what f calls in turn: a listed file's reason says
-what it calls.
+runs under Windows, and the static test says what it touches. The rule reads names, not
+values (a function passed around, ``getattr``), so a listed file's reason says what it calls.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ PROJECT = TESTS.parent
 SAME_UNDER_WINDOWS = {
     "tests/test_constraints.py": "SQL through psycopg against the migrated schema: the spec's constraints",
     "tests/test_formats_property.py": "SQL through psycopg: the formats' CHECKs against generated values",
-    "tests/test_load.py": "8 writers (threads: the view leaves them as they are) through psycopg",
+    "tests/test_load.py": "8 writers (threads, which the view leaves) through psycopg; figures by pathlib",
     "tests/test_docker_logs.py": "the container's boot log parsed from text in memory (bootlog)",
     "tests/test_requirements.py": "reads the repository's requirement files and pyproject.toml as text",
     "tests/test_secret_file.py": "secret values parsed from text in memory",
