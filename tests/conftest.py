@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import server_choice
+import windows_pass
 from platform_marks import skip_off_platform, windows_semantics
 
 from leaddb import compose, janitor, migrations, statedir
@@ -102,6 +103,23 @@ def pytest_sessionstart(session):
     if reporter is not None and config.get_verbosity() < 0 and not config.getoption("no_header"):
         for line in (config.stash[CHOICE].header, *config.stash[WINDOWS_SEMANTICS]):
             reporter.write_line(line)  # -q hides the header, not these lines
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under Windows semantics (.ci/run's second pass) the whole suite is collected, then the tests
+    Windows semantics cannot change are deselected: tests/windows_pass.py says which, and why."""
+    if not config.stash[WINDOWS_SEMANTICS]:
+        return
+    same = [item for item in items if windows_pass.deselected(item.path)]
+    if same:
+        config.hook.pytest_deselected(items=same)
+        items[:] = [item for item in items if not windows_pass.deselected(item.path)]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"windows semantics: {len(same)} tests deselected, the same on every platform "
+                "(tests/windows_pass.py: SQL through psycopg, text and data in memory)"
+            )
 
 
 def pytest_runtest_setup(item):

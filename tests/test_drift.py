@@ -307,18 +307,54 @@ BROKEN = ["garbage", "not UTF-8", "truncated", "a JSON list", "no snapshot", "a 
 BROKEN += ["another key", "empty", "directory", pytest.param("fifo", marks=pytest.mark.posix_only("a FIFO"))]
 
 
+class StandIn:
+    """A backend whose server is stood in for (the build and the server key, stubbed below)."""
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        return f"dbname={dbname}"
+
+
+@pytest.fixture
+def stood_in(monkeypatch, expected) -> list[str]:
+    """The expected schema "built" from the real one, each build counted; a fixed server key."""
+    builds = []
+    key = {"server_version_num": "150000", "version": "PostgreSQL 15"}
+
+    def build(spec, backend):
+        builds.append(backend.conninfo("postgres"))
+        return expected
+
+    monkeypatch.setattr(drift, "server_key", lambda conninfo: dict(key))
+    monkeypatch.setattr(drift, "expected_snapshot", build)
+    return builds
+
+
 @pytest.mark.parametrize("how", BROKEN)
-def test_a_broken_cache_entry_is_rebuilt_never_an_error(server, spec, expected, cache_dir, how):
-    drift.cached_expected_snapshot(spec, server)
+def test_a_broken_cache_entry_is_rebuilt_never_an_error(spec, expected, cache_dir, stood_in, how):
+    """Every broken form of an entry is read as a miss, built again and replaced (the server stood
+    in for: what is proved is the reading of the entry; tests/unit/test_drift_cache.py has the
+    parser's shapes, the end-to-end case below a real server)."""
+    backend = StandIn()
+    drift.cached_expected_snapshot(spec, backend)
     (entry,) = entries(cache_dir)
     _break_entry(entry, how)
-    again = drift.cached_expected_snapshot(spec, server)
-    assert again.snapshot == expected
+    again = drift.cached_expected_snapshot(spec, backend)
+    assert again.snapshot == expected and len(stood_in) == 2
     if how == "directory":  # cannot be replaced by a file: used uncached
         assert again.source.startswith("built; not cached: cannot write in")
     else:
         assert again.source == "built and cached"
-        assert drift.cached_expected_snapshot(spec, server).source == "from the cache"
+        assert drift.cached_expected_snapshot(spec, backend).source == "from the cache"
+        assert len(stood_in) == 2
+
+
+def test_a_broken_cache_entry_is_rebuilt_on_the_server(server, spec, expected, cache_dir):
+    drift.cached_expected_snapshot(spec, server)
+    (entry,) = entries(cache_dir)
+    _break_entry(entry, "truncated")
+    again = drift.cached_expected_snapshot(spec, server)
+    assert (again.source, again.snapshot) == ("built and cached", expected)
+    assert drift.cached_expected_snapshot(spec, server).source == "from the cache"
 
 
 @pytest.mark.posix_only("symbolic links need a privilege on Windows, and O_NOFOLLOW is POSIX")

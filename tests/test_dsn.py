@@ -7,6 +7,9 @@ Docker container, LEADDB_TEST_DSN's): the suite's own connection sets the scene 
 sessions), the tasks connect over TCP with passwords, as a role of the scene's own. A gated
 migration waits inside the server on a row of pg_database the test holds (shared by every
 database; tests/printed.py), so the gate works on a server in a container as on one on this host.
+Refusals whose proof is the message and an unchanged server run the task in process
+(``workspace.in_process``: the same argument handling, checks and message as ``invoke``); the
+builds, swaps, kills and races run ``python -m invoke`` as users do.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from server_choice import owned_elsewhere
+from workspace import Workspace, clean
 
 from leaddb import janitor, migrations, platforms
 from leaddb.backends import database
@@ -38,60 +42,12 @@ from leaddb.backends.dsn import NEW_SUFFIX, OLD_SUFFIX, DsnBackend, lock_key, si
 from leaddb.backends.local import free_port
 from leaddb.errors import BackendError
 
-PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
-
-
-class Workspace:
-    """A copy of the project, run through ``python -m invoke``."""
-
-    def __init__(self, project_dir: Path) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="leaddb-dsn-"))
-        for name in PROJECT_FILES:
-            shutil.copy(project_dir / name, self.root / name)
-        shutil.copytree(project_dir / "api", self.root / "api")
-        self.root.chmod(0o755)
-        self.env = {**os.environ, "INVOKE_DB_BACKEND": "dsn"}
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "invoke", *args]
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.argv(*args), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.argv(*args),
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def write(self, name: str, content: str) -> Path:
-        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
-        return printed.write_printed(self.root, name, content)
-
-    def files(self) -> list[migrations.Migration]:
-        return migrations.load(self.root)
-
 
 @pytest.fixture
 def workspace(project_dir):
-    ws = Workspace(project_dir)
+    ws = Workspace(project_dir, prefix="leaddb-dsn-", env={"INVOKE_DB_BACKEND": "dsn"})
     yield ws
-    shutil.rmtree(ws.root, ignore_errors=True)
-
-
-def clean(result: subprocess.CompletedProcess, *secrets_: str) -> str:
-    """The user-facing output, checked to carry no traceback and no secret."""
-    text = result.stdout + result.stderr
-    assert "Traceback" not in text, result.stderr
-    for secret in secrets_:
-        assert secret not in text
-    return result.stderr
+    ws.remove()
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -338,7 +294,7 @@ def test_a_refused_reset_has_ended_no_session_and_changed_nothing(scene, migrati
 def test_a_role_without_createdb_is_refused_before_anything_is_dropped(scene, workspace):
     role, password = scene.role("nocreate", "NOCREATEDB")
     scene.create(owner=role, marked=False)
-    result = workspace("db.reset", "--dsn", scene.dsn(role, password), "--force")
+    result = workspace.in_process("db.reset", "--dsn", scene.dsn(role, password), "--force")
     assert result.returncode == 1, result.stdout
     message = clean(result, password)
     assert message.startswith(
@@ -356,7 +312,7 @@ def test_a_database_of_another_role_is_refused_before_anything_is_created(scene,
     keeper, _ = scene.role("keeper")
     scene.create(owner=keeper)  # marked: the marker alone does not make it droppable
     for flags in ((), ("--force",)):
-        result = workspace("db.reset", "--dsn", scene.dsn(role, password), *flags)
+        result = workspace.in_process("db.reset", "--dsn", scene.dsn(role, password), *flags)
         assert result.returncode == 1, result.stdout
         message = clean(result, password)
         assert f"database '{scene.dbname}' on user={role} password=*** " in message
@@ -368,19 +324,19 @@ def test_a_database_of_another_role_is_refused_before_anything_is_created(scene,
 
 def test_a_database_not_created_by_this_tool_needs_force(scene, workspace):
     scene.create(marked=False)
-    refused = workspace("db.reset", "--dsn", scene.dsn())
+    refused = workspace.in_process("db.reset", "--dsn", scene.dsn())
     assert refused.returncode == 1
     assert clean(refused).startswith(f"database '{scene.dbname}' on ")
     assert "was not created by this tool" in refused.stderr and "pass --force" in refused.stderr
     assert scene.precious() == ["still here"]
-    forced = workspace("db.reset", "--dsn", scene.dsn(), "--force")
+    forced = workspace.in_process("db.reset", "--dsn", scene.dsn(), "--force")
     assert forced.returncode == 0, forced.stderr
     assert scene.databases() == {scene.dbname} and scene.marked()
 
 
 @pytest.mark.parametrize("dbname", ["postgres", "template1", "template0"])
 def test_the_servers_own_databases_are_refused(scene, workspace, dbname):
-    result = workspace("db.reset", "--dsn", scene.dsn(dbname=dbname), "--force")
+    result = workspace.in_process("db.reset", "--dsn", scene.dsn(dbname=dbname), "--force")
     assert result.returncode == 1
     assert clean(result).startswith(f"refusing to recreate the '{dbname}' database")
 
@@ -393,7 +349,7 @@ def test_applies_never_go_into_the_servers_own_databases(scene, workspace, task,
     dsn = f"postgresql://{scene.admin}:{scene.password}@{scene.host}:{scene.port}"
     if target != "no dbname":
         dsn += f"/{target}"
-    result = workspace(task, "--dsn", dsn)
+    result = workspace.in_process(task, "--dsn", dsn)
     assert result.returncode == 1, result.stdout + result.stderr
     named = "names no database" if target == "no dbname" else f"names '{target}'"
     database = "postgres" if target == "no dbname" else target
@@ -893,13 +849,13 @@ def test_unreachable_server_and_wrong_password_are_one_message_each(scene, works
         (wrong, scene.admin, scene.host, "password authentication failed"),
     ):
         for task in ("db.reset", "db.apply"):
-            result = workspace(task, "--dsn", dsn)
+            result = workspace.in_process(task, "--dsn", dsn)
             assert result.returncode == 1, (task, result.stdout)
             message = clean(result, "s3cret-nowhere", "wrong-" + scene.password[:6])
             assert message.startswith(f"cannot connect to user={user} password=*** dbname="), message
             assert reason in message and f"host={host}" in message
             assert any(f"next step: {hint}" in message for hint in hints[reason]), message
-    down = workspace("db.down", "--dsn", nowhere)  # down touches nothing, so it needs no server
+    down = workspace.in_process("db.down", "--dsn", nowhere)  # down touches nothing, so it needs no server
     assert down.returncode == 0 and "is not ours to stop; nothing done" in down.stdout
     assert scene.databases() == set()
 

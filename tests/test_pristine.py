@@ -21,14 +21,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from workspace import Workspace
 
 from leaddb import bench, statedir
 from leaddb.backends import local
 from leaddb.backends.local import LocalBackend, Pristine
 
 pytestmark = pytest.mark.needs_pg_binaries  # every test here runs the local backend's own cluster
-
-PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
 
 @pytest.fixture
@@ -239,27 +238,14 @@ program.run(["invoke", *sys.argv[3:]])
 """
 
 
-class Checkout:
-    """A copy of the project whose state directory is on a disk (the issue's case), run as a user does."""
+class Checkout(Workspace):
+    """A copy of the project (tests/workspace.py) whose state directory is on a disk (the issue's
+    case), run as a user does."""
 
     def __init__(self, project_dir: Path) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="leaddb-crash-"))
-        for name in PROJECT_FILES:
-            shutil.copy(project_dir / name, self.root / name)
-        shutil.copytree(project_dir / "api", self.root / "api")
-        self.root.chmod(0o755)
+        super().__init__(project_dir, prefix="leaddb-crash-", env={"INVOKE_DB_BACKEND": "local"})
         self.state = self.root / "state"
-        self.env = {**os.environ, statedir.STATE_DIR_ENV: str(self.state), "INVOKE_DB_BACKEND": "local"}
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        self.env[statedir.STATE_DIR_ENV] = str(self.state)
 
     def crash(self, step: str, sig: int, *task: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -288,7 +274,7 @@ def crash_checkout(project_dir):
     checkout = Checkout(project_dir)
     yield checkout
     checkout("db.down")
-    shutil.rmtree(checkout.root, ignore_errors=True)
+    checkout.remove()
 
 
 # (the task killed, the step it is killed at, the signal, the task that must then recover); the

@@ -24,58 +24,31 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from printed import Gate, write_printed
+from printed import Gate
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from server_choice import tcp_address
+from workspace import Workspace as SharedWorkspace
+from workspace import clean
 
 from leaddb import catalog, compose, migrations, platforms, runner
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
 from leaddb.errors import BackendError
 
-PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 SPEC = "Technical-Architecture-Specification.md"
 MIGRATIONS = Path("api/db/migrations")
 WAIT = 60  # seconds: the bound of every polling loop
 
 
-class Workspace:
-    """A copy of the project, run through ``python -m invoke`` with its own LEADDB_STATE_DIR."""
+class Workspace(SharedWorkspace):
+    """A copy of the project (tests/workspace.py) with its own LEADDB_STATE_DIR, on the local backend."""
 
     def __init__(self, project_dir: Path) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="leaddb-rel-"))
-        for name in PROJECT_FILES:
-            shutil.copy(project_dir / name, self.root / name)
-        shutil.copytree(project_dir / "api", self.root / "api")
-        shutil.copytree(project_dir / "docs", self.root / "docs")  # db.drift checks the diagram
+        super().__init__(project_dir, prefix="leaddb-rel-", env={}, docs=True)  # db.drift checks the diagram
         self.state = self.root / "state"  # made private (0700; as root 0710 root:postgres) on first use
+        self.env.update({"LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"})
         self.gate = Gate(f"leaddb_gate_{secrets.token_hex(4)}")
-        self.root.chmod(0o755)
-        self.env = {**os.environ, "LEADDB_STATE_DIR": str(self.state), "INVOKE_DB_BACKEND": "local"}
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "invoke", *args]
-
-    def __call__(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.argv(*args),
-            cwd=self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.argv(*args),
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
     @property
     def backend(self) -> LocalBackend:
@@ -83,10 +56,6 @@ class Workspace:
 
     def conninfo(self, dbname: str | None = None) -> str:
         return self.backend.conninfo(dbname)
-
-    def write(self, name: str, content: str | bytes) -> Path:
-        """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
-        return write_printed(self.root, name, content)
 
     def gated_migration(self, name: str, table: str) -> Path:
         """A migration that creates ``table``, then holds its transaction open until the test
@@ -108,18 +77,12 @@ class Workspace:
     def remove(self) -> None:
         self.gate.release()  # its role goes with the cluster
         self("db.down")
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().remove()
 
 
 def compliant(name: str, body: str) -> str:
     """A migration following the spec's file rules: the header naming it, then one transaction."""
     return f"-- migration: {MIGRATIONS.as_posix()}/{name}\nBEGIN;\n{body}COMMIT;\n"
-
-
-def clean(result: subprocess.CompletedProcess) -> str:
-    """The user-facing output, checked to carry no traceback."""
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    return result.stderr
 
 
 def relations(conninfo: str) -> set[str]:
@@ -306,29 +269,73 @@ REFUSED_BEFORE_ANYTHING_RUNS = {
 }
 
 
-@pytest.mark.needs_pg_binaries
-@pytest.mark.parametrize("case", REFUSED_BEFORE_ANYTHING_RUNS, ids=list(REFUSED_BEFORE_ANYTHING_RUNS))
-def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
-    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
-    before = catalog.snapshot_of(scratch.conninfo())
+def write_case(ws: Workspace, files: dict[str, str | bytes | None]) -> None:
     for name, content in files.items():
         if content is None:  # written, not printed: a guarded dynamic CREATE ROLE … SUPERUSER
-            (scratch.root / MIGRATIONS / name).write_text(
+            (ws.root / MIGRATIONS / name).write_text(
                 compliant(name, "DO $$\nBEGIN\n    EXECUTE 'CREATE ROLE probe_r SUPERUSER';\nEND\n$$;\n"),
                 encoding="utf-8",
                 newline="\n",
             )
         else:
-            scratch.write(name, content)
-    result = scratch("db.apply")
+            ws.write(name, content)
+
+
+def check_refusal(result: subprocess.CompletedProcess, expected: list[str]) -> None:
     assert result.returncode == 1, result.stdout
     message = clean(result)
     for fragment in expected:
         assert fragment in message, (fragment, message)
     assert len(message.strip().splitlines()) <= 7  # one message, not a dump
-    # nothing ran: not even the valid files before it were sent again, and no object appeared
-    assert "apply:" not in result.stdout
+    assert "apply:" not in result.stdout  # not even the valid files before it were sent again
+
+
+# end to end (a child `invoke db.apply` against a running cluster): a parser's refusal and a
+# file refused by two rules (printed in the spec, schema only); the rest of the cases in process
+REFUSED_END_TO_END = ["syntax error", "a file the spec does not print"]
+
+
+@pytest.mark.needs_pg_binaries
+@pytest.mark.parametrize("case", REFUSED_END_TO_END)
+def test_unreadable_migration_is_refused_before_anything_runs(scratch, case):
+    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
+    before = catalog.snapshot_of(scratch.conninfo())
+    write_case(scratch, files)
+    check_refusal(scratch("db.apply"), expected)
+    # nothing ran: no object appeared
     assert catalog.snapshot_of(scratch.conninfo()) == before
+
+
+@pytest.fixture(scope="module")
+def offline(project_dir):
+    """A workspace whose tasks run in this process and never get a server: its state directory
+    must never be made (a refusal before anything runs starts nothing)."""
+    ws = Workspace(project_dir)
+    yield ws
+    assert not ws.state.exists()
+    shutil.rmtree(ws.root, ignore_errors=True)
+
+
+@pytest.fixture
+def refusing(offline):
+    spec = (offline.root / SPEC).read_text(encoding="utf-8")
+    originals = set((offline.root / MIGRATIONS).iterdir())
+    yield offline
+    for path in set((offline.root / MIGRATIONS).iterdir()) - originals:
+        path.unlink()
+    (offline.root / SPEC).write_text(spec, encoding="utf-8", newline="\n")
+
+
+@pytest.mark.parametrize("case", [c for c in REFUSED_BEFORE_ANYTHING_RUNS if c not in REFUSED_END_TO_END])
+def test_every_rule_refuses_db_apply_before_a_server_is_touched(refusing, case):
+    """Each rule's case through db.apply's own argument handling, checks and message (the task
+    run in process): one message naming file, line and rule, exit 1, and nothing started, not
+    even the local cluster. tests/unit/test_rules.py (and test_scope, test_printed) prove each
+    rule's verdict in detail; the end-to-end cases above prove a refusal changes no server."""
+    files, expected = REFUSED_BEFORE_ANYTHING_RUNS[case]
+    write_case(refusing, files)
+    check_refusal(refusing.in_process("db.apply"), expected)
+    assert not refusing.state.exists()
 
 
 FAILING_ON_THE_SERVER = {
@@ -435,15 +442,14 @@ def test_spec_without_a_declaration_exits_2_citing_the_heading(scratch):
     assert scratch.backend.cluster.is_running()  # the refused reset removed nothing
 
 
-@pytest.mark.needs_pg_binaries
-def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
+def test_two_contradicting_declarations_exit_2_naming_both_lines(refusing):
     edit_spec(
-        scratch,
+        refusing,
         "- Migrations directory: `api/db/migrations`\n",
         "- Migrations directory: `api/db/migrations`\n- Migrations directory: `db/migrations`\n",
     )
-    first = spec_line(scratch, "Migrations directory: `api/db/migrations`")
-    result = scratch("db.apply")
+    first = spec_line(refusing, "Migrations directory: `api/db/migrations`")
+    result = refusing.in_process("db.apply")
     assert result.returncode == 2
     message = clean(result)
     assert "contradicting migrations directories" in message
@@ -451,19 +457,18 @@ def test_two_contradicting_declarations_exit_2_naming_both_lines(scratch):
     assert f"`db/migrations` at line {first + 1}" in message
 
 
-@pytest.mark.needs_pg_binaries
 @pytest.mark.parametrize("task", ["db.drift", "db.apply", "db.introspect", "db.status"])
-def test_spec_block_naming_a_missing_file_is_refused_by_every_task(scratch, task):
+def test_spec_block_naming_a_missing_file_is_refused_by_every_task(refusing, task):
     """Verbatim both ways: the block names a file that is not there, and the file it was is not
     printed. Refused like any rule, before a server is asked anything (it was SCHEMA_DRIFT, from
     db.drift only)."""
     edit_spec(
-        scratch,
+        refusing,
         "-- migration: api/db/migrations/0007_invoices.sql",
         "-- migration: api/db/migrations/0007_invoicing.sql",
     )
-    line = spec_line(scratch, "-- migration: api/db/migrations/0007_invoicing.sql")
-    result = scratch(task)
+    line = spec_line(refusing, "-- migration: api/db/migrations/0007_invoicing.sql")
+    result = refusing.in_process(task)
     assert result.returncode == 1, result.stdout
     message = clean(result)
     assert message.startswith("2 violations of the migration rules; nothing was applied:\n"), message
@@ -475,17 +480,17 @@ def test_spec_block_naming_a_missing_file_is_refused_by_every_task(scratch, task
         '  - api/db/migrations/0007_invoicing.sql: rule "printed in the spec": printed in the spec '
         f'({SPEC}:{line} (section "Migrations")), but there is no such file\n'
     ) in message
+    assert not refusing.state.exists()  # no server was asked anything
 
 
-@pytest.mark.needs_pg_binaries
-def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(scratch):
-    path = scratch.root / SPEC
+def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(refusing):
+    path = refusing.root / SPEC
     lines = path.read_text(encoding="utf-8").split("\n")
     closing = max(i for i, line in enumerate(lines) if line.strip() == "```")
     opening = max(i for i, line in enumerate(lines[:closing]) if line.strip() == "```sql")
     del lines[closing]
     path.write_text("\n".join(lines), encoding="utf-8", newline="\n")
-    result = scratch("db.drift")
+    result = refusing.in_process("db.drift")
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(
@@ -813,10 +818,20 @@ def test_read_only_data_directory_is_a_clear_start_failure(workspace):
     assert workspace("db.apply").returncode == 0  # writable again: it starts
 
 
-def test_unwritable_state_directory_is_a_clear_message(workspace):
+@pytest.fixture
+def unstarted(project_dir):
+    """A workspace whose tasks run in process and must start no cluster (so none to stop)."""
+    ws = Workspace(project_dir)
+    yield ws
+    assert not list(ws.root.rglob("postmaster.pid")), "a cluster was started"
+    SharedWorkspace.remove(ws)
+
+
+def test_unwritable_state_directory_is_a_clear_message(unstarted):
+    workspace = unstarted
     blocker = workspace.root / "not-a-directory"
     blocker.write_bytes(b"a file where the state directory should go\n")
-    result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
+    result = workspace.in_process("db.reset", env={"LEADDB_STATE_DIR": str(blocker / "state")})
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(
@@ -905,11 +920,12 @@ def test_missing_postgres_binaries_name_what_to_install(workspace):
 
 
 @pytest.mark.parametrize("task", ["db.reset", "db.down", "db.apply"])
-def test_a_state_directory_without_the_marker_is_never_touched(workspace, task):
+def test_a_state_directory_without_the_marker_is_never_touched(unstarted, task):
+    workspace = unstarted
     foreign = workspace.backend.state_dir / "cluster"  # the state directory made as the tool does
     foreign.mkdir()
     (foreign / "precious.txt").write_bytes(b"not yours\n")
-    result = workspace(task)
+    result = workspace.in_process(task)
     assert result.returncode == 1
     message = clean(result)
     assert f"{foreign} exists but has no {MARKER} marker: it was not created by this tool" in message

@@ -395,7 +395,7 @@ def test_an_extra_without_a_lock_is_named():
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('    _install(session, "test")\n', "", "session tests does not call _install"),
+        ('    _install(session, "test", bytecode=True)\n', "", "session tests does not call _install"),
         (
             '_install(session, "lint")',
             '_install(session, "docs")',
