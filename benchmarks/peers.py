@@ -20,15 +20,17 @@ server settings. Every apply starts from an empty database created just before i
 - ``fast``: ``invoke db.reset --fast``; ``dropdb --force`` + ``createdb -T`` the same template;
 - ``reset``: ``invoke db.reset --backend local``; a bash floor (initdb with our arguments,
   ``pg_ctl -w start``, createdb, psql per file) on the same storage;
-- ``scale``: 1,000 generated files: ``invoke db.apply`` on a generated project, dbmate,
-  psql per file;
-- ``big`` (not run unless named): ``invoke db.apply`` on 9,999 generated files;
+- ``scale``: 1,000 generated files (each printed in the generated spec): ``invoke db.apply``
+  on a generated project, dbmate, one psql session (``-f`` per file), psql per file;
+- ``big`` (not run unless named): ``invoke db.apply`` on 9,999 generated files, one psql session;
 - ``imports``: ``python -X importtime -c "import tasks"`` and the floor, top imports;
 - ``docker``: where a Docker engine answers, the storage its data root is on.
 
 Prints medians, run counts, min/max, ratios (ours / peer), the load average at start and
 end, and the issue's goals (reported, never exit-coded); writes JSON, Markdown and a PNG
-to ``benchmarks/results/``. Compare ratios within one run: the machine is shared.
+to ``benchmarks/results/``, each naming the run (``run_name``: date, commit, rounds, load);
+``--readme`` writes its tables between the markers of README.md and benchmarks/README.md.
+Compare ratios within one run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -366,6 +368,62 @@ class Report:
     imports: dict = field(default_factory=dict)
     docker: dict | None = None
     notes: list[str] = field(default_factory=list)
+    run: str = ""  # the run's name (run_name): every table rendered from it carries it
+
+
+def run_name(report: Report) -> str:
+    """What names one run wherever its figures go: its date, the commit measured (``+``: with
+    uncommitted changes), the rounds and the 1-minute load average from start to end."""
+    loads = [report.load.get("start"), *report.load.get("rounds", []), report.load.get("end")]
+    ones = [values[0] for values in loads if values]
+    load = f"{min(ones):.2f}–{max(ones):.2f}" if ones else "unknown"
+    return (
+        f"peers run {report.date}, commit {report.machine.get('commit') or 'unknown'}, "
+        f"{report.runs} interleaved runs, 1-minute load {load}"
+    )
+
+
+RUN_LINE = "Run: "  # the first line of every rendered table block: "Run: <run_name>"
+BEGIN, END = "<!-- peers run: begin -->", "<!-- peers run: end -->"
+READMES = ("README.md", "benchmarks/README.md")
+
+
+def named_runs(text: str) -> list[str]:
+    """The run named by each block between BEGIN and END in ``text`` (its ``Run:`` line)."""
+    names = []
+    for block in text.split(BEGIN)[1:]:
+        inside = block.split(END, 1)[0].strip().splitlines()
+        names.append(
+            inside[0][len(RUN_LINE) :].strip("` ") if inside and inside[0].startswith(RUN_LINE) else ""
+        )
+    return names
+
+
+def figures_outside_runs(text: str) -> list[str]:
+    """Lines of a peers table (``| work | …`` rows and the goals) outside every named block."""
+    outside = []
+    for n, chunk in enumerate(text.split(BEGIN)):
+        rest = chunk if n == 0 else chunk.split(END, 1)[-1] if END in chunk else ""
+        outside += [line for line in rest.splitlines() if line.startswith(PEERS_TABLE_HEADERS)]
+    return outside
+
+
+PEERS_TABLE_HEADERS = (
+    "| work | contender |",
+    "| goal | limit | measured |",
+    "| work | ours, whole command |",
+)
+
+
+def replace_runs(text: str, block: list[str]) -> str:
+    """``text`` with every named block's content replaced by ``block``."""
+    parts = text.split(BEGIN)
+    out = [parts[0]]
+    for chunk in parts[1:]:
+        if END not in chunk:
+            raise PeersError(f"a `{BEGIN}` without its `{END}`")
+        out.append(BEGIN + "\n" + "\n".join(block) + "\n" + END + chunk.split(END, 1)[1])
+    return "".join(out)
 
 
 def cache_dir() -> Path:
@@ -1168,7 +1226,7 @@ def summarise(report: Report) -> dict[str, Stat]:
 
 def print_report(report: Report, stats: dict[str, Stat]) -> list[str]:
     """The tables on the console, and the same as Markdown lines for benchmarks/README.md."""
-    md: list[str] = []
+    md: list[str] = [f"{RUN_LINE}`{report.run}`", ""]
     by_group: dict[str, list[dict]] = {}
     for c in report.contenders:
         by_group.setdefault(c["group"], []).append(c)
@@ -1208,7 +1266,7 @@ def print_report(report: Report, stats: dict[str, Stat]) -> list[str]:
             md.append(f"| {group} | " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
         table(f"{group}", headers, rows, right={2, 3, 4, 5, 6, 7})
     goal_rows = [[g["goal"], g["limit"], g["measured"], g["status"]] for g in report.goals]
-    table("goals (issue 13; reported, not exit-coded)", ["goal", "limit", "measured", "status"], goal_rows)
+    table("goals (issue 19; reported, not exit-coded)", ["goal", "limit", "measured", "status"], goal_rows)
     md += ["", "| goal | limit | measured | status |", "|---|---|---|---|"]
     md += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in goal_rows]
     if report.imports:
@@ -1419,6 +1477,7 @@ def run(args: argparse.Namespace) -> Report:
         report.load["end"] = _load()
         report.notes += harness.notes
         harness.close()
+    report.run = run_name(report)
     return report
 
 
@@ -1444,6 +1503,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=BIG_FILES,
         help="files in the big group (default 9999, the most NNNN_ allows)",
+    )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help=f"write this run's tables into {' and '.join(READMES)} (between their {BEGIN} markers)",
     )
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds any one program may take (default 300)"
@@ -1481,6 +1545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text, encoding="utf-8", newline="\n")
     say(f"results: {stem.with_suffix('.json')}, .md and .png")
+    if args.readme:
+        for name in READMES:
+            path = ROOT / name
+            path.write_text(
+                replace_runs(path.read_text(encoding="utf-8"), markdown), encoding="utf-8", newline="\n"
+            )
+        say(f"{' and '.join(READMES)}: the tables between {BEGIN} and {END} are this run's ({report.run})")
     return 0
 
 
