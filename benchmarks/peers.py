@@ -388,24 +388,27 @@ BEGIN, END = "<!-- peers run: begin -->", "<!-- peers run: end -->"
 READMES = ("README.md", "benchmarks/README.md")
 
 
+def _blocks(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``text`` split at its markers (each a line of its own): what precedes the first, then
+    (inside, after) per block; a BEGIN without its END is an error."""
+    parts = re.split(rf"^{re.escape(BEGIN)}$", text, flags=re.MULTILINE)
+    blocks = []
+    for chunk in parts[1:]:
+        inside = re.split(rf"^{re.escape(END)}$", chunk, maxsplit=1, flags=re.MULTILINE)
+        if len(inside) != 2:
+            raise PeersError(f"a `{BEGIN}` line without its `{END}` line")
+        blocks.append((inside[0], inside[1]))
+    return parts[0], blocks
+
+
 def named_runs(text: str) -> list[str]:
     """The run named by each block between BEGIN and END in ``text`` (its ``Run:`` line)."""
     names = []
-    for block in text.split(BEGIN)[1:]:
-        inside = block.split(END, 1)[0].strip().splitlines()
-        names.append(
-            inside[0][len(RUN_LINE) :].strip("` ") if inside and inside[0].startswith(RUN_LINE) else ""
-        )
+    for inside, _ in _blocks(text)[1]:
+        lines = inside.strip().splitlines()
+        first = lines[0] if lines else ""
+        names.append(first[len(RUN_LINE) :].strip("` ") if first.startswith(RUN_LINE) else "")
     return names
-
-
-def figures_outside_runs(text: str) -> list[str]:
-    """Lines of a peers table (``| work | …`` rows and the goals) outside every named block."""
-    outside = []
-    for n, chunk in enumerate(text.split(BEGIN)):
-        rest = chunk if n == 0 else chunk.split(END, 1)[-1] if END in chunk else ""
-        outside += [line for line in rest.splitlines() if line.startswith(PEERS_TABLE_HEADERS)]
-    return outside
 
 
 PEERS_TABLE_HEADERS = (
@@ -415,15 +418,18 @@ PEERS_TABLE_HEADERS = (
 )
 
 
+def figures_outside_runs(text: str) -> list[str]:
+    """Lines of a peers table (``| work | …`` rows and the goals) outside every named block."""
+    before, blocks = _blocks(text)
+    outside = [before, *(after for _, after in blocks)]
+    return [line for part in outside for line in part.splitlines() if line.startswith(PEERS_TABLE_HEADERS)]
+
+
 def replace_runs(text: str, block: list[str]) -> str:
     """``text`` with every named block's content replaced by ``block``."""
-    parts = text.split(BEGIN)
-    out = [parts[0]]
-    for chunk in parts[1:]:
-        if END not in chunk:
-            raise PeersError(f"a `{BEGIN}` without its `{END}`")
-        out.append(BEGIN + "\n" + "\n".join(block) + "\n" + END + chunk.split(END, 1)[1])
-    return "".join(out)
+    before, blocks = _blocks(text)
+    content = "\n" + "\n".join(block) + "\n"
+    return before + "".join(f"{BEGIN}{content}{END}{after}" for _, after in blocks)
 
 
 def cache_dir() -> Path:
@@ -726,11 +732,11 @@ class Harness:
         (``bench.generated_project``), this checkout's compose file and tasks.py."""
         if count not in self.projects:
             project = self.work / f"project-{count}"
-            bench.generated_project(project, count)
+            files = bench.generated_project(project, count)
             for name in ("docker-compose.yml", "tasks.py", ".env"):
                 if (ROOT / name).is_file():
                     shutil.copyfile(ROOT / name, project / name)
-            self.projects[count] = (project, migrations.load(project))
+            self.projects[count] = (project, files)
         return self.projects[count]
 
     def spec_refused(self, project: Path) -> bool:

@@ -74,3 +74,9 @@ def test_the_readmes_benchmark_tables_are_one_named_run():
         outside += [f"{name}: {line}" for line in peers.figures_outside_runs(text)]
     assert all(names) and len(set(names)) == 1, f"the tables name more than one run (or none): {names}"
     assert outside == [], "peers tables outside the run's markers (not from the named run)"
+
+
+def test_a_marker_named_in_prose_is_not_a_block():
+    text = f"the `{peers.BEGIN}` / `end` markers\n{peers.BEGIN}\nRun: `a`\n{peers.END}\n"
+    assert peers.named_runs(text) == ["a"]
+    assert peers.replace_runs(text, ["Run: `b`"]).startswith(f"the `{peers.BEGIN}` / `end` markers\n")
