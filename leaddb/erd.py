@@ -16,9 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg.rows import dict_row
-
-from leaddb.catalog import SCHEMA, connect, query
+from leaddb.catalog import SCHEMA, connect, read_all
 from leaddb.errors import LeadDbError
 
 MARKDOWN_PATH = Path("docs/schema.md")
@@ -84,18 +82,16 @@ class Model:
 
 def read(conninfo: str, schema: str = SCHEMA) -> Model:
     """The diagram's content from the catalog (catalog queries only)."""
-    params = {"schema": schema}
     from leaddb import waits  # a read that waits on a locked table is reported and bounded
 
-    with (
-        waits.watched(conninfo, "reading the diagram from the catalog", connect=connect) as conn,
-        conn.cursor(row_factory=dict_row) as cur,
-    ):
-        tables = [r["name"] for r in cur.execute(query("tables"), params).fetchall()]
-        columns = cur.execute(query("columns"), params).fetchall()
-        keys = cur.execute(query("key_columns"), params).fetchall()
-        enums = cur.execute(query("enums"), params).fetchall()
-    return build(tables, columns, keys, enums)
+    with waits.watched(conninfo, "reading the diagram from the catalog", connect=connect) as conn:
+        return read_on(conn, schema)
+
+
+def read_on(conn, schema: str = SCHEMA) -> Model:
+    """:func:`read` on an open session (one round trip)."""
+    tables, columns, keys, enums = read_all(conn, ["tables", "columns", "key_columns", "enums"], schema)
+    return build([r["name"] for r in tables], columns, keys, enums)
 
 
 def build(tables: list[str], columns: list[dict], keys: list[dict], enums: list[dict]) -> Model:

@@ -189,9 +189,9 @@ def apply(
             for migration in migrations:
                 file_started = time.perf_counter()
                 notices.clear()
-                doing[0] = migration.display(project_dir)
+                doing[0] = migration.display(project_dir)  # once a file: it costs a path's parse
                 if pipeline and migration.single_transaction:
-                    _apply_in_one_round_trip(conn, migration, reapply, project_dir, watcher)
+                    _apply_in_one_round_trip(conn, migration, reapply, project_dir, watcher, doing[0])
                 else:
                     _apply_statement_by_statement(conn, migration, reapply, project_dir, watcher)
                 watcher.idle()
@@ -286,11 +286,12 @@ def _apply_in_one_round_trip(
     reapply: bool,
     project_dir: Path | None,
     watcher: waits.Watcher,
+    shown: str,
 ) -> None:
-    """Pipeline the file's statements, then the session reset, with one sync (module docstring)."""
+    """Pipeline the file's statements, then the session reset, with one sync (module docstring).
+    ``shown``: the file as messages name it."""
     pgconn, encoding = conn.pgconn, conn.info.encoding
     queries = [s.sql for s in migration.statements] + [RESET_SESSION]
-    shown = migration.display(project_dir)
     pgconn.enter_pipeline_mode()
     for sql in queries:
         pgconn.send_query_params(sql.encode(encoding), None)

@@ -198,12 +198,17 @@ UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def drift_check(options: Options) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import catalog, drift, migrations
+    from leaddb import catalog, drift, erd, migrations
 
     started = time.perf_counter()
     migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
     backend = _started(options)
-    spec, live, expected = _live_and_spec(backend, options)
+    spec = Spec.load(options.project_dir / SPEC_FILENAME)
+    # the schema and the diagram's model in one session, each in one round trip
+    what = "reading the schema and the diagram from the catalog"
+    with waits.watched(backend.conninfo(), what, connect=catalog.connect) as conn:
+        live, model = catalog.snapshot(conn), erd.read_on(conn)
+    expected = drift.cached_expected_snapshot(spec, backend)
     _check_drift(live, expected.snapshot)
     took, compared = seconds(time.perf_counter() - started), len(expected.snapshot.objects)
     say(f"drift: none ({compared} objects compared in {took}; the spec's schema {expected.source})")
@@ -222,18 +227,20 @@ def drift_check(options: Options) -> None:
         listing = "\n".join(f"  - {d.describe(SCHEMA_DUMP.name)}" for d in stale)
         raise SchemaDrift(f"{SCHEMA_DUMP.as_posix()} is stale:\n{listing}", hint=hint)
     say(f"schema dump: {SCHEMA_DUMP.as_posix()} is up to date")
-    check_diagram(backend.conninfo(), options.project_dir)
+    check_diagram(backend.conninfo(), options.project_dir, model)
 
 
-def check_diagram(conninfo: str, project_dir: Path) -> None:
-    """The committed docs/schema.md must be the diagram of the live schema."""
+def check_diagram(conninfo: str, project_dir: Path, model=None) -> None:
+    """The committed docs/schema.md must be the diagram of the live schema (``model``: read
+    already, or read here)."""
     from leaddb import erd
 
     path = project_dir / erd.MARKDOWN_PATH
     hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
     if not path.is_file():
         raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
-    model = erd.read(conninfo)
+    if model is None:
+        model = erd.read(conninfo)
     current = erd.markdown(model)
     with file_errors("read", erd.MARKDOWN_PATH.as_posix()):
         committed = path.read_bytes()

@@ -72,7 +72,7 @@ def test_goals_not_measured_are_said_so_not_passed():
     assert by_goal["invoke db.apply whole ≤ (floor + in-process) + 10%"].met is False
     unmeasured = [g for g in rows if g.met is None]
     assert unmeasured and all(g.status.startswith("not measured") for g in unmeasured)
-    assert len(rows) == len(peers.TASK_BUDGETS) + 7
+    assert len(rows) == len(peers.TASK_BUDGETS) + 6
 
 
 # -- what the commands print about themselves ----------------------------------------------
