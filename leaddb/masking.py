@@ -85,6 +85,10 @@ def _written(dsn: str, *, readable: bool) -> set[str]:
         colon, at = rest.find(":"), rest.rfind("@")
         if 0 <= colon < at:  # user:secret@ (conservatively up to the last @: a secret may hold one)
             found.add(rest[colon + 1 : at])
+        elif colon >= 0 and at < 0:  # host:port, or user:secret whose "@" went missing
+            port = re.split(r"[/?#]", rest[colon + 1 :], maxsplit=1)[0]
+            if not re.fullmatch(r"[0-9,\s]*", port):  # not a port: taken for a secret
+                found.add(port)
     return found
 
 

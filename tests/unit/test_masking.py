@@ -116,6 +116,7 @@ def messages(dsn: str, tmp: Path) -> list[str]:
 @example(case=("p@ss word", "postgresql://app:p@ss word@db.example/leadgen"))
 @example(case=('it\'s "quoted"', "host=x password='it\\'s \"quoted\"' dbname=d"))
 @example(case=("a=b c=d", "host=x password=a=b c=d"))
+@example(case=("0000000000 0000000000", "postgresql://app:0000000000 0000000000db.example:5432/leadgen junk"))
 def test_no_message_holds_the_password_or_a_word_of_it(case, tmp_path_factory):
     secret, dsn = case
     note(f"dsn={dsn!r}")
