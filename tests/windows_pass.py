@@ -48,7 +48,7 @@ SAME_UNDER_WINDOWS = {
 }
 
 KEPT_UNDER_WINDOWS: dict[str, str] = {
-    "tests/unit/test_paths.py": "paths.shown cuts the project's prefix at os.sep, which is Windows' own there",
+    "tests/unit/test_paths.py": "paths.shown cuts the project's prefix at os.sep (Windows' own there)",
 }
 
 # leaddb code that reads files of the checkout only (the spec, the migrations as shipped): their
