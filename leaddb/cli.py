@@ -36,13 +36,7 @@ MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should n
 MAX_RUNS = 100_000  # resets per bench: at ~1 s each, more than a day
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"  # the docker backend reads it (backends/docker/bootlog.py)
 
-# What each task leaves when Ctrl-C stops it, and the next step.
-BUILT = {
-    "local": "the local cluster",
-    "docker": "the container and its volume",
-    "dsn": "the new database built beside the old one (the old one is unchanged)",
-    "auto": "what was being built (local cluster, container and volume, or database)",
-}
+# What each task leaves when Ctrl-C stops it, and the next step ({built}: the backend's ``built``).
 LEFT_BEHIND: dict[str, tuple[str, str]] = {
     "reset": ("{built} may be half-created", "`invoke db.reset` recreates it"),
     "apply": (
@@ -78,7 +72,9 @@ def interrupted(task: str, backend: str = "auto", stop: BaseException | None = N
     left: the task's usual state, then what the code it stopped in said (its notes: the
     statement it cancelled, the session it ended)."""
     state, step = LEFT_BEHIND.get(task, ("the task stopped part-way", "run it again"))
-    state = state.format(built=BUILT.get(backend, BUILT["auto"]))
+    from leaddb import backends  # light: it imports a backend's module only when one is chosen
+
+    state = state.format(built=backends.built_by(backend))
     notes = "".join(f"\n  {note}" for note in getattr(stop, "__notes__", ()))
     if isinstance(stop, Stopped):
         return Interrupted(

@@ -69,3 +69,17 @@ def test_every_backend_states_its_capabilities_and_implements_the_interface():
         assert not getattr(cls, "__abstractmethods__", None), cls
         assert cls.capabilities.owns_server is (cls is not DsnBackend)
     assert DockerBackend.capabilities.floor_boot and not LocalBackend.capabilities.floor_boot
+
+
+def test_every_registered_backend_is_one_line_and_its_class_says_the_rest():
+    """Adding a backend is its module plus one ``REGISTERED`` line: ``NAMES``, ``select`` and
+    the Ctrl-C message's words come from that line and the class."""
+    from leaddb import backends
+
+    assert backends.NAMES == ("auto", *backends.REGISTERED)
+    for name, where in backends.REGISTERED.items():
+        module, _, cls_name = where.partition(":")
+        cls = getattr(__import__(module, fromlist=[cls_name]), cls_name)
+        assert issubclass(cls, Backend) and cls.name == name, where
+        assert isinstance(cls.built, str) and cls.built, where
+        assert backends.built_by(name) == cls.built

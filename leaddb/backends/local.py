@@ -106,30 +106,34 @@ class ClusterState:
     dbname: str
 
 
-def _server_user_ids() -> tuple[int, int]:
-    ids = statedir.server_ids()
-    if ids is None:
+def run_program(
+    argv: list[str], what: str, *, timeout: float, late: str, tail, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL program (initdb, pg_ctl) to its end: a timeout (``late`` says what it
+    means, then the server log's ``tail()``) or a program that cannot be run is one BackendError."""
+    try:
+        return subprocess.run(argv, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired:
         raise BackendError(
-            f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
-            hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
-            "or run the task as an unprivileged user",
-        )
-    return ids
+            f"{late}{tail()}", hint="see the server log above; `invoke db.down` removes the cluster"
+        ) from None
+    except PermissionError as exc:
+        raise BackendError(f"{what}: cannot run {argv[0]}: {exc}") from None
 
 
 def _run_captured(argv: list[str], what: str, timeout: float, tail, **kwargs) -> subprocess.CompletedProcess:
     """A program that leaves nothing running behind (initdb, pg_ctl stop), output captured."""
-    try:
-        done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, **kwargs
-        )
-    except subprocess.TimeoutExpired:
-        raise BackendError(
-            f"{what} did not finish within {timeout:.0f} s{tail()}",
-            hint="see the server log above; `invoke db.down` cleans up",
-        ) from None
-    except PermissionError as exc:
-        raise BackendError(f"{what}: cannot run {argv[0]}: {exc}") from None
+    done = run_program(
+        argv,
+        what,
+        timeout=timeout,
+        late=f"{what} did not finish within {timeout:.0f} s",
+        tail=tail,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
     if done.returncode != 0:
         output = (done.stderr or done.stdout).strip()
         raise BackendError(
@@ -209,7 +213,7 @@ class Pristine:
 
     def build(self) -> None:
         """``initdb`` into a tombstone, moved into place whole; the caller holds the exclusive lock."""
-        ids = _server_user_ids() if statedir.running_as_root() else None
+        ids = statedir.server_ids(required=True)
         staging = statedir.new_tombstone(self.home, "pristine")
         if ids:
             platforms.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
@@ -375,7 +379,7 @@ class Cluster:
         """A new cluster from the pristine: built in a tombstone nobody else can enter (marker,
         data, settings, state), handed to the server user, then renamed into place; the
         password is still the pristine's until :meth:`set_password`."""
-        ids = _server_user_ids() if self.run_as_other_user else None
+        ids = statedir.server_ids(required=True) if self.run_as_other_user else None
         state_dir = self.root.parent
         staging = statedir.new_tombstone(state_dir, "cluster")
         statedir.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
@@ -385,7 +389,7 @@ class Cluster:
             error = failed.args[0] if isinstance(failed, _CopyFailed) else OSError(failed.args[0][0][2])
             shutil.rmtree(staging, ignore_errors=True)  # not left to fill the disk until the next reset
             raise error from None
-        socket_dir = "" if platforms.IS_WINDOWS else str(self._make_socket_dir(staging))
+        socket_dir = str(self._make_socket_dir(staging)) if platforms.server_sockets_are_files() else ""
         state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
         self._write_settings(state, staging / "data")
         self._write_state(state, staging)
@@ -475,14 +479,15 @@ class Cluster:
         ]
         io = platforms.background_start_io(output)
         try:
-            done = subprocess.run(argv, timeout=timeout + 10, **io, **self._as_server_user())
-        except subprocess.TimeoutExpired:
-            raise BackendError(
-                f"the local PostgreSQL server was not ready within {timeout:.0f} s{self._log_tail(log_from)}",
-                hint="see the server log above; `invoke db.down` removes the cluster",
-            ) from None
-        except PermissionError as exc:
-            raise BackendError(f"starting the local PostgreSQL server: cannot run {argv[0]}: {exc}") from None
+            done = run_program(
+                argv,
+                "starting the local PostgreSQL server",
+                timeout=timeout + 10,
+                late=f"the local PostgreSQL server was not ready within {timeout:.0f} s",
+                tail=lambda: self._log_tail(log_from),
+                **io,
+                **self._as_server_user(),
+            )
         finally:
             io["stdout"].close()
         if done.returncode != 0:
@@ -565,7 +570,7 @@ class Cluster:
         pid = self._postmaster_lock()[0]
         if pid is None:
             return False
-        if not platforms.IS_WINDOWS and not self._is_our_postmaster(pid):
+        if platforms.can_identify_postmaster() and not self._is_our_postmaster(pid):
             return False  # a stale postmaster.pid: its pid is gone, or now another process's
         if not self.is_running():
             return False
@@ -624,7 +629,8 @@ def _stop_buried_server(tomb: Path) -> bool:
 
 class LocalBackend(Backend):
     name = "local"
-    capabilities = Capabilities(owns_server=True, cached_init=True)
+    capabilities = Capabilities(owns_server=True, cached_init=True, fresh_boot_goal=1.8)
+    built = "the local cluster"
 
     def __init__(self, project_dir: Path, state_dir: Path | None = None) -> None:
         super().__init__(project_dir)
@@ -665,7 +671,7 @@ class LocalBackend(Backend):
             self.cluster.check_owned()
             initdb = find_binary("initdb")  # first: a missing binary must leave the old cluster be
             if self.cluster.run_as_other_user:
-                _server_user_ids()
+                statedir.server_ids(required=True)
             with report.phase("remove"):
                 statedir.clear_tombstones(state_dir, _stop_buried_server)
                 self.cluster.remove()
