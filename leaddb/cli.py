@@ -154,6 +154,11 @@ def _backend_named(args, kwargs) -> str:
         return "auto"
 
 
+def _notes(exc: BaseException) -> str:
+    """What the code an exception passed through added to it (e.g. where verify's reports are)."""
+    return "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+
+
 def _bug_report(task: str, exc: BaseException, dsn: str = "") -> Exit:
     """An exception no check anticipated: a bug here, not a mistake of the user's. The
     traceback goes to a file (the user may have typed a password into the command line)."""
@@ -167,7 +172,7 @@ def _bug_report(task: str, exc: BaseException, dsn: str = "") -> Exit:
         where = "the traceback could not be written to the temporary directory"
     summary = _scrubbed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300], dsn)
     return Exit(
-        f"internal error in db.{task}: {summary}\n"
+        f"internal error in db.{task}: {summary}{_scrubbed(_notes(exc), dsn)}\n"
         f"  this is a bug in leaddb, not in your input; {where}\n"
         "  next step: report it with that file and the command you ran",
         EXIT_FAILURE,
@@ -194,7 +199,7 @@ def boundary(body):
             raise
         except OSError as exc:  # a file, a disk, a socket: the user's environment, not a bug
             failure = file_error(exc, "use")
-            raise Exit(_scrubbed(str(failure), dsn), failure.exit_code) from None
+            raise Exit(_scrubbed(str(failure) + _notes(exc), dsn), failure.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - reported as a bug, with the traceback in a file
             raise _bug_report(task, exc, dsn) from None
 

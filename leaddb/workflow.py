@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 from leaddb import cli, console, paths, waits
 from leaddb.console import say, seconds
 from leaddb.errors import (
+    EXIT_FAILURE,
     BenchmarkTargetMissed,
     LeadDbError,
     NonIdempotentMigration,
     SchemaDrift,
     Stopped,
+    file_error,
     file_errors,
 )
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -462,6 +464,11 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
             )
             say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
             break
+        except Exception as exc:  # an error no check expected (a bug, the OS): recorded, then raised
+            code, why = _unexpected(exc)
+            results.append(report.StepResult(name, time.perf_counter() - started, False, code, why))
+            exc.add_note(_stopped_reports(results, report_dir, backend.name, name, options, "failed"))
+            raise
         results.append(report.StepResult(name, time.perf_counter() - started, True))
         bench_result = outcome.get("bench")
         if name == "bench" and bench_result is not None and bench_result.outcome != "pass":
@@ -486,16 +493,28 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     return results
 
 
-def _stopped_reports(results: list, report_dir: Path, backend: str, step: str, options: Options) -> str:
-    """The reports of a verify that was stopped in ``step``: what they and the pipeline say."""
+def _unexpected(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one line ``leaddb.cli.boundary`` gives an exception no check
+    expected: an ``OSError`` is the user's environment, anything else a bug."""
+    if isinstance(exc, OSError):
+        failure = file_error(exc, "use")
+        return failure.exit_code, str(failure)
+    return EXIT_FAILURE, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _stopped_reports(
+    results: list, report_dir: Path, backend: str, step: str, options: Options, how: str = "stopped"
+) -> str:
+    """The reports of a verify that was stopped in ``step`` (or ``how``: failed there without a
+    check expecting it): what they and the pipeline say."""
     from leaddb import report
 
     try:
         paths = report.write(results, report_dir, backend=backend)
     except OSError as exc:
-        return f"verify stopped in its {step} step; the reports could not be written ({exc.strerror or exc})"
+        return f"verify {how} in its {step} step; the reports could not be written ({exc.strerror or exc})"
     shown = " and ".join(_shown(path, options) for path in paths)
-    return f"verify stopped in its {step} step, which {shown} record as stopped; no later step ran"
+    return f"verify {how} in its {step} step, which {shown} record as {how}; no later step ran"
 
 
 def lint_migrations(options: Options) -> None:
