@@ -153,7 +153,7 @@ class _Backend:
     def describe(self) -> str:
         return "a stand-in backend"
 
-    def lock(self, task: str):
+    def lock(self, task: str, *, shared: bool = False):
         from contextlib import nullcontext
 
         return nullcontext()

@@ -7,15 +7,24 @@ from __future__ import annotations
 import errno
 import json
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 
 import pytest
 
-from leaddb import cli, workflow
+from leaddb import cli, migrations, workflow
 from leaddb.errors import EXIT_FAILURE, Interrupted, SchemaDrift, Stopped
 
 
 class _Backend:
     name = "local"
+
+    def __init__(self) -> None:
+        self.locks: list[str] = []
+
+    @contextmanager
+    def lock(self, task: str, *, shared: bool = False):
+        self.locks.append(task)
+        yield
 
 
 def _bug():
@@ -48,15 +57,18 @@ CASES = {
 
 def _verify(tmp_path, monkeypatch, raised):
     ran = []
-    monkeypatch.setattr(workflow, "_select", lambda options: _Backend())
-    monkeypatch.setattr(workflow, "reset", lambda options: ran.append("apply"))
+    backend = _Backend()
+    monkeypatch.setattr(workflow, "_select", lambda options: backend)
+    monkeypatch.setattr(migrations, "load", lambda project_dir: [])
+    monkeypatch.setattr(workflow, "reset", lambda options, held: ran.append(("apply", held)))
 
-    def reapply(options):
+    def reapply(options, held):
+        assert held is backend and backend.locks == ["db.verify"]  # verify's one lock, held for the step
         ran.append("reapply")
         raise raised()
 
     monkeypatch.setattr(workflow, "reapply", reapply)
-    monkeypatch.setattr(workflow, "introspect", lambda options: ran.append("introspect"))
+    monkeypatch.setattr(workflow, "introspect", lambda options, held: ran.append("introspect"))
     options = workflow.Options(backend="local", project_dir=tmp_path)
     return ran, options
 
@@ -67,7 +79,7 @@ def test_whatever_stops_a_step_the_reports_say_which_and_why(case, tmp_path, mon
     ran, options = _verify(tmp_path, monkeypatch, raised)
     with pytest.raises(kind) as stopped:
         workflow.verify(options, report_dir=tmp_path / "reports")
-    assert ran == ["apply", "reapply"]  # no later step ran
+    assert [r if isinstance(r, str) else r[0] for r in ran] == ["apply", "reapply"]  # no later step ran
     document = json.loads((tmp_path / "reports" / "verify.json").read_text(encoding="utf-8"))
     assert document["ok"] is False and document["backend"] == "local"
     assert [(s["name"], s["ok"]) for s in document["steps"]] == [("apply", True), ("reapply", False)]
