@@ -306,7 +306,8 @@ def status(
     options: Options, *, json_path: Path | None = None, detail: bool = False, held: Backend | None = None
 ):
     """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
-    from leaddb import migrations
+    from leaddb import catalog, migrations  # noqa: F401 - the rooms it uses, loaded before the lock's session
+    from leaddb import status as schema_status  # noqa: F401
 
     files = migrations.load(options.project_dir)
     with _reading(options, "db.status", held) as backend:
