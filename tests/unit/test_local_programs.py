@@ -1,4 +1,4 @@
-"""The local backend's one way to run a PostgreSQL program (initdb, pg_ctl): a timeout or a
+"""The local cluster's one way to run a PostgreSQL program (initdb, pg_ctl): a timeout or a
 program that cannot be run is one BackendError; and the server user, asked once."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import sys
 import pytest
 
 from leaddb import platforms, statedir
-from leaddb.backends import local
+from leaddb.backends import cluster
 from leaddb.errors import BackendError
 
 
 def test_a_program_that_runs_too_long_is_one_message_with_the_log_tail():
     with pytest.raises(BackendError) as late:
-        local.run_program(
+        cluster.run_program(
             [sys.executable, "-c", "import time; time.sleep(30)"],
             "initdb",
             timeout=0.5,
@@ -34,14 +34,14 @@ def test_a_program_that_cannot_be_run_is_one_message_naming_it(tmp_path):
     program.write_bytes(b"")
     program.chmod(0o600)  # not executable
     with pytest.raises(BackendError) as refused:
-        local.run_program([str(program)], "starting the server", timeout=5, late="", tail=lambda: "")
+        cluster.run_program([str(program)], "starting the server", timeout=5, late="", tail=lambda: "")
     assert str(refused.value).startswith(f"starting the server: cannot run {program}: ")
 
 
 def test_both_callers_go_through_it(monkeypatch):
     calls = []
-    monkeypatch.setattr(local, "run_program", lambda argv, what, **kw: calls.append(what) or _done())
-    local._run_captured(["initdb"], "initdb", 5, lambda: "")
+    monkeypatch.setattr(cluster, "run_program", lambda argv, what, **kw: calls.append(what) or _done())
+    cluster.run_captured(["initdb"], "initdb", 5, lambda: "")
     assert calls == ["initdb"]
 
 
