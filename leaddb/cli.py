@@ -36,13 +36,7 @@ MAX_SCALE = 100_000  # files per generated schema: a typo's extra zeros should n
 MAX_RUNS = 100_000  # resets per bench: at ~1 s each, more than a day
 BOOT_TIMEOUT_ENV = "LEADDB_DOCKER_BOOT_TIMEOUT"  # the docker backend reads it (backends/docker/bootlog.py)
 
-# What each task leaves when Ctrl-C stops it, and the next step.
-BUILT = {
-    "local": "the local cluster",
-    "docker": "the container and its volume",
-    "dsn": "the new database built beside the old one (the old one is unchanged)",
-    "auto": "what was being built (local cluster, container and volume, or database)",
-}
+# What each task leaves when Ctrl-C stops it, and the next step ({built}: the backend's ``built``).
 LEFT_BEHIND: dict[str, tuple[str, str]] = {
     "reset": ("{built} may be half-created", "`invoke db.reset` recreates it"),
     "apply": (
@@ -78,7 +72,9 @@ def interrupted(task: str, backend: str = "auto", stop: BaseException | None = N
     left: the task's usual state, then what the code it stopped in said (its notes: the
     statement it cancelled, the session it ended)."""
     state, step = LEFT_BEHIND.get(task, ("the task stopped part-way", "run it again"))
-    state = state.format(built=BUILT.get(backend, BUILT["auto"]))
+    from leaddb import backends  # light: it imports a backend's module only when one is chosen
+
+    state = state.format(built=backends.built_by(backend))
     notes = "".join(f"\n  {note}" for note in getattr(stop, "__notes__", ()))
     if isinstance(stop, Stopped):
         return Interrupted(
@@ -158,6 +154,11 @@ def _backend_named(args, kwargs) -> str:
         return "auto"
 
 
+def _notes(exc: BaseException) -> str:
+    """What the code an exception passed through added to it (e.g. where verify's reports are)."""
+    return "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+
+
 def _bug_report(task: str, exc: BaseException, dsn: str = "") -> Exit:
     """An exception no check anticipated: a bug here, not a mistake of the user's. The
     traceback goes to a file (the user may have typed a password into the command line)."""
@@ -171,7 +172,7 @@ def _bug_report(task: str, exc: BaseException, dsn: str = "") -> Exit:
         where = "the traceback could not be written to the temporary directory"
     summary = _scrubbed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300], dsn)
     return Exit(
-        f"internal error in db.{task}: {summary}\n"
+        f"internal error in db.{task}: {summary}{_scrubbed(_notes(exc), dsn)}\n"
         f"  this is a bug in leaddb, not in your input; {where}\n"
         "  next step: report it with that file and the command you ran",
         EXIT_FAILURE,
@@ -198,7 +199,7 @@ def boundary(body):
             raise
         except OSError as exc:  # a file, a disk, a socket: the user's environment, not a bug
             failure = file_error(exc, "use")
-            raise Exit(_scrubbed(str(failure), dsn), failure.exit_code) from None
+            raise Exit(_scrubbed(str(failure) + _notes(exc), dsn), failure.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - reported as a bug, with the traceback in a file
             raise _bug_report(task, exc, dsn) from None
 

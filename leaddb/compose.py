@@ -1,12 +1,10 @@
 """Read the ``postgres`` service of ``docker-compose.yml`` as Compose would.
 
 One source of truth: image, environment, volumes, ports, health check and command
-come from the compose file. ``.env`` is read with python-dotenv (quotes, ``export``,
-inline ``# comments`` and escapes, as Compose documents them); values in ``.env`` and in
-the compose file are interpolated by Compose's documented rules: ``$VAR``, ``${VAR}``,
-``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``,
-``${VAR:+replacement}``, ``${VAR+replacement}``, nested forms and ``$$``. The process
-environment wins over ``.env``, as in Compose.
+come from the compose file. ``.env`` is read as Compose reads it (``leaddb/envfile.py``);
+values in ``.env`` and in the compose file are interpolated by Compose's documented rules
+(``leaddb/interpolation.py``).
+The process environment wins over ``.env``, as in Compose.
 
 Whatever the file holds, reading it ends in a ``PostgresService`` or in one
 ``ComposeError`` naming the file and line: never a traceback.
@@ -14,327 +12,41 @@ Whatever the file holds, reading it ends in a ``PostgresService`` or in one
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import os
 import re
-import reprlib
 import shlex
-import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import yaml
-from dotenv.parser import parse_stream
 
-from leaddb import platforms
-from leaddb.errors import LeadDbError, excerpt
+from leaddb.envfile import (  # noqa: F401 - MAX_FILE_BYTES, read_dotenv: the compose file's too
+    MAX_FILE_BYTES,
+    read_dotenv,
+    read_dotenv_bindings,
+    read_text,
+)
+from leaddb.errors import ComposeError, excerpt
+from leaddb.interpolation import (  # noqa: F401 - MAX_*, interpolate: the compose file's limits and engine
+    DOTENV_FILENAME,
+    MAX_NESTING,
+    MAX_VALUE,
+    InterpolationError,
+    Lookup,
+    Variable,
+    interpolate,
+)
+from leaddb.interpolation import Made as _Made
+from leaddb.interpolation import expand as _expand
+from leaddb.interpolation import quoted as _quoted
 
 COMPOSE_FILENAME = "docker-compose.yml"
-DOTENV_FILENAME = ".env"
 SERVICE = "postgres"
 INITDB_DIR = PurePosixPath("/docker-entrypoint-initdb.d")
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 _STR_TAG = "tag:yaml.org,2002:str"
-
-
-class ComposeError(LeadDbError):
-    pass
-
-
-# -- interpolation -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One variable an interpolation read, and where its value came from (for messages)."""
-
-    name: str
-    value: str | None
-    source: str  # "the environment", ".env:3" or "" when unset
-
-    def describe(self) -> str:
-        if self.value is None:
-            return f"{self.name} (unset)"
-        return f"{self.name}={_quoted(self.value)} from {self.source}"
-
-
-class InterpolationError(ComposeError):
-    """A ``${…}`` Compose cannot read, or a required variable without a value."""
-
-    def __init__(
-        self, problem: str, *, fragment: str = "", hint: str | None = None, variable: str | None = None
-    ) -> None:
-        self.problem = problem  # never quotes a value: .env values may be secrets
-        self.variable = variable
-        super().__init__(f"{problem}: `{fragment}`" if fragment else problem, hint=hint)
-
-
-Lookup = Callable[[str], Variable]
-
-
-# Bounds on what interpolation makes (Compose has none; these are far beyond any real file):
-# one value at most what Linux lets one environment string hold (MAX_ARG_STRLEN, 128 KiB: a
-# longer one could never reach the server's process), nesting at most 32 deep (each level is a
-# recursion), and all the values of one file together at most 4 MiB.
-MAX_VALUE = 128 * 1024
-MAX_NESTING = 32
-MAX_TOTAL = 4 * 1024 * 1024
-
-
-class _Made:
-    """What one file's interpolation has made so far (characters), against ``MAX_TOTAL``."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-
-def _closing_brace(text: str, start: int) -> int | None:
-    """The index of the ``}`` closing a ``${`` whose body starts at ``start`` (nesting counts)."""
-    depth, i = 1, start
-    while i < len(text):
-        if text.startswith("$$", i):
-            i += 2
-            continue
-        if text.startswith("${", i):
-            depth += 1
-            i += 2
-            continue
-        if text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def _too_long(variable: Variable | None, limit: int, what: str) -> InterpolationError:
-    grows = f"substituting {variable.name} makes {what}" if variable else f"{what} is"
-    return InterpolationError(
-        f"{grows} longer than {limit} characters",
-        hint=f"no value needs that much: look for a variable that substitutes itself over and over "
-        f"(the most one environment variable holds is {MAX_VALUE} characters)",
-        variable=variable.name if variable else None,
-    )
-
-
-def _expand(
-    text: str, lookup: Lookup, used: list[Variable], made: _Made | None = None, depth: int = 0
-) -> str:
-    if depth > MAX_NESTING:
-        raise InterpolationError(
-            f"`${{…}}` nested more than {MAX_NESTING} levels deep",
-            hint="nest defaults a few levels at most, e.g. ${A:-${B:-default}}",
-        )
-    made = made or _Made()
-    out: list[str] = []
-    size = 0
-
-    def add(piece: str, variable: Variable | None = None) -> None:
-        nonlocal size
-        size += len(piece)
-        if size > MAX_VALUE:
-            raise _too_long(variable, MAX_VALUE, "the value")
-        out.append(piece)
-
-    i = 0
-    while i < len(text):
-        dollar = text.find("$", i)
-        if dollar < 0:
-            add(text[i:])
-            break
-        if dollar > i:
-            add(text[i:dollar])
-        i = dollar
-        following = text[i + 1 : i + 2]
-        if following == "$":
-            add("$")
-            i += 2
-        elif following == "{":
-            end = _closing_brace(text, i + 2)
-            if end is None:
-                raise InterpolationError(
-                    "invalid interpolation format: `${` is never closed",
-                    hint="close it with `}`, or write `$$` for a literal dollar sign",
-                )
-            before = len(used)
-            value = _braced(text[i + 2 : end], lookup, used, made, depth)
-            add(value, used[before] if len(used) > before else None)
-            i = end + 1
-        else:
-            name = _NAME.match(text, i + 1)
-            if name:
-                variable = lookup(name.group())
-                used.append(variable)
-                add(variable.value or "", variable)
-                i = name.end()
-            else:  # Compose keeps a `$` that starts no variable as it is
-                add("$")
-                i += 1
-    if depth == 0:
-        made.total += size
-        if made.total > MAX_TOTAL:
-            raise _too_long(None, MAX_TOTAL, "all that this file interpolates")
-    return "".join(out)
-
-
-def _braced(body: str, lookup: Lookup, used: list[Variable], made: _Made, depth: int) -> str:
-    name = _NAME.match(body)
-    rest = body[name.end() :] if name else body
-    operator = next((op for op in _OPERATORS if rest.startswith(op)), None) if rest else ""
-    if name is None or operator is None:
-        raise InterpolationError(
-            "invalid interpolation format",
-            fragment="${" + excerpt(body, 60) + "}",
-            hint="Compose reads ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, "
-            "${VAR:+replacement} and ${VAR+replacement}; write `$$` for a literal dollar sign",
-        )
-    variable = lookup(name.group())
-    used.append(variable)
-    value = variable.value
-    argument = rest[len(operator) :]
-    if operator == "":
-        return value or ""
-    missing = not value if operator.startswith(":") else value is None
-    kind = operator[-1]
-    if kind == "-":
-        return _expand(argument, lookup, used, made, depth + 1) if missing else value or ""
-    if kind == "+":
-        return "" if missing else _expand(argument, lookup, used, made, depth + 1)
-    if missing:  # `?`: required
-        reason = excerpt(_expand(argument, lookup, used, made, depth + 1), 200)
-        state = "is not set" if value is None else "is empty"
-        raise InterpolationError(
-            f"required variable {variable.name} {state}" + (f": {reason}" if reason else ""),
-            hint=f"set {variable.name} in the environment or in {DOTENV_FILENAME} (see .env.example)",
-            variable=variable.name,
-        )
-    return value or ""
-
-
-# how messages show a value read from the file: short, and never expanded (a YAML alias shared
-# a million times is one value here)
-_QUOTE = reprlib.Repr()
-_QUOTE.maxstring = _QUOTE.maxother = 80
-_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = 4
-_QUOTE.maxlevel = 2
-
-
-def _quoted(value) -> str:
-    return _QUOTE.repr(value)
-
-
-def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """``value`` with Compose's interpolation applied over ``env``."""
-
-    def lookup(name: str) -> Variable:
-        found = env.get(name)
-        return Variable(name, found, "the environment" if found is not None else "")
-
-    return _expand(value, lookup, [])
-
-
-# -- .env ----------------------------------------------------------------------------------
-
-# what precedes the value on a binding's line: export, the key, `=`; then the opening quote if any
-_BINDING_HEAD = re.compile(
-    r"\s*(?:export[^\S\r\n]+)?(?:'[^']+'|[^=#\s]+)[^\S\r\n]*=[^\S\r\n]*(?P<quote>['\"]?)"
-)
-_NEWLINE = re.compile(r"\r\n|\n|\r")
-
-
-# the most docker-compose.yml or .env may hold: far beyond any real one (a few KiB), and a bound
-# on the work (PyYAML reads about 10,000 values a second on a loaded machine)
-MAX_FILE_BYTES = 256 * 1024
-
-
-def _read_text(path: Path, what: str, hint: str) -> str | None:
-    """A file's text as UTF-8; None when it does not exist; ComposeError when it cannot be read,
-    is not a regular file (a FIFO would block the read forever, a device never end it) or holds
-    more than ``MAX_FILE_BYTES``. A link is followed, as Compose follows it."""
-    try:
-        fd = os.open(path, platforms.NOFOLLOW_READ & ~getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if path.is_dir():  # Windows opens no directory (EACCES)
-            raise ComposeError(f"{what} is a directory, not a file", hint=hint) from None
-        raise ComposeError(f"{what} cannot be read: {exc.strerror or exc}", hint=hint) from None
-    kind = os.fstat(fd).st_mode
-    if not stat.S_ISREG(kind):
-        os.close(fd)
-        if stat.S_ISDIR(kind):
-            raise ComposeError(f"{what} is a directory, not a file", hint=hint)
-        raise ComposeError(f"{what} is not a regular file (a FIFO, socket or device)", hint=hint)
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ComposeError(f"{what} cannot be read: {exc.strerror or exc}", hint=hint) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ComposeError(
-            f"{what} is larger than {MAX_FILE_BYTES // 1024} KiB: not a file of settings", hint=hint
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ComposeError(
-            f"{what}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})", hint="save it as UTF-8"
-        ) from None
-
-
-def read_dotenv_bindings(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Variable]:
-    """``.env`` as Compose reads it: python-dotenv parses each line; unquoted and
-    double-quoted values are interpolated (the environment, then earlier lines), single-quoted
-    ones are literal. A line python-dotenv cannot parse is an error naming its line."""
-    environ = os.environ if environ is None else environ
-    text = _read_text(
-        path, DOTENV_FILENAME, hint=f"{DOTENV_FILENAME} holds KEY=VALUE lines (see .env.example)"
-    )
-    values: dict[str, Variable] = {}
-    if text is None:
-        return values
-    made = _Made()
-
-    def lookup(name: str) -> Variable:
-        if name in environ:
-            return Variable(name, environ[name], "the environment")
-        return values.get(name) or Variable(name, None, "")
-
-    for binding in parse_stream(io.StringIO(text)):
-        raw = binding.original.string
-        leading = raw[: len(raw) - len(raw.lstrip())]
-        line = binding.original.line + len(_NEWLINE.findall(leading))
-        where = f"{DOTENV_FILENAME}:{line}"
-        if binding.error:
-            raise ComposeError(
-                f"{where}: not a KEY=VALUE line (an unclosed quote, a space in the name, …)",
-                hint='write KEY=VALUE; quote a value with spaces or a `#` in it: KEY="a # b"',
-            )
-        if binding.key is None or binding.value is None:  # a comment, or a bare KEY: nothing to set
-            continue
-        head = _BINDING_HEAD.match(raw)
-        value = binding.value
-        if not (head and head.group("quote") == "'"):
-            try:
-                value = _expand(value, lookup, [], made)
-            except InterpolationError as exc:
-                raise ComposeError(f"{where}: {binding.key}: {exc.problem}", hint=exc.hint) from None
-        if "\0" in value:
-            raise ComposeError(
-                f"{where}: {binding.key}: the value contains a NUL character", hint="remove it"
-            )
-        values[binding.key] = Variable(binding.key, value, where)
-    return values
-
-
-def read_dotenv(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``.env``'s values (see ``read_dotenv_bindings``)."""
-    return {k: v.value or "" for k, v in read_dotenv_bindings(path, environ).items()}
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -870,7 +582,7 @@ def load_service(
 ) -> PostgresService:
     compose_file = project_dir / COMPOSE_FILENAME
     restore = f"restore {COMPOSE_FILENAME} (git checkout -- {COMPOSE_FILENAME})"
-    text = _read_text(compose_file, COMPOSE_FILENAME, hint=restore)
+    text = read_text(compose_file, COMPOSE_FILENAME, hint=restore)
     if text is None:
         raise ComposeError(f"{compose_file}: missing", hint=restore)
     environ = os.environ if environ is None else environ

@@ -42,6 +42,11 @@ class LeadDbError(Exception):
         return f"{head}\n  next step: {self.hint}" if self.hint else head
 
 
+class ComposeError(LeadDbError):
+    """``docker-compose.yml`` or ``.env`` cannot be read as Compose reads it (``leaddb/compose.py``,
+    ``leaddb/interpolation.py``): one message naming the file and line."""
+
+
 class MigrationPathUnspecified(LeadDbError):
     code = "MIGRATION_PATH_UNSPECIFIED"
     exit_code = EXIT_MIGRATION_PATH_UNSPECIFIED

@@ -5,8 +5,8 @@ Exclusive holders (reset, down, bench) exclude everyone; shared holders (apply, 
 whose files the server-side advisory lock already serialises) exclude only exclusive ones.
 A task that cannot get the lock is refused at once with the holder's pid and task, never
 left to race. The OS drops the lock when the holder exits, so a crashed task never leaves
-a stale lock behind. Within one process the lock is re-entrant (``verify`` runs a reset,
-then a bench that resets again).
+a stale lock behind. Nothing nests task locks (``verify`` runs its steps one after another,
+each taking and releasing its own): a second hold in the same process is refused like any other.
 
 Windows' ``msvcrt.locking`` has no shared mode: there, shared holders exclude each other
 too (a second concurrent apply is refused rather than queued).
@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from leaddb import platforms
 from leaddb.errors import BackendError
-
-# path -> [fd, depth, shared]; the lock is per process, re-entrant
-_held: dict[str, list] = {}
-_guard = threading.Lock()
 
 # Windows: lock a byte far past the holder's record. Its byte-range locks are mandatory: a
 # lock over the record would hide it from the very process the lock refuses.
@@ -113,18 +108,6 @@ def _open(path: Path) -> int:
 @contextmanager
 def hold(path: Path, task: str, target: str, *, shared: bool = False):
     """Hold the lock at ``path`` for ``task`` (e.g. "db.reset") on ``target`` (what it changes)."""
-    key = str(path)
-    with _guard:
-        entry = _held.get(key)
-        if entry is not None:
-            entry[1] += 1
-    if entry is not None:
-        try:
-            yield
-        finally:
-            with _guard:
-                entry[1] -= 1
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open(path)
     try:
@@ -144,13 +127,9 @@ def hold(path: Path, task: str, target: str, *, shared: bool = False):
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()} {task}".encode())
-        with _guard:
-            _held[key] = [fd, 1, shared]
         try:
             yield
         finally:
-            with _guard:
-                del _held[key]
             _LOCK.unlock(fd)  # explicitly: Windows does not promise when a close releases it
     finally:
         os.close(fd)

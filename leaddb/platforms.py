@@ -136,6 +136,25 @@ def run_as(user: str | None) -> dict:
 # -- users and ownership: POSIX only (on Windows the ACLs of per-user directories do this) -----
 
 
+def owners_guard_files(*, windows: bool | None = None) -> bool:
+    """Whether a file's owner and mode bits say who may use it (POSIX), so a private directory
+    is checked by them. On Windows they do not (``st_uid`` is 0, the mode is made up): the ACLs
+    of the per-user directories the state lives in do that job."""
+    return not (IS_WINDOWS if windows is None else windows)
+
+
+def server_sockets_are_files(*, windows: bool | None = None) -> bool:
+    """Whether the PostgreSQL server listens on a Unix-domain socket in a directory of ours
+    (POSIX); on Windows the local cluster listens on 127.0.0.1 only."""
+    return not (IS_WINDOWS if windows is None else windows)
+
+
+def can_identify_postmaster(*, windows: bool | None = None) -> bool:
+    """Whether a live pid can be told to be a given postmaster (POSIX: its ``/proc`` cwd and
+    arguments, ``kill(pid, 0)``); Windows' pg_ctl manages the postmaster itself."""
+    return not (IS_WINDOWS if windows is None else windows)
+
+
 def running_as_root(*, windows: bool = IS_WINDOWS) -> bool:
     return not windows and os.geteuid() == 0
 
@@ -230,6 +249,21 @@ def stop_signals(*, windows: bool = IS_WINDOWS) -> tuple[tuple[str, int], ...]:
 
     wanted = _STOP_SIGNALS["windows" if windows else "posix"]
     return tuple((name, int(getattr(signal, name, number))) for name, number in wanted)
+
+
+def docker_uses_named_pipes(*, windows: bool | None = None) -> bool:
+    """Whether docker-py reaches the engine by a Windows named pipe (it needs pywin32 for it)."""
+    return IS_WINDOWS if windows is None else windows
+
+
+def docker_start_hint(*, windows: bool | None = None) -> str:
+    """What to do when no Docker engine answers, on this platform."""
+    if IS_WINDOWS if windows is None else windows:
+        return "start Docker Desktop and wait until it says the engine is running"
+    return (
+        "start the engine (sudo systemctl start docker; in CI: bash .ci/docker-engine.sh start "
+        "and export DOCKER_HOST), or use --backend local"
+    )
 
 
 def docker_default_host(*, windows: bool = IS_WINDOWS) -> str:

@@ -65,7 +65,6 @@ RAM_DISK = Path("/dev/shm")
 RAM_DISK_MIN_FREE = 1 << 30
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
-_POSIX = not platforms.IS_WINDOWS
 
 
 # -- who we are ------------------------------------------------------------------------------
@@ -75,12 +74,20 @@ def running_as_root() -> bool:
     return platforms.running_as_root()
 
 
-def server_ids() -> tuple[int, int] | None:
+def server_ids(*, required: bool = False) -> tuple[int, int] | None:
     """The server user's uid and primary gid when running as root (the server then runs as
-    that user: ``initdb`` and ``postgres`` refuse root); None otherwise or when it is missing."""
+    that user: ``initdb`` and ``postgres`` refuse root); None when not root. As root without
+    that user: None, or with ``required`` (a server is about to be made) a BackendError."""
     if not running_as_root():
         return None
-    return platforms.user_ids(SERVER_USER)
+    ids = platforms.user_ids(SERVER_USER)
+    if ids is None and required:
+        raise BackendError(
+            f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
+            hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
+            "or run the task as an unprivileged user",
+        )
+    return ids
 
 
 def wanted_mode() -> tuple[int, int | None]:
@@ -113,7 +120,7 @@ def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str
     """Refuse ``path`` unless ``lstat`` shows a real directory owned by the current user that
     neither the group nor other users can write to; then bring its mode (and ``group``, when
     ``mode`` grants the group anything) to what this module creates."""
-    if not _POSIX:
+    if not platforms.owners_guard_files():
         if not path.is_dir():
             raise _refuse(path, "is not a directory", hint)
         return
@@ -357,7 +364,9 @@ def _follow(pointer: Path, record: dict, mode: int, group: int | None) -> Path |
         st = os.lstat(target)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _POSIX and (not stat.S_ISDIR(st.st_mode) or st.st_uid != platforms.effective_ids()[0]):
+    if platforms.owners_guard_files() and (
+        not stat.S_ISDIR(st.st_mode) or st.st_uid != platforms.effective_ids()[0]
+    ):
         return None
     verify(target, mode=mode, group=group, hint=f"fix its permissions, or remove it and {pointer}")
     marker = target / STATE_MARKER
@@ -447,7 +456,9 @@ def made_here(pointer: Pointer, others: list[Pointer], legacy: Callable[[Path], 
         return False
     if not stat.S_ISDIR(st.st_mode):
         return False
-    if _POSIX and (st.st_uid != platforms.effective_ids()[0] or stat.S_IMODE(st.st_mode) & 0o022):
+    if platforms.owners_guard_files() and (
+        st.st_uid != platforms.effective_ids()[0] or stat.S_IMODE(st.st_mode) & 0o022
+    ):
         return False
     marker = path / STATE_MARKER
     if os.path.lexists(marker):

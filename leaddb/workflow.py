@@ -1,8 +1,12 @@
 """What each task does, over the library: one function per task, printing as it goes.
 
 Tasks and nox sessions call these; they raise ``LeadDbError`` subclasses for expected
-failures, which the tasks turn into an exit code and one message. Every task that changes
-a server or its databases holds the backend's lock (``Backend.lock``).
+failures, which the tasks turn into an exit code and one message. Every task that touches a
+server holds the backend's lock (``Backend.lock``) from before it starts the server to its
+end: exclusive for what replaces or removes (reset, down, bench, verify for its whole
+pipeline), shared for applies and reads (introspect, drift, status, dump, erd): a read never
+starts a server, makes a scratch database or reads a catalog while a reset is under way, and
+is refused at once, as an apply is, naming the reset.
 
 Each task function imports the rooms it uses, so a command loads only those: `invoke --list`
 none of them, `invoke db.lint` no psycopg, docker-py or matplotlib, `invoke db.apply` no
@@ -12,7 +16,8 @@ catalog, drift or diagram code (``tests/test_startup.py`` keeps it so).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +26,13 @@ from typing import TYPE_CHECKING
 from leaddb import cli, console, paths, waits
 from leaddb.console import say, seconds
 from leaddb.errors import (
+    EXIT_FAILURE,
     BenchmarkTargetMissed,
     LeadDbError,
     NonIdempotentMigration,
     SchemaDrift,
     Stopped,
+    file_error,
     file_errors,
 )
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -56,10 +63,24 @@ def _select(options: Options) -> Backend:
     return backend
 
 
-def _started(options: Options) -> Backend:
+@contextmanager
+def _held(options: Options, task: str, *, shared: bool, backend: Backend | None = None) -> Iterator[Backend]:
+    """The backend with its lock held for ``task``; ``backend`` is one whose lock the caller
+    (verify, for its whole pipeline) already holds: used as it is, its lock never taken twice."""
+    if backend is not None:
+        yield backend
+        return
     backend = _select(options)
-    backend.start()
-    return backend
+    with backend.lock(task, shared=shared):
+        yield backend
+
+
+@contextmanager
+def _reading(options: Options, task: str, backend: Backend | None = None) -> Iterator[Backend]:
+    """A read task's backend, started under the shared lock."""
+    with _held(options, task, shared=True, backend=backend) as backend:
+        backend.start()
+        yield backend
 
 
 def _prepare(options: Options) -> tuple[Backend, list[Migration]]:
@@ -74,12 +95,20 @@ def _shown(path: Path, options: Options) -> str:
 
 
 def reset(
-    options: Options, *, force: bool = False, fast_reset: bool = False, end_sessions: bool = False
+    options: Options,
+    *,
+    force: bool = False,
+    fast_reset: bool = False,
+    end_sessions: bool = False,
+    held: Backend | None = None,
 ) -> BootReport:
-    backend, files = _prepare(options)
-    how = " (fast: recreate from the template database)" if fast_reset else ""
-    say(f"resetting {backend.describe()}{how}")
-    with backend.lock("db.reset"):
+    """``held``: a backend whose exclusive lock the caller holds (verify)."""
+    from leaddb import migrations
+
+    files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
+    with _held(options, "db.reset", shared=False, backend=held) as backend:
+        how = " (fast: recreate from the template database)" if fast_reset else ""
+        say(f"resetting {backend.describe()}{how}")
         if fast_reset:
             from leaddb import fast
 
@@ -101,12 +130,12 @@ def apply(options: Options) -> ApplyResult:
     return result
 
 
-def reapply(options: Options) -> ApplyResult:
+def reapply(options: Options, *, held: Backend | None = None) -> ApplyResult:
     """Apply every file again on the applied database: any error is NON_IDEMPOTENT_MIGRATION."""
-    from leaddb import catalog, drift
+    from leaddb import catalog, drift, migrations
 
-    backend, files = _prepare(options)
-    with backend.lock("db.reapply", shared=True):
+    files = migrations.load(options.project_dir)
+    with _held(options, "db.reapply", shared=True, backend=held) as backend:
         backend.start()
         before = catalog.snapshot_of(backend.conninfo())
         result = backend.apply(files, reapply=True)
@@ -163,12 +192,12 @@ def _check_drift(live, expected) -> None:
         )
 
 
-def introspect(options: Options, json_path: Path | None = None):
+def introspect(options: Options, json_path: Path | None = None, *, held: Backend | None = None):
     from leaddb import drift, migrations
 
     migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
-    backend = _started(options)
-    spec, live, cached = _live_and_spec(backend, options)
+    with _reading(options, "db.introspect", held) as backend:
+        spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
     console.print_relations(live, drift.owner_table)
     for name in DESCRIBED_TABLES:
@@ -195,14 +224,20 @@ SCHEMA_DUMP = Path("api/db/schema.snapshot.json")
 UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
-def drift_check(options: Options) -> None:
+def drift_check(options: Options, *, held: Backend | None = None) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import catalog, drift, erd, migrations
+    from leaddb import migrations
 
     started = time.perf_counter()
     migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
-    backend = _started(options)
+    with _reading(options, "db.drift", held) as backend:
+        _drift_check(options, backend, started)
+
+
+def _drift_check(options: Options, backend: Backend, started: float) -> None:
+    from leaddb import catalog, drift, erd
+
     spec = Spec.load(options.project_dir / SPEC_FILENAME)
     # the schema and the diagram's model in one session, each in one round trip
     what = "reading the schema and the diagram from the catalog"
@@ -264,9 +299,9 @@ def dump(options: Options) -> Path:
     """Write the normalised catalog snapshot of the live database to api/db/."""
     from leaddb import catalog
 
-    backend = _started(options)
     path = options.project_dir / SCHEMA_DUMP
-    catalog.snapshot_of(backend.conninfo()).save(path)
+    with _reading(options, "db.dump") as backend:
+        catalog.snapshot_of(backend.conninfo()).save(path)
     say(f"wrote {SCHEMA_DUMP.as_posix()}")
     return path
 
@@ -274,13 +309,22 @@ def dump(options: Options) -> Path:
 # -- status and diagram ----------------------------------------------------------------
 
 
-def status(options: Options, *, json_path: Path | None = None, detail: bool = False):
+def status(
+    options: Options, *, json_path: Path | None = None, detail: bool = False, held: Backend | None = None
+):
     """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
-    from leaddb import catalog, janitor, migrations
-    from leaddb import status as schema_status
+    from leaddb import catalog, migrations  # noqa: F401 - the rooms it uses, loaded before the lock's session
+    from leaddb import status as schema_status  # noqa: F401
 
     files = migrations.load(options.project_dir)
-    backend = _started(options)
+    with _reading(options, "db.status", held) as backend:
+        return _status(options, backend, files, json_path=json_path, detail=detail)
+
+
+def _status(options: Options, backend: Backend, files, *, json_path: Path | None, detail: bool):
+    from leaddb import catalog, janitor
+    from leaddb import status as schema_status
+
     live = catalog.snapshot_of(backend.conninfo())
     if detail:
         name = "the migrations applied to a scratch database"
@@ -311,12 +355,18 @@ def status(options: Options, *, json_path: Path | None = None, detail: bool = Fa
     return found
 
 
-def diagram(options: Options, *, markdown_path: Path | None = None, svg_path: Path | None = None):
+def diagram(
+    options: Options,
+    *,
+    markdown_path: Path | None = None,
+    svg_path: Path | None = None,
+    held: Backend | None = None,
+):
     """The ER diagram of the live schema: Mermaid in docs/schema.md, SVG when Graphviz is there."""
     from leaddb import erd
 
-    backend = _started(options)
-    model = erd.read(backend.conninfo())
+    with _reading(options, "db.erd", held) as backend:
+        model = erd.read(backend.conninfo())
     committed = markdown_path is None  # the committed diagram, which the README embeds too
     markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
     with file_errors("write the diagram to", _shown(markdown_path, options)):
@@ -355,8 +405,10 @@ def run_bench(
     runs: int = 10,
     json_path: Path | None = None,
     scale: Sequence[int] = (),
+    held: Backend | None = None,
 ):
-    """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do)."""
+    """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do);
+    ``held``: a backend whose exclusive lock the caller holds (verify)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leaddb import bench, stats
@@ -367,7 +419,12 @@ def run_bench(
         "benchmarks/results", None, default=options.project_dir / "benchmarks" / "results"
     )
     targets = Spec.load(options.project_dir / SPEC_FILENAME).targets
-    backend, files = _prepare(options)
+    if held is None:
+        backend, files = _prepare(options)
+    else:
+        from leaddb import migrations
+
+        backend, files = held, migrations.load(options.project_dir)
     say(f"bench: {runs} fresh resets of {backend.describe()}")
     if runs < stats.MIN_RUNS_FOR_P99:
         say(
@@ -376,7 +433,7 @@ def run_bench(
         )
     psql = bench.psql_program()
     say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
-    with backend.lock("db.bench"):
+    with backend.lock("db.bench") if held is None else nullcontext():  # verify holds it
         with Progress(
             TextColumn("bench"),
             BarColumn(),
@@ -394,7 +451,10 @@ def run_bench(
             say(f"scale: generated schemas of {sizes} files (runner and psql -f per file)")
             result.scale = bench.scale(backend, counts, psql=psql)
     console.print_bench(
-        result, stats.goals_for(result.backend), stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL
+        result,
+        stats.goals_for(backend.capabilities.fresh_boot_goal),
+        stats.PERCENTILE_METHOD,
+        overhead_goal=stats.OVERHEAD_GOAL,
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = results / f"{stamp}-{backend.name}"
@@ -426,53 +486,71 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome; the status and diagram
     steps write ``status.json``, ``schema.md`` and ``schema.svg`` beside them.
     """
-    from leaddb import report
+    from leaddb import migrations, report
 
     backend = _select(options)
     options = replace(options, backend=backend.name)  # resolve auto once
     report_dir = report_dir or options.project_dir / "reports"
     steps = [
-        ("apply", lambda: reset(options)),
-        ("reapply", lambda: reapply(options)),
-        ("introspect", lambda: introspect(options)),
-        ("drift", lambda: drift_check(options)),
-        ("status", lambda: status(options, json_path=report_dir / "status.json")),
+        ("apply", lambda: reset(options, held=backend)),
+        ("reapply", lambda: reapply(options, held=backend)),
+        ("introspect", lambda: introspect(options, held=backend)),
+        ("drift", lambda: drift_check(options, held=backend)),
+        ("status", lambda: status(options, json_path=report_dir / "status.json", held=backend)),
         (
             "diagram",
             lambda: diagram(
-                options, markdown_path=report_dir / "schema.md", svg_path=report_dir / "schema.svg"
+                options,
+                markdown_path=report_dir / "schema.md",
+                svg_path=report_dir / "schema.svg",
+                held=backend,
             ),
         ),
-        ("bench", lambda: run_bench(options, runs=bench_runs)),
+        ("bench", lambda: run_bench(options, runs=bench_runs, held=backend)),
     ]
     outcome: dict[str, object] = {}
     results: list[report.StepResult] = []
     failure: LeadDbError | None = None
-    for name, step in steps:
-        say(f"\n== {name}")
-        started = time.perf_counter()
+    # one exclusive lock from the reset to the bench: no other task runs between the steps
+    with ExitStack() as whole_run:
+        first = "apply"
         try:
-            outcome[name] = step()
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the reports say where it stopped
-            code = exc.exit_code if isinstance(exc, Stopped) else 130
-            how = f"stopped by {exc.signal_name}" if isinstance(exc, Stopped) else "interrupted (Ctrl-C)"
-            results.append(report.StepResult(name, time.perf_counter() - started, False, code, how))
-            exc.add_note(_stopped_reports(results, report_dir, backend.name, name, options))
-            raise
-        except LeadDbError as exc:
-            failure = exc
-            results.append(
-                report.StepResult(name, time.perf_counter() - started, False, exc.exit_code, str(exc))
-            )
-            say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
-            break
-        results.append(report.StepResult(name, time.perf_counter() - started, True))
-        bench_result = outcome.get("bench")
-        if name == "bench" and bench_result is not None and bench_result.outcome != "pass":
-            # passed, but with a timing target missed at this machine's floor: said, never hidden
-            results[-1].outcome = bench_result.outcome
-            results[-1].message = "\n".join(v.why for v in bench_result.missed())
-        say(f"== {name}: ok in {seconds(results[-1].seconds)}")
+            migrations.load(options.project_dir)  # the rules refuse before a server is touched
+            first = "lock"
+            whole_run.enter_context(backend.lock("db.verify"))
+        except LeadDbError as exc:  # the apply step's refusal, or the lock another task holds: recorded
+            failure, steps = exc, []
+            results.append(report.StepResult(first, 0.0, False, exc.exit_code, str(exc)))
+        for name, step in steps:
+            say(f"\n== {name}")
+            started = time.perf_counter()
+            try:
+                outcome[name] = step()
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the reports say where it stopped
+                code = exc.exit_code if isinstance(exc, Stopped) else 130
+                how = f"stopped by {exc.signal_name}" if isinstance(exc, Stopped) else "interrupted (Ctrl-C)"
+                results.append(report.StepResult(name, time.perf_counter() - started, False, code, how))
+                exc.add_note(_stopped_reports(results, report_dir, backend.name, name, options))
+                raise
+            except LeadDbError as exc:
+                failure = exc
+                results.append(
+                    report.StepResult(name, time.perf_counter() - started, False, exc.exit_code, str(exc))
+                )
+                say(f"== {name}: FAILED in {seconds(results[-1].seconds)}")
+                break
+            except Exception as exc:  # an error no check expected (a bug, the OS): recorded, then raised
+                code, why = _unexpected(exc)
+                results.append(report.StepResult(name, time.perf_counter() - started, False, code, why))
+                exc.add_note(_stopped_reports(results, report_dir, backend.name, name, options, "failed"))
+                raise
+            results.append(report.StepResult(name, time.perf_counter() - started, True))
+            bench_result = outcome.get("bench")
+            if name == "bench" and bench_result is not None and bench_result.outcome != "pass":
+                # passed, but with a timing target missed at this machine's floor: said, never hidden
+                results[-1].outcome = bench_result.outcome
+                results[-1].message = "\n".join(v.why for v in bench_result.missed())
+            say(f"== {name}: ok in {seconds(results[-1].seconds)}")
     console.print_verify(backend.name, results)
     try:
         with file_errors("write the reports to", _shown(report_dir, options)):
@@ -490,16 +568,28 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     return results
 
 
-def _stopped_reports(results: list, report_dir: Path, backend: str, step: str, options: Options) -> str:
-    """The reports of a verify that was stopped in ``step``: what they and the pipeline say."""
+def _unexpected(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one line ``leaddb.cli.boundary`` gives an exception no check
+    expected: an ``OSError`` is the user's environment, anything else a bug."""
+    if isinstance(exc, OSError):
+        failure = file_error(exc, "use")
+        return failure.exit_code, str(failure)
+    return EXIT_FAILURE, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _stopped_reports(
+    results: list, report_dir: Path, backend_name: str, step: str, options: Options, how: str = "stopped"
+) -> str:
+    """The reports of a verify that was stopped in ``step`` (or ``how``: failed there without a
+    check expecting it): what they and the pipeline say."""
     from leaddb import report
 
     try:
-        paths = report.write(results, report_dir, backend=backend)
+        paths = report.write(results, report_dir, backend=backend_name)
     except OSError as exc:
-        return f"verify stopped in its {step} step; the reports could not be written ({exc.strerror or exc})"
+        return f"verify {how} in its {step} step; the reports could not be written ({exc.strerror or exc})"
     shown = " and ".join(_shown(path, options) for path in paths)
-    return f"verify stopped in its {step} step, which {shown} record as stopped; no later step ran"
+    return f"verify {how} in its {step} step, which {shown} record as {how}; no later step ran"
 
 
 def lint_migrations(options: Options) -> None:

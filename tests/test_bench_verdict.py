@@ -145,12 +145,15 @@ def test_verify_records_a_miss_at_the_floor_as_a_warning_in_json_and_junit(tmp_p
 
 
 class _Backend:
+    from leaddb.backends.base import Capabilities
+
     name = "docker"
+    capabilities = Capabilities(owns_server=True, floor_boot=True, fresh_boot_goal=3.0)
 
     def describe(self) -> str:
         return "a stand-in backend"
 
-    def lock(self, task: str):
+    def lock(self, task: str, *, shared: bool = False):
         from contextlib import nullcontext
 
         return nullcontext()

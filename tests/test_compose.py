@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import compose
+from leaddb import compose, interpolation
 from leaddb.compose import ComposeError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -416,7 +416,7 @@ def test_a_compose_value_substituting_a_variable_many_times_is_bounded_too(proje
 
 
 def test_all_values_of_one_file_together_are_bounded(project, monkeypatch):
-    monkeypatch.setattr(compose, "MAX_TOTAL", 50)
+    monkeypatch.setattr(interpolation, "MAX_TOTAL", 50)
     write(project / ".env", "A=" + "a" * 30 + "\nB=${A}\n")
     assert failure(project).startswith(
         ".env:2: B: all that this file interpolates is longer than 50 characters"

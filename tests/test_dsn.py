@@ -707,8 +707,7 @@ HOLDER = textwrap.dedent(
     from leaddb.backends import dsn
     backend = dsn.DsnBackend(Path.cwd(), sys.argv[1])
     with backend.lock(sys.argv[2], shared=sys.argv[3] == "shared"):
-        session = dsn._held[next(iter(dsn._held))][0]
-        print(session.info.backend_pid, flush=True)
+        print(backend._lock_session.info.backend_pid, flush=True)
         sys.stdin.readline()
     """
 )
@@ -768,13 +767,15 @@ def test_applies_share_the_lock_and_exclude_a_reset(scene, holder):
             pytest.fail("a reset got the lock while an apply holds it")
 
 
-def test_the_lock_is_reentrant_in_one_process_and_released_after(scene):
+def test_a_nested_lock_in_one_process_is_refused_and_released_after(scene):
+    """Nothing nests task locks (verify takes and releases one per step): a second hold in the
+    same process is refused like another process's, and the first is released after."""
     first, second = DsnBackend(Path.cwd(), scene.dsn()), DsnBackend(Path.cwd(), scene.dsn())
-    with first.lock("db.verify"):
+    with first.lock("db.reset"):
         (held,) = scene.lock_holders()
-        with second.lock("db.bench"):
-            with first.lock("db.reset"):
-                assert scene.lock_holders() == [held]
+        with pytest.raises(BackendError, match=f"another db.reset of database .* is running \\(pid {held}"):
+            with second.lock("db.bench"):
+                pytest.fail("a nested lock was taken")
         assert scene.lock_holders() == [held]
     assert scene.lock_holders() == []
 

@@ -24,7 +24,7 @@ import pytest
 from workspace import Workspace
 
 from leaddb import bench, statedir
-from leaddb.backends import local
+from leaddb.backends import pristine as pristine_cache
 from leaddb.backends.local import LocalBackend, Pristine
 
 pytestmark = pytest.mark.needs_pg_binaries  # every test here runs the local backend's own cluster
@@ -122,7 +122,7 @@ def test_a_change_of_what_initdb_writes_builds_a_new_pristine(backend, migration
     (old,) = pristines(backend)
     with psycopg.connect(backend.conninfo()) as conn:
         assert conn.execute("SHOW data_checksums").fetchone()[0] == "off"
-    monkeypatch.setattr(local, "INITDB_ARGS", (*local.INITDB_ARGS, "--data-checksums"))
+    monkeypatch.setattr(pristine_cache, "INITDB_ARGS", (*pristine_cache.INITDB_ARGS, "--data-checksums"))
     changed = backend.reset(migration_files)
     assert "initdb (cold)" in phase_names(changed)
     (new,) = pristines(backend)  # the stale one is gone
@@ -183,7 +183,7 @@ def test_the_bench_times_a_cold_and_a_warm_reset_in_each_run(backend, migration_
 CRASHING = r"""
 import os, shutil, signal, sys
 from leaddb import statedir
-from leaddb.backends import local
+from leaddb.backends import cluster, local
 
 step, sig = sys.argv[1], int(sys.argv[2])
 state = {"armed": step not in ("unlink",)}
@@ -219,7 +219,7 @@ elif step == "unlink":  # half the tombstone removed (the issue's Ctrl-C during 
         return original_bury(*args, **kwargs)
     statedir.bury = bury
 elif step == "initdb":  # the pristine built but not yet moved into place
-    after(local, "_run_captured", lambda argv, what, *a, **k: what == "initdb")
+    after(cluster, "run_captured", lambda argv, what, *a, **k: what == "initdb")
 elif step == "copy":  # half the pristine copied
     copy, count = shutil.copy, [0]
     def counting_copy(*args, **kwargs):

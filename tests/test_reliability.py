@@ -898,7 +898,7 @@ def test_full_disk_during_the_copy_of_the_pristine_is_a_clear_message(workspace,
 def test_missing_postgres_binaries_name_what_to_install(workspace):
     # PATH without the binaries and pg_config; the Debian package directory hidden as well
     program = (
-        "import leaddb.backends.local as local; local.PACKAGED_BINDIRS = ();"
+        "import leaddb.backends.cluster as cluster; cluster.PACKAGED_BINDIRS = ();"
         "from invoke.main import program; program.run(['invoke', 'db.reset'])"
     )
     result = subprocess.run(

@@ -350,3 +350,55 @@ def test_a_use_planted_in_a_real_library_module_is_found_at_its_line():
     line = planted.splitlines().index("    return os.geteuid() == 0") + 1
     assert violations(source, "leaddb/statedir.py") == []
     assert violations(planted, "leaddb/statedir.py") == [Violation("leaddb/statedir.py", line, "os.geteuid")]
+
+
+# -- which platform it is: asked of leaddb/platforms.py only ------------------------------------
+
+PLATFORM_FACTS = {"platforms.IS_WINDOWS", "IS_WINDOWS", "sys.platform", "os.name", "platform.system"}
+ASKS_WHICH_PLATFORM = {
+    "leaddb/platforms.py": "it is where the answer lives",
+    "leaddb/locks.py": "flock beside msvcrt (see EXEMPT)",
+}
+
+
+def platform_questions(source: str) -> list[tuple[int, str]]:
+    """Where ``source`` asks which platform it runs on (``platforms.IS_WINDOWS``,
+    ``sys.platform``, ``os.name``, ``platform.system``) rather than a named fact of
+    ``leaddb/platforms.py`` (``owners_guard_files()``, ``server_sockets_are_files()``...)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = f"{node.value.id}.{node.attr}"
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            name = node.id
+        else:
+            continue
+        if name in PLATFORM_FACTS:
+            found.append((node.lineno, name))
+    return found
+
+
+def test_only_platforms_and_locks_ask_which_platform_the_library_runs_on():
+    """A platform difference is a named function of ``leaddb/platforms.py`` (ARCHITECTURE.md:
+    "every difference between Windows and POSIX, in one place"); the rest of the library asks
+    it that fact, never which platform it is."""
+    found = [
+        f"{path.relative_to(PROJECT).as_posix()}:{line}: {name}"
+        for path in sorted([*PROJECT.glob("leaddb/**/*.py"), PROJECT / "tasks.py"])
+        if path.relative_to(PROJECT).as_posix() not in ASKS_WHICH_PLATFORM
+        for line, name in platform_questions(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "ask a named fact of leaddb/platforms.py instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from leaddb import platforms\nsocket_dir = '' if platforms.IS_WINDOWS else 'run'\n",
+        "import sys\nPOSIX = sys.platform != 'win32'\n",
+        "import os\nif os.name == 'nt':\n    pass\n",
+        "from leaddb.platforms import IS_WINDOWS\nx = not IS_WINDOWS\n",
+    ],
+)
+def test_a_planted_platform_question_is_found(source):
+    assert platform_questions(source)

@@ -1,13 +1,40 @@
-"""Backends behind one interface: ``docker``, ``local`` and ``dsn``; ``auto`` picks."""
+"""Backends behind one interface: ``docker``, ``local`` and ``dsn``; ``auto`` picks.
+
+Adding a backend is its module (or package) plus one line in ``REGISTERED``; everything else
+(``NAMES``, ``select``, the Ctrl-C message's ``built``) is read from that line and the class.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from leaddb.backends.base import Backend, BootReport, Capabilities, FloorBoot, Phase
 from leaddb.errors import BackendError
 
-NAMES = ("auto", "docker", "local", "dsn")
+# name -> "module:Class", imported only when chosen (docker-py and psycopg are dear to load)
+REGISTERED = {
+    "docker": "leaddb.backends.docker:DockerBackend",
+    "local": "leaddb.backends.local:LocalBackend",
+    "dsn": "leaddb.backends.dsn:DsnBackend",
+}
+NAMES = ("auto", *REGISTERED)
+ANY_BUILT = "what was being built (local cluster, container and volume, or database)"
+
+
+def _class(name: str, *, load: bool = True) -> type[Backend] | None:
+    module, _, cls = REGISTERED[name].partition(":")
+    if not load and module not in sys.modules:
+        return None
+    return getattr(__import__(module, fromlist=[cls]), cls)  # as `from m import C` (importtime sees it)
+
+
+def built_by(name: str) -> str:
+    """What a reset by the backend ``name`` builds (its class's ``built``), for the Ctrl-C
+    message; for ``auto``, or a backend whose module no task loaded (it built nothing yet),
+    the words that fit any."""
+    cls = _class(name, load=False) if name in REGISTERED else None
+    return cls.built if cls is not None else ANY_BUILT
 
 
 def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend:
@@ -28,17 +55,7 @@ def select(name: str, project_dir: Path, *, dsn: str = "", say=print) -> Backend
             name = "local"
     else:
         say(f"backend: {name}")
-    if name == "local":
-        from leaddb.backends.local import LocalBackend
-
-        return LocalBackend(project_dir)
-    if name == "dsn":
-        from leaddb.backends.dsn import DsnBackend
-
-        return DsnBackend(project_dir, dsn)
-    from leaddb.backends.docker import DockerBackend
-
-    return DockerBackend(project_dir)
+    return _class(name).create(project_dir, dsn=dsn)
 
 
 def remove_user_state() -> None:
@@ -59,4 +76,6 @@ __all__ = [
     "select",
     "remove_user_state",
     "NAMES",
+    "REGISTERED",
+    "built_by",
 ]

@@ -81,6 +81,10 @@ class Capabilities:
     """A reset reuses something a first reset builds (local: the pristine ``initdb`` output);
     ``drop_init_cache`` forgets it, so that the bench can time a first reset too."""
 
+    fresh_boot_goal: float | None = None
+    """The team's goal for a fresh boot + apply (p95, seconds) on the 2-core CI machine, when a
+    boot is this backend's to time (reported by the bench, never exit-coded); None otherwise."""
+
     floor_boot: bool = False
     """It can time the same fresh boot done by hand without this tool (``floor_boot``), with the
     migrations and without them, so the bench can report the tool's own overhead as a share of a
@@ -97,11 +101,19 @@ class Backend(ABC):
 
     name: str
     capabilities: Capabilities
+    built: str
+    """What a reset builds, in the user's words (what Ctrl-C may leave half-created)."""
     database_setting = "POSTGRES_DB (docker-compose.yml or .env)"
     """Where the name of the project's database comes from, for messages about it."""
 
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = project_dir
+
+    @classmethod
+    def create(cls, project_dir: Path, *, dsn: str = "") -> Backend:
+        """The backend for ``project_dir`` (``leaddb.backends.select``); ``dsn`` is the user's
+        connection string, for the backends that take one."""
+        return cls(project_dir)
 
     @abstractmethod
     def reset(

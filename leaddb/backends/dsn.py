@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -129,14 +128,15 @@ def connection_hint(reason: str, dbname: str) -> str:
     return "check that the server runs and the DSN is right"
 
 
-# (server, lock key) -> [session, depth]: the lock is per process, re-entrant
-_held: dict[tuple, list] = {}
-_guard = threading.Lock()
-
-
 class DsnBackend(Backend):
     name = "dsn"
-    capabilities = Capabilities(owns_server=False)
+    capabilities = Capabilities(owns_server=False)  # a shared server's boot is not ours to time
+    built = "the new database built beside the old one (the old one is unchanged)"
+
+    @classmethod
+    def create(cls, project_dir: Path, *, dsn: str = "") -> DsnBackend:
+        return cls(project_dir, dsn)
+
     database_setting = "the DSN's dbname"
 
     def __init__(self, project_dir: Path, dsn: str) -> None:
@@ -153,6 +153,7 @@ class DsnBackend(Backend):
         self.dsn = dsn
         self.dbname = self.params.get("dbname") or "postgres"
         self.masked = mask(dsn)
+        self._lock_session: psycopg.Connection | None = None  # while the task lock is held
         too_long = janitor.length_problem(self.dbname)
         if too_long:  # the server would connect every task to the cut name: another database
             raise BackendError(
@@ -249,33 +250,15 @@ class DsnBackend(Backend):
         if task in CHANGES_NOTHING:
             yield
             return
-        key = lock_key(self.dbname)
-        server = tuple(sorted((k, v) for k, v in self.params.items() if k not in ("password", "dbname")))
-        ident = (server, key)
-        with _guard:
-            entry = _held.get(ident)
-            if entry is not None:
-                entry[1] += 1
-        if entry is not None:
-            try:
-                yield
-            finally:
-                with _guard:
-                    entry[1] -= 1
-            return
-        session = self._take_lock(task, key, shared)
+        session = self._take_lock(task, lock_key(self.dbname), shared)
         if session is None:
             yield
             return
+        self._lock_session = session
         try:
-            with _guard:
-                _held[ident] = [session, 1]
-            try:
-                yield
-            finally:
-                with _guard:
-                    del _held[ident]
+            yield
         finally:
+            self._lock_session = None
             session.close()  # ends the session: the server releases the lock with it
 
     def _take_lock(self, task: str, key: int, shared: bool) -> psycopg.Connection | None:

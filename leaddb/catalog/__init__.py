@@ -25,8 +25,8 @@ from leaddb.errors import LeadDbError
 
 SCHEMA = "public"
 
-# kind -> (query file, the columns that name the object, the columns that are its identity
-# only, not a property to compare)
+# kind -> (query file, the columns that name the object: its signature within the kind);
+# the properties never compared are _NOT_COMPARED's
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "extension": ("extensions", ("name",)),
     "enum": ("enums", ("name",)),

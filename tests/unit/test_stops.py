@@ -38,9 +38,29 @@ def test_a_stop_by_a_signal_exits_128_plus_its_number_and_says_which(name, numbe
 
 
 def test_ctrl_c_is_still_130_and_interrupted():
+    import leaddb.backends.local  # noqa: F401 - a task that chose it has loaded it
+
     failure = cli.interrupted("verify", "local", KeyboardInterrupt())
     assert failure.exit_code == 130
     assert str(failure).startswith("interrupted: db.verify stopped; the local cluster may be half-created")
+
+
+def test_what_ctrl_c_left_is_the_backends_own_words_and_any_backends_before_one_is_loaded(monkeypatch):
+    """``built`` is the backend class's; the CLI keeps no table of backends by name. A backend
+    no task loaded has built nothing: then, as for ``auto``, the words that fit any."""
+    import sys
+
+    from leaddb import backends
+    from leaddb.backends.dsn import DsnBackend
+
+    monkeypatch.setattr(DsnBackend, "built", "the stand-in's words")
+    assert "db.reset stopped; the stand-in's words may be half-created" in str(
+        cli.interrupted("reset", "dsn", KeyboardInterrupt())
+    )
+    for name in ("auto", "no-such-backend"):
+        assert backends.ANY_BUILT in str(cli.interrupted("reset", name, KeyboardInterrupt()))
+    monkeypatch.delitem(sys.modules, "leaddb.backends.dsn")
+    assert backends.ANY_BUILT in str(cli.interrupted("reset", "dsn", KeyboardInterrupt()))
 
 
 @pytest.mark.posix_only("sends itself SIGTERM and SIGHUP")

@@ -66,7 +66,8 @@ def _conninfo_text(**params) -> str:
 
 class DockerBackend(Backend):
     name = "docker"
-    capabilities = Capabilities(owns_server=True, floor_boot=True)
+    capabilities = Capabilities(owns_server=True, floor_boot=True, fresh_boot_goal=3.0)
+    built = "the container and its volume"
 
     def __init__(
         self,

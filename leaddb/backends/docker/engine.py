@@ -30,7 +30,7 @@ def _needs_pywin32(exc: Exception) -> bool:
     """docker-py on Windows without pywin32: its named-pipe adapter failed to import, so
     ``APIClient`` raises ``DockerException('Install pypiwin32 package to enable npipe://
     support')`` from the NameError that follows (docker/api/client.py, docker 7.x)."""
-    return platforms.IS_WINDOWS and (
+    return platforms.docker_uses_named_pipes() and (
         isinstance(exc, ImportError) or isinstance(exc.__cause__, NameError) or "pypiwin32" in str(exc)
     )
 
@@ -68,12 +68,7 @@ def connect():
         client = docker.from_env(timeout=60)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - every way of not answering means the same to the user
-        hint = (
-            "start Docker Desktop and wait until it says the engine is running"
-            if platforms.IS_WINDOWS
-            else "start the engine (sudo systemctl start docker; in CI: bash .ci/docker-engine.sh start "
-            "and export DOCKER_HOST), or use --backend local"
-        )
+        hint = platforms.docker_start_hint()
         if _needs_pywin32(exc):
             hint = PYWIN32_HINT
         raise BackendError(
