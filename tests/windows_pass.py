@@ -43,7 +43,6 @@ SAME_UNDER_WINDOWS = {
     "tests/test_secret_file.py": "secret values parsed from text in memory",
     "tests/test_windows_pass.py": "this rule, read from the test files' source with ast",
     "tests/unit/test_errors.py": "the failures' messages and exit codes, built in memory",
-    "tests/unit/test_stats.py": "statistics on lists of numbers",
     "tests/unit/test_transaction_control.py": "statement classification on SQL text",
 }
 
