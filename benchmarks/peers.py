@@ -64,9 +64,11 @@ import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from leaddb import bench, console, fast, janitor, migrations, platforms, spec, statedir, workflow  # noqa: E402
-from leaddb.backends.local import SERVER_SETTINGS, LocalBackend, free_port, scratch_root  # noqa: E402
+from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
+from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
 from leaddb.errors import LeadDbError  # noqa: E402
+from leaddb.statedir import scratch_root  # noqa: E402
 
 DBMATE_VERSION = "2.36.0"
 # migra's last release and the versions it was checked with on PostgreSQL 15 here
