@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,27 @@ def test_a_docker_reset_reaches_its_container_start_without_psycopg(tmp_path):
         "leaddb.backends.docker",
     }
     assert loaded(names, {"psycopg", "rich", "leaddb.runner"}) == set()
+
+
+@pytest.mark.parametrize("dont_write", [False, True])
+def test_a_command_writes_the_bytecode_of_what_it_imports_as_python_would(tmp_path, dont_write):
+    """invoke turns bytecode writing off before it loads tasks.py: without tasks.py handing the
+    choice back to Python (-B, PYTHONDONTWRITEBYTECODE), every command compiled the library and
+    its dependencies from source again."""
+    shutil.copy2(ROOT / "tasks.py", tmp_path / "tasks.py")
+    shutil.copytree(ROOT / "leaddb", tmp_path / "leaddb", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    if dont_write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "leaddb").glob("__pycache__/workflow.*.pyc"))
+    assert (written == []) if dont_write else written, written
