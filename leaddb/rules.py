@@ -29,14 +29,9 @@ history).
 
 from __future__ import annotations
 
-import os
-import re
-import stat
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pglast
 from pglast import ast
@@ -47,361 +42,29 @@ from pglast.enums import (
 )
 from pglast.parser import ParseError
 
-from leaddb import lint, platforms, scope
-from leaddb.errors import MigrationError, excerpt
-from leaddb.migrations import LineIndex
-from leaddb.spec import MIGRATIONS_HEADING, SPEC_FILENAME
+from leaddb import lint, scope
+from leaddb.errors import excerpt
+from leaddb.migrations import FILENAME, LineIndex
+from leaddb.spec import SPEC_FILENAME
 
-NAMING = "naming"
-TEXT = "text"
-HEADER = "header"
-ONE_TRANSACTION = "one transaction"
-NOT_DESTRUCTIVE = "not destructive"
-NO_LOGIC = "no logic"
-PLAIN_SQL = "plain SQL"
-SCHEMA_ONLY = "schema only"
-PRINTED = "printed in the spec"
-
-# the longest description a violation prints (a few names, a short excerpt)
-MAX_WHAT = 400
-
-# the next step for each rule, when a violation carries no more precise one
-FIXES = {
-    NAMING: "name each file NNNN_snake_name.sql, numbered contiguously from 0001 in apply order, "
-    "and keep nothing else in the migrations directory: the container executes every file there",
-    TEXT: "save the file as UTF-8 without BOM, with LF line endings, no tabs, no trailing whitespace "
-    "and one newline at the end",
-    HEADER: "make the first line `-- migration: <migrations directory>/<file name>`, the file's own path",
-    ONE_TRANSACTION: "wrap everything after the header in one BEGIN; … COMMIT; and nothing else "
-    "that starts or ends a transaction",
-    NOT_DESTRUCTIVE: "migrations only add; if the spec really means it, say so there with "
-    "'Destructive change allowed: `object`'",
-    NO_LOGIC: "migrations hold schema only: no functions, procedures, triggers, rules or data "
-    "(a guard belongs in an anonymous DO block)",
-    PLAIN_SQL: "migrations are plain SQL, applied the same way by psql and by the runner; fix the file",
-    SCHEMA_ONLY: "migrations hold this schema's objects only: no roles or grants, no commands on the "
-    "database, the server or the session, no server functions, no locks, no dynamic SQL",
-    PRINTED: "print the file's SQL in the spec's section \"Migrations\" first (a ```sql block whose first "
-    "line is `-- migration: <file>`), then copy it byte for byte into the file",
-}
-
-# the spec's pattern; fullmatch, and [0-9] rather than \d, which also matches other scripts' digits
-FILENAME = re.compile(r"(?P<number>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
-
-BOM = b"\xef\xbb\xbf"
-# what no SQL text needs and a hostile one uses: control characters but tab and line ends (NUL: the
-# parser would stop reading there; ESC: terminal escapes in CI logs), zero-width and bidirectional
-# controls (text shown in another order than it runs)
-_HIDDEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+# what the rules judge is read by leaddb.migrations (naming, text), and every rule reports in the
+# shape of leaddb.violations; both named here too, for the callers that know this room only
+from leaddb.violations import (  # noqa: F401 - re-exported
+    FIXES,
+    HEADER,
+    MAX_WHAT,
+    NAMING,
+    NO_LOGIC,
+    NOT_DESTRUCTIVE,
+    ONE_TRANSACTION,
+    PLAIN_SQL,
+    PRINTED,
+    SCHEMA_ONLY,
+    TEXT,
+    RulesBroken,
+    Violation,
+    refuse,
 )
-
-
-@dataclass(frozen=True, order=True)
-class Violation:
-    file: str
-    line: int  # 1-based; 0 when the file as a whole breaks the rule (its name, its number)
-    rule: str
-    what: str
-    fix: str = field(default="", compare=False)
-
-    def describe(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        # every rule quotes what it needs only; this bounds it all the same
-        return f'{excerpt(where, 300)}: rule "{self.rule}": {excerpt(self.what, MAX_WHAT)}'
-
-    @property
-    def next_step(self) -> str:
-        return self.fix or FIXES[self.rule]
-
-
-class RulesBroken(MigrationError):
-    """One or more migration files break the spec's rules; nothing was applied."""
-
-    def __init__(self, violations: Iterable[Violation]) -> None:
-        self.violations = sorted(violations)
-        rules = f'the rules are in {SPEC_FILENAME}, section "{MIGRATIONS_HEADING}"'
-        if len(self.violations) == 1:
-            (only,) = self.violations
-            super().__init__(only.describe(), hint=f"{only.next_step}; nothing was applied ({rules})")
-            return
-        listing = "\n".join(f"  - {v.describe()}" for v in self.violations)
-        steps = "".join(dict.fromkeys(f"\n    - {v.rule}: {FIXES[v.rule]}" for v in self.violations))
-        super().__init__(
-            f"{len(self.violations)} violations of the migration rules; nothing was applied:\n{listing}",
-            hint=f"fix each file above ({rules}):{steps}",
-        )
-
-
-def refuse(violations: Sequence[Violation]) -> None:
-    if violations:
-        raise RulesBroken(violations)
-
-
-# -- naming -------------------------------------------------------------------------------------
-
-
-def scan(
-    directory: Path, display: Callable[[Path], str]
-) -> tuple[list[tuple[Path, int, str]], list[Violation]]:
-    """The migration files (path, number, text) in apply order, and every naming and text violation.
-
-    Hidden files are left alone, as the image's entrypoint leaves them (``*`` skips them). A file
-    with a migration's name is read only when it is a regular file of the directory itself
-    (:class:`_Directory`): never through a link, never a FIFO or device, never one with another
-    name elsewhere (a hard link), never more than :data:`MAX_FILE_BYTES`."""
-    violations: list[Violation] = []
-    numbered: list[tuple[str, int]] = []  # every migration name, whatever the entry is: the numbering's
-    named: list[tuple[Path, int, os.stat_result]] = []  # the regular files among them: read
-    try:
-        folder = _Directory(directory)
-    except OSError as exc:
-        what = f"cannot be read: {exc.strerror or exc}"
-        return [], [Violation(display(directory), 0, NAMING, what, _UNREADABLE)]
-    with folder:
-        for name in folder.names():
-            if name.startswith("."):
-                continue
-            path = directory / name
-            match = FILENAME.fullmatch(name)
-            if not match:
-                violations.append(
-                    Violation(
-                        display(path),
-                        0,
-                        NAMING,
-                        "not a migration file name (expected NNNN_snake_name.sql, "
-                        "^[0-9]{4}_[a-z0-9_]+\\.sql$)",
-                        "rename it, or move it out of the migrations directory: the container executes "
-                        "every file there",
-                    )
-                )
-                continue
-            numbered.append((display(path), int(match["number"])))
-            try:
-                seen = folder.lstat(name)
-            except OSError as exc:
-                violations.append(
-                    Violation(display(path), 0, NAMING, f"cannot be read: {exc.strerror or exc}", _UNREADABLE)
-                )
-                continue
-            problem = _not_a_file_of_its_own(seen)
-            if problem:
-                what, fix = problem
-                violations.append(Violation(display(path), 0, NAMING, what, fix))
-            else:
-                named.append((path, int(match["number"]), seen))
-        if not named and not violations:
-            violations.append(
-                Violation(
-                    display(directory), 0, NAMING, "no migration files", "write the first one, 0001_….sql"
-                )
-            )
-        violations += numbering(numbered)
-        files = []
-        for path, number, seen in named:
-            data = folder.read(path.name, seen)
-            if isinstance(data, str):
-                violations.append(Violation(display(path), 0, NAMING, data, _UNREADABLE))
-                continue
-            text, found = check_text(display(path), data)
-            violations += found
-            if text is not None:
-                files.append((path, number, text))
-    return files, violations
-
-
-# the most a migration file may hold: a schema of thousands of tables is far less; more is not one
-MAX_FILE_BYTES = 16 << 20
-_UNREADABLE = "make it a file the tasks can read (git checkout -- FILE restores a committed one)"
-
-
-def _not_a_file_of_its_own(seen: os.stat_result) -> tuple[str, str] | None:
-    """Why ``lstat`` says this entry is not a migration file of the directory, with the fix."""
-    if platforms.is_link(seen):
-        return (
-            "is a symbolic link: a migration file is a regular file of the directory itself, never "
-            "read through a link",
-            "replace the link with the file itself, or remove it",
-        )
-    if not stat.S_ISREG(seen.st_mode):
-        kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
-        kind = next((k for test, k in kinds.items() if test(seen.st_mode)), "a device or other special file")
-        return f"not a regular file ({kind})", "move it out of the migrations directory"
-    if seen.st_nlink > 1:
-        return (
-            f"has {seen.st_nlink} hard links: a migration file has no other name, through which it "
-            "could be changed from outside the directory",
-            "replace it with a copy of its own (copy it to a new name, then rename that over it)",
-        )
-    if seen.st_size > MAX_FILE_BYTES:
-        return (
-            f"is {seen.st_size} bytes, more than a migration file may hold ({MAX_FILE_BYTES} bytes)",
-            "split the schema into smaller files",
-        )
-    return None
-
-
-class _Directory:
-    """The migrations directory, listed and read without following links. Where the platform
-    has directory descriptors (POSIX), the directory is opened once (``O_NOFOLLOW``) and every
-    file is opened relative to it, ``O_NOFOLLOW``; elsewhere by path. Either way a file is read
-    only when ``fstat`` of what was opened is the regular file ``lstat`` saw: nothing swapped
-    in between is followed."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = os.open(path, platforms.DIRECTORY_READ) if platforms.DIRECTORY_READ else None
-
-    def __enter__(self) -> _Directory:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-
-    def names(self) -> list[str]:
-        return sorted(os.listdir(self.path if self.fd is None else self.fd))
-
-    def lstat(self, name: str) -> os.stat_result:
-        return os.lstat(self.path / name) if self.fd is None else os.lstat(name, dir_fd=self.fd)
-
-    def read(self, name: str, seen: os.stat_result) -> bytes | str:
-        """The file's bytes, or why they were not read."""
-        try:
-            if self.fd is None:
-                fd = os.open(self.path / name, platforms.NOFOLLOW_READ)
-            else:
-                fd = os.open(name, platforms.NOFOLLOW_READ, dir_fd=self.fd)
-        except OSError as exc:  # ELOOP: a link put there since lstat
-            return f"cannot be read: {exc.strerror or exc}"
-        with os.fdopen(fd, "rb") as f:
-            opened = os.fstat(f.fileno())
-            if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
-                seen.st_dev,
-                seen.st_ino,
-            ):
-                return "was replaced while it was read: read nothing of it"
-            try:
-                data = f.read(MAX_FILE_BYTES + 1)
-            except OSError as exc:
-                return f"cannot be read: {exc.strerror or exc}"
-        if len(data) > MAX_FILE_BYTES:
-            return f"grew past what a migration file may hold ({MAX_FILE_BYTES} bytes) while it was read"
-        return data
-
-
-def numbering(files: Sequence[tuple[str, int]]) -> list[Violation]:
-    """Numbers start at 0001 and are contiguous: no gaps, no repeats (``files`` in name order)."""
-    fix = "number migrations contiguously from 0001 in apply order"
-    violations = []
-    by_number: dict[int, list[str]] = {}
-    for name, number in files:
-        by_number.setdefault(number, []).append(name)
-    expected = 1
-    for number, names in sorted(by_number.items()):
-        if len(names) > 1:
-            listing = ", ".join(Path(n).name for n in names)
-            violations.append(
-                Violation(names[1], 0, NAMING, f"duplicate number {number:04d}: {listing}", fix)
-            )
-        if number != expected:
-            violations.append(
-                Violation(names[0], 0, NAMING, f"expected number {expected:04d}, found {number:04d}", fix)
-            )
-        expected = number + 1
-    return violations
-
-
-# -- text ---------------------------------------------------------------------------------------
-
-
-def check_text(file: str, data: bytes) -> tuple[str | None, list[Violation]]:
-    """The file's text (LF) and its text violations; no text when it cannot be read as UTF-8
-    or holds nothing."""
-    violations = []
-    if data.startswith(BOM):
-        violations.append(
-            Violation(file, 1, TEXT, "starts with a UTF-8 byte-order mark", "save it as UTF-8 without BOM")
-        )
-        data = data[len(BOM) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, [*violations, Violation(file, line, TEXT, "not valid UTF-8", "save it as UTF-8")]
-    if "\r" in text:
-        line = text.count("\n", 0, text.index("\r")) + 1
-        violations.append(
-            Violation(
-                file,
-                line,
-                TEXT,
-                "CRLF line ending",
-                "save it with LF endings (.gitattributes enforces eol=lf)",
-            )
-        )
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    hidden = _HIDDEN.search(text)
-    if hidden:  # binary, a terminal escape, text that reads otherwise than it runs: read no further
-        line = text.count("\n", 0, hidden.start()) + 1
-        char = hidden.group()
-        kind = (
-            "a control character"
-            if unicodedata.category(char) == "Cc"
-            else "an invisible or bidirectional control character"
-        )
-        return None, [
-            *violations,
-            Violation(
-                file,
-                line,
-                TEXT,
-                f"{kind} (U+{ord(char):04X}): not plain text",
-                "remove it: a migration is plain text",
-            ),
-        ]
-    if not text.strip():
-        return None, [
-            *violations,
-            Violation(file, 0, PLAIN_SQL, "empty migration", "write its SQL or remove the file"),
-        ]
-    lines = text.split("\n")
-    violations += _lines_with(file, lines, lambda s: "\t" in s, "a tab character", "indent with spaces")
-    violations += _lines_with(
-        file,
-        lines,
-        lambda s: s != s.rstrip(),
-        "trailing whitespace",
-        "remove the whitespace at the ends of lines",
-    )
-    if not text.endswith("\n"):
-        violations.append(
-            Violation(
-                file, len(lines), TEXT, "no newline at the end of the file", "end the file with one newline"
-            )
-        )
-    elif text.endswith("\n\n"):
-        blank = len(text) - len(text.rstrip("\n")) - 1
-        violations.append(
-            Violation(
-                file,
-                len(lines) - blank,
-                TEXT,
-                f"{blank} blank line(s) at the end of the file",
-                "end the file with exactly one newline",
-            )
-        )
-    return text, violations
-
-
-def _lines_with(file: str, lines: list[str], test, what: str, fix: str) -> list[Violation]:
-    numbers = [n for n, line in enumerate(lines, 1) if test(line)]
-    if not numbers:
-        return []
-    more = f" (and {len(numbers) - 1} more line(s))" if len(numbers) > 1 else ""
-    return [Violation(file, numbers[0], TEXT, f"{what}{more}", fix)]
-
 
 # -- header, one transaction, not destructive, no logic -------------------------------------------
 

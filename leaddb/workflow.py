@@ -63,9 +63,9 @@ def _started(options: Options) -> Backend:
 
 
 def _prepare(options: Options) -> tuple[Backend, list[Migration]]:
-    from leaddb import migrations
+    from leaddb import verdict
 
-    files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
+    files = verdict.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
     return _select(options), files
 
 
@@ -164,9 +164,9 @@ def _check_drift(live, expected) -> None:
 
 
 def introspect(options: Options, json_path: Path | None = None):
-    from leaddb import drift, migrations
+    from leaddb import drift, verdict
 
-    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
+    verdict.load(options.project_dir)  # every file the spec prints, and no other, before a server
     backend = _started(options)
     spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
@@ -198,10 +198,10 @@ UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def drift_check(options: Options) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import catalog, drift, migrations
+    from leaddb import catalog, drift, verdict
 
     started = time.perf_counter()
-    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
+    verdict.load(options.project_dir)  # every file the spec prints, and no other, before a server
     backend = _started(options)
     spec, live, expected = _live_and_spec(backend, options)
     _check_drift(live, expected.snapshot)
@@ -269,10 +269,10 @@ def dump(options: Options) -> Path:
 
 def status(options: Options, *, json_path: Path | None = None, detail: bool = False):
     """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
-    from leaddb import catalog, janitor, migrations
+    from leaddb import catalog, janitor, verdict
     from leaddb import status as schema_status
 
-    files = migrations.load(options.project_dir)
+    files = verdict.load(options.project_dir)
     backend = _started(options)
     live = catalog.snapshot_of(backend.conninfo())
     if detail:
@@ -498,9 +498,9 @@ def _stopped_reports(results: list, report_dir: Path, backend: str, step: str, o
 def lint_migrations(options: Options) -> None:
     """Every migration file against every rule of the spec's "Migrations: directory and tooling"
     (the same check reset, apply and reapply make before they touch a server)."""
-    from leaddb import migrations
+    from leaddb import verdict
 
-    files = migrations.load(options.project_dir)
+    files = verdict.load(options.project_dir)
     say(
         f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, printed in "
         "the spec, one transaction, not destructive, no logic, schema only)"
