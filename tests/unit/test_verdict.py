@@ -366,3 +366,60 @@ def test_no_cache_directory_judges_every_time(make_project, tmp_path, monkeypatc
     verdict.load(project)
     assert judged["rules"] == 2
     assert list(planted.iterdir()) == []
+
+
+# -- what each file does (leaddb.effects: db.status) ----------------------------------------------
+
+
+def _effects_of(found) -> list:
+    return [(f.migration.name, f.effects, f.notes) for f in found]
+
+
+def test_the_files_effects_from_the_cache_are_what_reading_them_gives(make_project, home, monkeypatch):
+    from leaddb import effects, objects
+
+    project = two_files(make_project)
+    found = verdict.load(project)
+    read = []
+    real = objects.read
+    monkeypatch.setattr(objects, "read", lambda files: read.append(1) or real(files))
+    first, again = effects.of(found), effects.of(found)
+    assert read == [1]
+    assert _effects_of(again) == _effects_of(first) == _effects_of(real(found))
+    assert any(e.action == "create" and e.kind == "table" for f in again for e in f.effects)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "a byte of a file",
+        "a file renamed",
+        "the code version",
+        "the entry corrupt",
+        "an entry of another shape",
+    ],
+)
+def test_the_files_effects_are_read_anew_when_anything_changed(make_project, home, monkeypatch, change):
+    from leaddb import effects, objects
+
+    project = two_files(make_project)
+    found = verdict.load(project)
+    effects.of(found)
+    read = []
+    real = objects.read
+    monkeypatch.setattr(objects, "read", lambda files: read.append(1) or real(files))
+    if change == "a byte of a file":
+        found[1] = migrations.Migration(
+            found[1].path, 2, found[1].text.replace("id int", "id bigint"), project
+        )
+    elif change == "a file renamed":
+        found[1] = migrations.Migration(found[1].path.with_name("0002_other.sql"), 2, found[1].text, project)
+    elif change == "the code version":
+        monkeypatch.setattr(cache, "code_version", lambda: "another version")
+    else:
+        (entry,) = entries(home, effects.CACHE_PREFIX)
+        data = json.loads(entry.read_text())
+        bad = {**data, "value": [[FIRST, [["create", "table", "t", "1", None, False]], []], data["value"][1]]}
+        entry.write_text("{" if change == "the entry corrupt" else json.dumps(bad))
+    assert _effects_of(effects.of(found)) == _effects_of(real(found))
+    assert read == [1]
