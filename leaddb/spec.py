@@ -287,7 +287,7 @@ def _from_facts(path: Path, text: str, facts) -> Spec | None:
         declarations = [
             Declaration(PurePosixPath(_str(p)), _int(ln), section(n)) for p, ln, n in facts["declarations"]
         ]
-        targets = {_str(k): float(v) for k, v in facts["targets"].items()}
+        targets = {_str(k): _number(v) for k, v in facts["targets"].items()}
         if set(facts) != set(_FACTS):
             return None
     except (TypeError, ValueError, KeyError, AttributeError):
@@ -299,7 +299,7 @@ def _from_facts(path: Path, text: str, facts) -> Spec | None:
 
 def _str(value) -> str:
     if not isinstance(value, str):
-        raise TypeError(value)
+        raise TypeError
     return value
 
 
@@ -307,7 +307,13 @@ def _opt(value) -> str | None:
     return None if value is None else _str(value)
 
 
+def _number(value) -> float:
+    if type(value) not in (int, float):
+        raise TypeError
+    return float(value)
+
+
 def _int(value) -> int:
     if type(value) is not int:
-        raise TypeError(value)
+        raise TypeError
     return value

@@ -289,7 +289,17 @@ def test_a_corrupt_spec_entry_is_a_miss_then_rebuilt(make_project, home, judged)
     first = spec.Spec.load(project / spec.SPEC_FILENAME)
     (entry,) = entries(home, spec.CACHE_PREFIX)
     data = json.loads(entry.read_text())
-    for broken in ({**data, "value": {**data["value"], "sections": [["x", "1", 1]]}}, {**data, "value": []}):
+    value = data["value"]
+    beyond = [[*block[:4], len(value["sections"])] for block in value["blocks"]]  # no such section
+    for broken in (
+        {**data, "value": {**value, "sections": [["x", "1", 1]]}},
+        {**data, "value": []},
+        {**data, "value": {**value, "blocks": beyond}},
+        {**data, "value": {**value, "blocks": [[*b[:4], -2] for b in value["blocks"]]}},
+        {**data, "value": {**value, "targets": {"p50": "3"}}},
+        {**data, "value": {**value, "declarations": [[1, 1, -1]]}},
+        {**data, "value": {**value, "extra": 1}},
+    ):
         entry.write_text(json.dumps(broken))
         again = spec.Spec.load(project / spec.SPEC_FILENAME)
         assert (again.blocks, again.declarations, again.sections) == (
@@ -297,18 +307,50 @@ def test_a_corrupt_spec_entry_is_a_miss_then_rebuilt(make_project, home, judged)
             first.declarations,
             first.sections,
         )
-    assert judged["markdown"] == 3
+    assert judged["markdown"] == 8
     assert spec.Spec.load(project / spec.SPEC_FILENAME).targets == first.targets
-    assert judged["markdown"] == 3
+    assert judged["markdown"] == 8
 
 
-def test_a_spec_read_from_the_cache_reads_as_the_spec_parsed(home, judged):
-    parsed = spec.Spec.load(ROOT / spec.SPEC_FILENAME)
-    cached = spec.Spec.load(ROOT / spec.SPEC_FILENAME)
-    assert judged["markdown"] == 1
-    for facts in ("sections", "blocks", "declarations", "targets"):
-        assert getattr(cached, facts) == getattr(parsed, facts)
+# a block and a declaration before any heading, others in the first section, a block without a marker
+EDGES = """```sql
+-- migration: api/db/migrations/0001_first.sql
+SELECT 1;
+```
+- Migrations directory: `api/db/migrations`
+
+# First
+
+```sql
+SELECT 2;
+```
+- Migrations directory: `api/db/other`
+
+## Targets
+
+| percentile | target (seconds) |
+|---|---|
+| p50 | 3 |
+"""
+
+
+@pytest.mark.parametrize("source", ["the project's spec", "edges"])
+def test_a_spec_read_from_the_cache_reads_as_the_spec_parsed(home, judged, tmp_path, source):
+    path = ROOT / spec.SPEC_FILENAME
+    if source == "edges":
+        path = tmp_path / spec.SPEC_FILENAME
+        path.write_text(EDGES)
+    parsed = spec.Spec.load(path)
+    cached = spec.Spec.load(path)
+    facts = ("sections", "blocks", "declarations", "targets")
+    assert [getattr(cached, f) for f in facts] == [getattr(parsed, f) for f in facts]
+    assert judged["markdown"] == 1  # every fact from the cache: none parsed again
+    assert (cached.path, cached.text) == (path, parsed.text)
     assert cached.section_at(parsed.blocks[-1].line) == parsed.blocks[-1].section
+    if source == "edges":
+        assert [b.section for b in cached.blocks] == [None, cached.sections[0]]
+        assert [(b.kind, b.name) for b in cached.blocks][1] == (None, None)
+        assert [d.section for d in cached.declarations] == [None, cached.sections[0]]
 
 
 def test_a_spec_that_fails_its_check_is_never_cached(tmp_path, home):
