@@ -16,11 +16,17 @@ floor" recorded in the bench JSON and reports/verify.json.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke import Collection, task
 
-from leaddb import cli
+# invoke turns bytecode writing off before it loads this file (unless --write-pyc), so every
+# command compiled the library and its dependencies from source again (a third of a warm
+# command); Python's own setting (-B, PYTHONDONTWRITEBYTECODE) decides instead
+sys.dont_write_bytecode = sys.flags.dont_write_bytecode
+
+from leaddb import cli  # noqa: E402 - after the line above, so its bytecode is written too
 
 with cli.starting():  # Ctrl-C while the library loads: "interrupted", not a traceback
     from leaddb import workflow

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pglast
 from pglast import ast
@@ -27,35 +27,11 @@ from pglast.enums import A_Expr_Kind, AlterTableType, ConstrType, MinMaxOp, Obje
 from pglast.parser import ParseError, parse_plpgsql_json
 
 from leaddb.catalog import SCHEMA
+from leaddb.effects import TABLE_PARTS, Effect, FileEffects  # noqa: F401 - the shape of what this reads
 from leaddb.migrations import Migration
 
 NAMEDATALEN = 64
 _SERIAL_TYPES = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
-# kinds whose objects belong to a table (their keys or owners name it)
-TABLE_PARTS = ("column", "constraint", "index", "sequence", "trigger")
-
-
-@dataclass(frozen=True)
-class Effect:
-    """One thing a statement does to one catalog object."""
-
-    action: str  # "create", "drop" or "alter"
-    kind: str  # a catalog kind: table, column, constraint, index, sequence, enum, ...
-    name: str  # the catalog signature; for a function, its name followed by "("
-    line: int  # line in the file of the statement that does it
-    table: str | None = None  # the table a part belongs to
-    opaque: bool = False  # a table whose columns the statement does not spell out (LIKE, AS, OF, ...)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.kind, self.name)
-
-
-@dataclass
-class FileEffects:
-    migration: Migration
-    effects: list[Effect] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # statements whose effect is not modelled
 
 
 # -- names as PostgreSQL 15 chooses them ---------------------------------------------------

@@ -1,5 +1,10 @@
 """Read `Technical-Architecture-Specification.md` with a Markdown parser.
 
+What the tasks read of the spec (its sections, SQL blocks, declarations and targets) depends
+on its bytes and this code only: it is cached per user (``leaddb.cache``) under a key of both,
+so a command on an unchanged spec does not load markdown-it. A spec that fails its check is
+never cached: it is read anew every time, and says where it is wrong.
+
 The spec is the source of truth: it declares the migrations directory, prints the
 SQL of every migration (a fenced ``sql`` block whose first line is
 ``-- migration: <file>``), the queries the indexes serve (``-- query: <name>``),
@@ -9,6 +14,7 @@ performance targets (a ``percentile | target (seconds)`` table).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
+from leaddb import cache as _cache
 from leaddb.errors import SpecError, excerpt
 
 SPEC_FILENAME = "Technical-Architecture-Specification.md"
@@ -80,13 +87,23 @@ class Declaration:
     section: Section | None
 
 
+# what a cached reading of the spec holds, and which version of that shape
+_FACTS = ("sections", "blocks", "declarations", "targets")
+CACHE_PREFIX = "spec"
+CACHE_FORMAT = 1
+CACHE_KEEP = 8
+
+
 class Spec:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
-        from markdown_it import MarkdownIt  # only the tasks that read the spec load the parser
 
-        self._tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    @cached_property
+    def _tokens(self):
+        from markdown_it import MarkdownIt  # only a spec read anew loads the parser
+
+        return MarkdownIt("commonmark").enable("table").parse(self.text)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
@@ -115,8 +132,16 @@ class Spec:
                 f"{SPEC_FILENAME}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})",
                 hint="save the spec as UTF-8",
             ) from None
-        spec = cls(path, text.removeprefix("\ufeff"))
+        text = text.removeprefix("\ufeff")
+        key = _cache_key(data)
+        facts = _cache.lookup(CACHE_PREFIX, key) if key else None
+        spec = _from_facts(path, text, facts) if facts is not None else None
+        if spec is not None:
+            return spec  # the same bytes read by the same code: what checking them found then
+        spec = cls(path, text)
         spec.check()
+        if key:
+            _cache.store(CACHE_PREFIX, key, _facts_of(spec), CACHE_KEEP)
         return spec
 
     def check(self) -> None:
@@ -216,3 +241,79 @@ class Spec:
                 row = None
             elif tok.type == "inline" and row is not None:
                 row.append(tok.content.strip())
+
+
+# -- the cached reading --------------------------------------------------------------------------
+
+
+def _cache_key(data: bytes) -> dict | None:
+    code = _cache.code_version()
+    if code is None:
+        return None
+    return {"format": CACHE_FORMAT, "code": code, "spec": hashlib.sha256(data).hexdigest()}
+
+
+def _facts_of(spec: Spec) -> dict:
+    index = {id(section): n for n, section in enumerate(spec.sections)}
+
+    def at(section: Section | None) -> int:
+        return -1 if section is None else index[id(section)]
+
+    return {
+        "sections": [[s.heading, s.level, s.line] for s in spec.sections],
+        "blocks": [[b.kind, b.name, b.sql, b.line, at(b.section)] for b in spec.blocks],
+        "declarations": [[d.path.as_posix(), d.line, at(d.section)] for d in spec.declarations],
+        "targets": spec.targets,
+    }
+
+
+def _from_facts(path: Path, text: str, facts) -> Spec | None:
+    """A spec whose readings are ``facts`` (a cache entry's value); None when they are not of
+    the shape :func:`_facts_of` writes: a miss, read anew."""
+    try:
+        sections = [Section(_str(h), _int(lv), _int(ln)) for h, lv, ln in facts["sections"]]
+
+        def section(n) -> Section | None:
+            if _int(n) == -1:
+                return None
+            if not 0 <= n < len(sections):
+                raise ValueError(n)
+            return sections[n]
+
+        blocks = [
+            SqlBlock(_opt(k), _opt(name), _str(sql), _int(ln), section(n))
+            for k, name, sql, ln, n in facts["blocks"]
+        ]
+        declarations = [
+            Declaration(PurePosixPath(_str(p)), _int(ln), section(n)) for p, ln, n in facts["declarations"]
+        ]
+        targets = {_str(k): _number(v) for k, v in facts["targets"].items()}
+        if set(facts) != set(_FACTS):
+            return None
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    spec = Spec(path, text)
+    spec.__dict__.update(sections=sections, blocks=blocks, declarations=declarations, targets=targets)
+    return spec
+
+
+def _str(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _opt(value) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _number(value) -> float:
+    if type(value) not in (int, float):
+        raise TypeError
+    return float(value)
+
+
+def _int(value) -> int:
+    if type(value) is not int:
+        raise TypeError
+    return value

@@ -22,11 +22,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from leaddb import effects
 from leaddb.catalog import Snapshot
 from leaddb.drift import Difference, owner_table
+from leaddb.effects import TABLE_PARTS, FileEffects
 from leaddb.errors import MigrationsPending, SchemaDrift
 from leaddb.migrations import Migration
-from leaddb.objects import TABLE_PARTS, FileEffects, read
 
 APPLIED, PENDING, PARTIAL, DRIFTED, UNKNOWN = "applied", "pending", "partial", "drifted", "unverifiable"
 
@@ -168,7 +169,7 @@ def _resolve_functions(keys, live: Snapshot, reference: Snapshot) -> dict:
 
 
 def check(migrations: list[Migration], live: Snapshot, reference: Snapshot, *, reference_name: str) -> Report:
-    files = read(migrations)
+    files = effects.of(migrations)  # leaddb.objects, or its answer on the same files cached
     creator, dropper, definer, tables, opaque = _expectations(files)
     creator = _resolve_functions(creator, live, reference)
     definer = _resolve_functions(definer, live, reference)

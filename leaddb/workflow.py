@@ -84,9 +84,9 @@ def _reading(options: Options, task: str, backend: Backend | None = None) -> Ite
 
 
 def _prepare(options: Options) -> tuple[Backend, list[Migration]]:
-    from leaddb import migrations
+    from leaddb import verdict
 
-    files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
+    files = verdict.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
     return _select(options), files
 
 
@@ -103,9 +103,9 @@ def reset(
     held: Backend | None = None,
 ) -> BootReport:
     """``held``: a backend whose exclusive lock the caller holds (verify)."""
-    from leaddb import migrations
+    from leaddb import verdict
 
-    files = migrations.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
+    files = verdict.load(options.project_dir)  # MIGRATION_PATH_UNSPECIFIED before anything starts
     with _held(options, "db.reset", shared=False, backend=held) as backend:
         how = " (fast: recreate from the template database)" if fast_reset else ""
         say(f"resetting {backend.describe()}{how}")
@@ -132,9 +132,9 @@ def apply(options: Options) -> ApplyResult:
 
 def reapply(options: Options, *, held: Backend | None = None) -> ApplyResult:
     """Apply every file again on the applied database: any error is NON_IDEMPOTENT_MIGRATION."""
-    from leaddb import catalog, drift, migrations
+    from leaddb import catalog, drift, verdict
 
-    files = migrations.load(options.project_dir)
+    files = verdict.load(options.project_dir)
     with _held(options, "db.reapply", shared=True, backend=held) as backend:
         backend.start()
         before = catalog.snapshot_of(backend.conninfo())
@@ -193,9 +193,9 @@ def _check_drift(live, expected) -> None:
 
 
 def introspect(options: Options, json_path: Path | None = None, *, held: Backend | None = None):
-    from leaddb import drift, migrations
+    from leaddb import drift, verdict
 
-    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
+    verdict.load(options.project_dir)  # every file the spec prints, and no other, before a server
     with _reading(options, "db.introspect", held) as backend:
         spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
@@ -227,10 +227,10 @@ UNREADABLE_SNAPSHOT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def drift_check(options: Options, *, held: Backend | None = None) -> None:
     """The live catalog against the spec; then against the committed schema dump, so a
     schema change is visible in review."""
-    from leaddb import migrations
+    from leaddb import verdict
 
     started = time.perf_counter()
-    migrations.load(options.project_dir)  # every file the spec prints, and no other, before a server
+    verdict.load(options.project_dir)  # every file the spec prints, and no other, before a server
     with _reading(options, "db.drift", held) as backend:
         _drift_check(options, backend, started)
 
@@ -313,10 +313,10 @@ def status(
     options: Options, *, json_path: Path | None = None, detail: bool = False, held: Backend | None = None
 ):
     """Per migration file: applied, pending, partial or drifted; then objects no file creates."""
-    from leaddb import catalog, migrations  # noqa: F401 - the rooms it uses, loaded before the lock's session
+    from leaddb import catalog, verdict  # noqa: F401 - the rooms it uses, loaded before the lock's session
     from leaddb import status as schema_status  # noqa: F401
 
-    files = migrations.load(options.project_dir)
+    files = verdict.load(options.project_dir)
     with _reading(options, "db.status", held) as backend:
         return _status(options, backend, files, json_path=json_path, detail=detail)
 
@@ -422,9 +422,9 @@ def run_bench(
     if held is None:
         backend, files = _prepare(options)
     else:
-        from leaddb import migrations
+        from leaddb import verdict
 
-        backend, files = held, migrations.load(options.project_dir)
+        backend, files = held, verdict.load(options.project_dir)
     say(f"bench: {runs} fresh resets of {backend.describe()}")
     if runs < stats.MIN_RUNS_FOR_P99:
         say(
@@ -486,7 +486,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     Writes ``verify.json`` and ``verify.junit.xml`` whatever the outcome; the status and diagram
     steps write ``status.json``, ``schema.md`` and ``schema.svg`` beside them.
     """
-    from leaddb import migrations, report
+    from leaddb import report, verdict
 
     backend = _select(options)
     options = replace(options, backend=backend.name)  # resolve auto once
@@ -515,7 +515,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
     with ExitStack() as whole_run:
         first = "apply"
         try:
-            migrations.load(options.project_dir)  # the rules refuse before a server is touched
+            verdict.load(options.project_dir)  # the rules refuse before a server is touched
             first = "lock"
             whole_run.enter_context(backend.lock("db.verify"))
         except LeadDbError as exc:  # the apply step's refusal, or the lock another task holds: recorded
@@ -595,9 +595,9 @@ def _stopped_reports(
 def lint_migrations(options: Options) -> None:
     """Every migration file against every rule of the spec's "Migrations: directory and tooling"
     (the same check reset, apply and reapply make before they touch a server)."""
-    from leaddb import migrations
+    from leaddb import verdict
 
-    files = migrations.load(options.project_dir)
+    files = verdict.load(options.project_dir)
     say(
         f"lint: {len(files)} migration files follow the spec's rules (naming, text, header, printed in "
         "the spec, one transaction, not destructive, no logic, schema only)"

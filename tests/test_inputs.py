@@ -676,7 +676,8 @@ def test_a_read_only_checkout_reads_and_says_what_it_cannot_write(arena, tmp_pat
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 INTERRUPT_POINTS = {
-    "db.lint": [(compose, "load_service"), (Spec, "load"), (migrations, "split_statements")],
+    # db.lint: the reading runs every time; the parser only when the cached verdict misses
+    "db.lint": [(compose, "load_service"), (Spec, "load"), (migrations, "read")],
     "db.apply": [(compose, "load_service"), (runner, "apply"), (psycopg, "connect")],
     "db.introspect": [(catalog, "snapshot_of"), (psycopg, "connect")],
     "db.drift": [(catalog, "snapshot_of"), (Spec, "load")],

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,20 +37,32 @@ INSPECTION = {
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$")
 
 
-def imported(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run ``python -m invoke ARGS`` in the project (``env`` added to the environment); what it
-    printed, and every module it imported."""
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "invoke", *args],
-        cwd=ROOT,
+def invoke(options: list[str], args, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python OPTIONS -m invoke ARGS`` in ``cwd``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, *options, "-m", "invoke", *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         encoding="utf-8",
         timeout=120,
     )
+
+
+def imported(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``python -m invoke ARGS`` in the project (``env`` added to the environment); what it
+    printed, and every module it imported. Each run has an empty cache (``LEADDB_CACHE_DIR``)
+    unless ``env`` names one: what a first run, or a run after any file changed, loads."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="leaddb-startup-") as fresh:
+        env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "LEADDB_CACHE_DIR": os.path.join(fresh, "cache"),
+            **(env or {}),
+        }
+        done = invoke(["-X", "importtime"], args, ROOT, env)
     names = set()
     for line in done.stderr.splitlines():
         found = IMPORT_LINE.match(line)
@@ -78,6 +92,18 @@ def test_lint_loads_the_parsers_and_no_server_code():
     parsers = {"pglast", "markdown_it", "leaddb.rules"}
     assert loaded(names, parsers) == parsers
     assert loaded(names, EVERYWHERE_UNUSED | SERVER | INSPECTION | {"rich"}) == set()  # it prints no table
+
+
+def test_lint_on_unchanged_files_loads_neither_parser_nor_the_rules(tmp_path):
+    """The second run finds the first's verdict (and the spec's reading) in the cache."""
+    env = {"LEADDB_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [imported("db.lint", env=env) for _ in range(2)]
+    for done, _ in runs:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "lint: 7 migration files" in done.stdout
+    parsers = {"pglast", "markdown_it", "leaddb.rules", "leaddb.lint"}
+    assert loaded(runs[0][1], parsers) == parsers
+    assert loaded(runs[1][1], parsers) == set()
 
 
 @pytest.mark.parametrize(
@@ -129,3 +155,19 @@ def test_a_docker_reset_reaches_its_container_start_without_psycopg(tmp_path):
         "leaddb.backends.docker",
     }
     assert loaded(names, {"psycopg", "rich", "leaddb.runner"}) == set()
+
+
+@pytest.mark.parametrize("dont_write", [False, True])
+def test_a_command_writes_the_bytecode_of_what_it_imports_as_python_would(tmp_path, dont_write):
+    """invoke turns bytecode writing off before it loads tasks.py: without tasks.py handing the
+    choice back to Python (-B, PYTHONDONTWRITEBYTECODE), every command compiled the library and
+    its dependencies from source again."""
+    shutil.copy2(ROOT / "tasks.py", tmp_path / "tasks.py")
+    shutil.copytree(ROOT / "leaddb", tmp_path / "leaddb", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    if dont_write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    done = invoke([], ["--list"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "leaddb").glob("__pycache__/workflow.*.pyc"))
+    assert (written == []) if dont_write else written, written

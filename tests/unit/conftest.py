@@ -29,6 +29,14 @@ def pytest_collection_modifyitems(items):
             raise pytest.UsageError(f"{item.nodeid} uses a server fixture; move it out of tests/unit/")
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty per-user cache: what a test proves of the rules it proves
+    by running them, never by finding a verdict an earlier test left (and the mutation session,
+    which picks the tests that run a function, sees every test that judges run the rules)."""
+    monkeypatch.setenv("LEADDB_CACHE_DIR", str(tmp_path_factory.mktemp("cache") / "leaddb"))
+
+
 @pytest.fixture
 def make_project(tmp_path):
     """Factory: a project (spec, compose file, migrations directory) holding ``files``."""

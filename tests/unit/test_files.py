@@ -128,7 +128,7 @@ def test_a_hard_link_is_refused_whichever_name_is_outside(make_project, secret_f
 
 
 def test_a_file_beyond_the_size_bound_is_refused_unread(make_project, monkeypatch):
-    monkeypatch.setattr(rules, "MAX_FILE_BYTES", 120)
+    monkeypatch.setattr(migrations, "MAX_FILE_BYTES", 120)
     project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql", "-- " + "x" * 100 + "\n")})
     assert refusals(project) == [
         'api/db/migrations/0002_x.sql: rule "naming": is 162 bytes, more than a migration file may hold '
@@ -139,12 +139,12 @@ def test_a_file_beyond_the_size_bound_is_refused_unread(make_project, monkeypatc
 def test_a_file_swapped_between_lstat_and_open_is_not_read(make_project, monkeypatch, secret_file):
     """What lstat saw must be what was opened: another file put in its place is refused unread."""
     project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql")})
-    real = rules._Directory.lstat
+    real = migrations._Directory.lstat
 
     def stale(self, name):
         return real(self, name) if name == FIRST else os.stat(secret_file)
 
-    monkeypatch.setattr(rules._Directory, "lstat", stale)
+    monkeypatch.setattr(migrations._Directory, "lstat", stale)
     assert refusals(project) == [
         'api/db/migrations/0002_x.sql: rule "naming": was replaced while it was read: read nothing of it'
     ]
@@ -154,7 +154,7 @@ def test_a_file_swapped_between_lstat_and_open_is_not_read(make_project, monkeyp
 def test_a_link_put_in_place_after_lstat_is_not_followed(make_project, monkeypatch, secret_file):
     """O_NOFOLLOW: the open itself refuses the link (ELOOP), whatever lstat saw before."""
     project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql")})
-    real = rules._Directory.read
+    real = migrations._Directory.read
 
     def swap_then_read(self, name, seen):
         if name == "0002_x.sql":
@@ -163,7 +163,7 @@ def test_a_link_put_in_place_after_lstat_is_not_followed(make_project, monkeypat
             path.symlink_to(secret_file)
         return real(self, name, seen)
 
-    monkeypatch.setattr(rules._Directory, "read", swap_then_read)
+    monkeypatch.setattr(migrations._Directory, "read", swap_then_read)
     (found,) = refusals(project)
     assert found.startswith('api/db/migrations/0002_x.sql: rule "naming": cannot be read: ')
     assert "horse" not in found
@@ -199,7 +199,7 @@ def test_an_unreadable_file_is_one_violation_not_a_crash(make_project, monkeypat
     def denied(self, name, seen):
         return "cannot be read: Permission denied"
 
-    monkeypatch.setattr(rules._Directory, "read", denied)
+    monkeypatch.setattr(migrations._Directory, "read", denied)
     assert refusals(project)[0] == (
         'api/db/migrations/0001_first.sql: rule "naming": cannot be read: Permission denied'
     )
@@ -210,7 +210,7 @@ def test_an_unlistable_directory_is_one_violation(make_project, monkeypatch):
     def refuse(path, flags=None):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(rules, "_Directory", refuse)
+    monkeypatch.setattr(migrations, "_Directory", refuse)
     assert refusals(project_with(make_project)) == [
         'api/db/migrations: rule "naming": cannot be read: Permission denied'
     ]
@@ -231,28 +231,30 @@ def test_an_unsearchable_directory_is_one_violation_not_one_per_printed_block(ma
             raise PermissionError(13, "Permission denied", str(path))
         return real_lstat(path, *args, **kwargs)
 
-    monkeypatch.setattr(rules, "_Directory", refuse)
+    monkeypatch.setattr(migrations, "_Directory", refuse)
     monkeypatch.setattr(migrations.os, "lstat", lstat)
     assert refusals(project) == ['api/db/migrations: rule "naming": cannot be read: Permission denied']
 
 
 def test_a_printed_file_is_missing_only_when_the_directory_surely_lacks_it(tmp_path, monkeypatch):
     (tmp_path / "0001_x.sql").write_bytes(b"")
-    assert migrations._present(tmp_path, "0001_x.sql")
-    assert not migrations._present(tmp_path, "0002_y.sql")
-    assert not migrations._present(tmp_path / "0001_x.sql", "below.sql")  # NotADirectoryError
+    assert migrations.present(tmp_path, "0001_x.sql")
+    assert not migrations.present(tmp_path, "0002_y.sql")
+    assert not migrations.present(tmp_path / "0001_x.sql", "below.sql")  # NotADirectoryError
 
     def denied(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(migrations.os, "lstat", denied)
-    assert migrations._present(tmp_path, "0002_y.sql")  # cannot tell: not reported missing
+    assert migrations.present(tmp_path, "0002_y.sql")  # cannot tell: not reported missing
 
 
 def test_hidden_files_are_never_opened(make_project, monkeypatch):
     opened = []
-    real = rules._Directory.read
-    monkeypatch.setattr(rules._Directory, "read", lambda self, n, s: opened.append(n) or real(self, n, s))
+    real = migrations._Directory.read
+    monkeypatch.setattr(
+        migrations._Directory, "read", lambda self, n, s: opened.append(n) or real(self, n, s)
+    )
     project = project_with(make_project, **{".0002_secret.sql": SECRET, "notes.txt": SECRET})
     assert refusals(project)[0].startswith('api/db/migrations/notes.txt: rule "naming": not a migration')
     assert opened == [FIRST]
@@ -430,12 +432,12 @@ def test_each_kind_of_entry_is_refused_with_its_next_step_and_the_scan_goes_on(m
     (directory / "0002_link.sql").symlink_to(secret_file)
     os.mkfifo(directory / "0003_fifo.sql")
     os.link(secret_file, directory / "0004_hard.sql")
-    rules_max = rules.MAX_FILE_BYTES
+    rules_max = migrations.MAX_FILE_BYTES
     try:
-        rules.MAX_FILE_BYTES = 200
+        migrations.MAX_FILE_BYTES = 200
         found = described(project)
     finally:
-        rules.MAX_FILE_BYTES = rules_max
+        migrations.MAX_FILE_BYTES = rules_max
     assert found == [
         (
             "api/db/migrations/0002_link.sql",
@@ -472,14 +474,14 @@ def test_each_kind_of_entry_is_refused_with_its_next_step_and_the_scan_goes_on(m
 
 def test_a_file_of_exactly_the_size_bound_is_read(make_project, monkeypatch):
     content = compliant(FIRST)
-    monkeypatch.setattr(rules, "MAX_FILE_BYTES", len(content.encode()))
+    monkeypatch.setattr(migrations, "MAX_FILE_BYTES", len(content.encode()))
     assert [m.name for m in migrations.load(make_project({FIRST: content}))] == [FIRST]
 
 
 def test_every_entry_that_cannot_be_looked_at_or_read_is_named(make_project, monkeypatch):
     names = {FIRST: compliant(FIRST)} | {f"000{n}_x.sql": compliant(f"000{n}_x.sql") for n in (2, 3, 4, 5)}
     project = make_project(names)
-    real_lstat, real_read = rules._Directory.lstat, rules._Directory.read
+    real_lstat, real_read = migrations._Directory.lstat, migrations._Directory.read
 
     def lstat(self, name):
         if name in ("0002_x.sql", "0003_x.sql"):
@@ -493,8 +495,8 @@ def test_every_entry_that_cannot_be_looked_at_or_read_is_named(make_project, mon
             else real_read(self, name, seen)
         )
 
-    monkeypatch.setattr(rules._Directory, "lstat", lstat)
-    monkeypatch.setattr(rules._Directory, "read", read)
+    monkeypatch.setattr(migrations._Directory, "lstat", lstat)
+    monkeypatch.setattr(migrations._Directory, "read", read)
     assert [(f, line, rule, what, fix) for f, line, rule, what, fix in described(project)] == [
         (f"api/db/migrations/000{n}_x.sql", 0, "naming", what, UNREADABLE)
         for n, what in (
@@ -510,7 +512,7 @@ def test_an_unlistable_directory_names_its_next_step(make_project, monkeypatch):
     def refuse(path):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(rules, "_Directory", refuse)
+    monkeypatch.setattr(migrations, "_Directory", refuse)
     assert described(project_with(make_project)) == [
         ("api/db/migrations", 0, "naming", "cannot be read: Permission denied", UNREADABLE)
     ]
@@ -519,7 +521,7 @@ def test_an_unlistable_directory_names_its_next_step(make_project, monkeypatch):
 @POSIX
 def test_a_link_swapped_in_names_the_reason_only(make_project, monkeypatch, secret_file):
     project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql")})
-    real = rules._Directory.read
+    real = migrations._Directory.read
 
     def swap_then_read(self, name, seen):
         if name == "0002_x.sql":
@@ -528,7 +530,7 @@ def test_a_link_swapped_in_names_the_reason_only(make_project, monkeypatch, secr
             path.symlink_to(secret_file)
         return real(self, name, seen)
 
-    monkeypatch.setattr(rules._Directory, "read", swap_then_read)
+    monkeypatch.setattr(migrations._Directory, "read", swap_then_read)
     assert described(project) == [
         (
             "api/db/migrations/0002_x.sql",
@@ -547,7 +549,7 @@ def test_the_directory_is_read_through_its_descriptor(make_project):
     project = project_with(make_project)
     directory = project / "api/db/migrations"
     original = (directory / FIRST).read_bytes()
-    with rules._Directory(directory) as folder:
+    with migrations._Directory(directory) as folder:
         assert isinstance(folder.fd, int)
         directory.rename(project / "api/db/moved")
         directory.mkdir()
@@ -566,7 +568,7 @@ def test_without_descriptors_the_directory_is_read_by_path(make_project, monkeyp
     monkeypatch.setattr(platforms, "DIRECTORY_READ", None)
     project = project_with(make_project)
     directory = project / "api/db/migrations"
-    with rules._Directory(directory) as folder:
+    with migrations._Directory(directory) as folder:
         assert folder.fd is None
         (directory / "0002_x.sql").write_text("x\n", encoding="utf-8", newline="\n")
         assert folder.names() == [FIRST, "0002_x.sql"]

@@ -887,10 +887,10 @@ def test_a_two_line_statement_is_shortened_too():
 
 
 def test_a_lone_carriage_return_ends_a_line():
-    text, found = rules.check_text("f.sql", b"BEGIN;\rDROP TABLE x;\r\nCOMMIT;\n")
+    text, found = migrations.check_text("f.sql", b"BEGIN;\rDROP TABLE x;\r\nCOMMIT;\n")
     assert text == "BEGIN;\nDROP TABLE x;\nCOMMIT;\n"
     assert [(v.line, v.what) for v in found] == [(1, "CRLF line ending")]
-    assert [v.line for v in rules.check_text("f.sql", b"\nSELECT 1;\r\n")[1]] == [2]
+    assert [v.line for v in migrations.check_text("f.sql", b"\nSELECT 1;\r\n")[1]] == [2]
 
 
 def test_every_file_is_read_after_one_with_a_syntax_error(make_project):
