@@ -36,9 +36,11 @@ _PERCENTILE = re.compile(r"^p(\d{1,2})$")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
-# the most the spec may hold: four times today's, and a bound on the work of markdown-it, which
-# at worst reads some 20 KiB a second on a loaded machine (450 KiB of `[` took 28 s)
-MAX_SPEC_BYTES = 256 * 1024
+# the most the spec may hold: room for a schema of 9,999 migration files, each printed (1.7 MB
+# with one CREATE TABLE each), and a bound on the work of markdown-it, which is linear but slow on
+# its worst input (200,000 `[` take 2-4 s here: 4 MiB of them, about a minute, once: the parse is
+# cached by the spec's bytes)
+MAX_SPEC_BYTES = 4 * 1024 * 1024
 
 
 def _read_bytes(path: Path, limit: int) -> bytes | None:
