@@ -70,7 +70,7 @@ def _trusted(seen: os.stat_result) -> bool:
     other name (a hard link from elsewhere could change it)."""
     if not stat.S_ISREG(seen.st_mode):
         return False
-    if platforms.IS_WINDOWS:  # the per-user directory's ACLs protect it; stat shows no owner
+    if not platforms.owners_guard_files():  # Windows: the per-user directory's ACLs protect it
         return True
     return (
         seen.st_uid == platforms.effective_ids()[0]

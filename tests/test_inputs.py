@@ -680,7 +680,7 @@ INTERRUPT_POINTS = {
     "db.lint": [(compose, "load_service"), (Spec, "load"), (migrations, "read")],
     "db.apply": [(compose, "load_service"), (runner, "apply"), (psycopg, "connect")],
     "db.introspect": [(catalog, "snapshot_of"), (psycopg, "connect")],
-    "db.drift": [(catalog, "snapshot_of"), (Spec, "load")],
+    "db.drift": [(catalog, "snapshot"), (Spec, "load")],
 }
 
 

@@ -113,10 +113,11 @@ def _parsed(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"))
 
 
-def _bindings(tree: ast.Module) -> dict[str, tuple[str, str]]:
-    """What a module's top-level imports bind: name -> (module, attribute or "")."""
+def _bindings(tree: ast.AST, nodes=None) -> dict[str, tuple[str, str]]:
+    """What a module's top-level imports bind (or, with ``nodes``, the imports anywhere in
+    them: a function's own): name -> (module, attribute or "")."""
     bound = {}
-    for node in tree.body:
+    for node in tree.body if nodes is None else nodes:
         if isinstance(node, ast.Import):
             bound |= {(alias.asname or alias.name).split(".")[0]: (alias.name, "") for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -175,6 +176,9 @@ def _names_platform(module: str, name: str = "", _seen: set | None = None) -> li
         found = set()
         for node in nodes:
             found |= _hits(node)
+            # what the body imports where it runs (a lazy import) reaches as a top-level one does
+            inner = [n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)]
+            bindings = {**bindings, **_bindings(tree, inner)}
             for child in ast.walk(node):
                 if isinstance(child, ast.Name) and child.id != name:
                     if child.id in defined:

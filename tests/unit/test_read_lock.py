@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_locks import holder  # noqa: F401 - the fixture: another process holding the lock
 
-from leaddb import locks, migrations, platforms, workflow
+from leaddb import locks, platforms, verdict, workflow
 from leaddb.errors import BackendError
 
 
@@ -55,7 +55,7 @@ def scene(tmp_path, monkeypatch, holder):  # noqa: F811 - the imported fixture
     """A stand-in backend whose lock is the real file lock ``holder`` (another process) holds."""
     backend = _Backend(tmp_path / "task.lock")  # the file test_locks' holder locks
     monkeypatch.setattr(workflow, "_select", lambda options: backend)
-    monkeypatch.setattr(migrations, "load", lambda project_dir: [])
+    monkeypatch.setattr(verdict, "load", lambda project_dir: [])
     return (
         backend,
         lambda task, mode: holder(mode, task),

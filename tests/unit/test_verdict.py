@@ -113,9 +113,13 @@ CHANGES = {
     "a byte of the first file": lambda p, d: _flip_byte(d / FIRST, 30),
     "a byte of the second file": lambda p, d: _flip_byte(d / SECOND, len((d / SECOND).read_bytes()) - 3),
     "a byte of the spec's block": lambda p, d: (p / spec.SPEC_FILENAME).write_text(
-        (p / spec.SPEC_FILENAME).read_text().replace("0002_second", "0002_sekond", 2)
+        (p / spec.SPEC_FILENAME).read_text(encoding="utf-8").replace("0002_second", "0002_sekond", 2),
+        encoding="utf-8",
+        newline="\n",
     ),
-    "a file added": lambda p, d: (d / "0003_third.sql").write_text(compliant("0003_third.sql")),
+    "a file added": lambda p, d: (d / "0003_third.sql").write_text(
+        compliant("0003_third.sql"), encoding="utf-8", newline="\n"
+    ),
     "a file removed": lambda p, d: (d / SECOND).unlink(),
     "a file renamed": lambda p, d: (d / SECOND).rename(d / "0002_other.sql"),
     "the declared directory": lambda p, d: _move_directory(p, d),
@@ -126,11 +130,13 @@ def _move_directory(project: Path, directory: Path) -> None:
     """The same files, declared (spec and compose mount, which agree) in another directory."""
     shutil.copytree(directory, project / "api/db/other")
     for name in (spec.SPEC_FILENAME, "docker-compose.yml"):
-        text = (project / name).read_text()
+        text = (project / name).read_text(encoding="utf-8")
         text = text.replace(
             "Migrations directory: `api/db/migrations`", "Migrations directory: `api/db/other`"
         )
-        (project / name).write_text(text.replace("./api/db/migrations:", "./api/db/other:"))
+        (project / name).write_text(
+            text.replace("./api/db/migrations:", "./api/db/other:"), encoding="utf-8", newline="\n"
+        )
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -185,7 +191,7 @@ def test_a_hidden_entry_of_the_directory_is_part_of_the_key(make_project, home, 
     """A hidden file is not a migration, but a block may name it: its presence is an input."""
     project = two_files(make_project)
     verdict.load(project)
-    (project / "api/db/migrations/.keep").write_text("")
+    (project / "api/db/migrations/.keep").write_text("", encoding="utf-8", newline="\n")
     verdict.load(project)
     assert judged["rules"] == 2
 
@@ -276,7 +282,7 @@ CORRUPT = {
 def test_a_corrupt_entry_is_a_miss_then_rebuilt(make_project, home, judged, corrupt):
     project, entry = _cached(make_project, home)
     good = verdict.load(project)
-    text = CORRUPT[corrupt](json.loads(entry.read_text()))
+    text = CORRUPT[corrupt](json.loads(entry.read_text(encoding="utf-8")))
     entry.write_bytes(text.encode("utf-8", "surrogateescape"))
     assert shape(verdict.load(project)) == shape(good)
     assert judged["rules"] == 2
@@ -288,7 +294,7 @@ def test_a_corrupt_spec_entry_is_a_miss_then_rebuilt(make_project, home, judged)
     project = two_files(make_project)
     first = spec.Spec.load(project / spec.SPEC_FILENAME)
     (entry,) = entries(home, spec.CACHE_PREFIX)
-    data = json.loads(entry.read_text())
+    data = json.loads(entry.read_text(encoding="utf-8"))
     value = data["value"]
     beyond = [[*block[:4], len(value["sections"])] for block in value["blocks"]]  # no such section
     for broken in (
@@ -300,7 +306,7 @@ def test_a_corrupt_spec_entry_is_a_miss_then_rebuilt(make_project, home, judged)
         {**data, "value": {**value, "declarations": [[1, 1, -1]]}},
         {**data, "value": {**value, "extra": 1}},
     ):
-        entry.write_text(json.dumps(broken))
+        entry.write_text(json.dumps(broken), encoding="utf-8", newline="\n")
         again = spec.Spec.load(project / spec.SPEC_FILENAME)
         assert (again.blocks, again.declarations, again.sections) == (
             first.blocks,
@@ -339,7 +345,7 @@ def test_a_spec_read_from_the_cache_reads_as_the_spec_parsed(home, judged, tmp_p
     path = ROOT / spec.SPEC_FILENAME
     if source == "edges":
         path = tmp_path / spec.SPEC_FILENAME
-        path.write_text(EDGES)
+        path.write_text(EDGES, encoding="utf-8", newline="\n")
     parsed = spec.Spec.load(path)
     cached = spec.Spec.load(path)
     facts = ("sections", "blocks", "declarations", "targets")
@@ -355,7 +361,7 @@ def test_a_spec_read_from_the_cache_reads_as_the_spec_parsed(home, judged, tmp_p
 
 def test_a_spec_that_fails_its_check_is_never_cached(tmp_path, home):
     path = tmp_path / spec.SPEC_FILENAME
-    path.write_text("# S\n\n```sql\nSELECT 1;\n")  # a fence never closed
+    path.write_text("# S\n\n```sql\nSELECT 1;\n", encoding="utf-8", newline="\n")  # a fence never closed
     for _ in range(2):
         with pytest.raises(spec.SpecError):
             spec.Spec.load(path)
@@ -368,7 +374,10 @@ def test_writers_and_readers_racing_see_whole_entries_only(make_project, home):
     project = two_files(make_project)
     expected = shape(verdict.load(project))
     (entry,) = entries(home, verdict.CACHE_PREFIX)
-    key, value = json.loads(entry.read_text())["key"], json.loads(entry.read_text())["value"]
+    key, value = (
+        json.loads(entry.read_text(encoding="utf-8"))["key"],
+        json.loads(entry.read_text(encoding="utf-8"))["value"],
+    )
     problems, stop = [], threading.Event()
 
     def write():
@@ -460,8 +469,10 @@ def test_the_files_effects_are_read_anew_when_anything_changed(make_project, hom
         monkeypatch.setattr(cache, "code_version", lambda: "another version")
     else:
         (entry,) = entries(home, effects.CACHE_PREFIX)
-        data = json.loads(entry.read_text())
+        data = json.loads(entry.read_text(encoding="utf-8"))
         bad = {**data, "value": [[FIRST, [["create", "table", "t", "1", None, False]], []], data["value"][1]]}
-        entry.write_text("{" if change == "the entry corrupt" else json.dumps(bad))
+        entry.write_text(
+            "{" if change == "the entry corrupt" else json.dumps(bad), encoding="utf-8", newline="\n"
+        )
     assert _effects_of(effects.of(found)) == _effects_of(real(found))
     assert read == [1]

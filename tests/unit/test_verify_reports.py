@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from leaddb import cli, migrations, workflow
+from leaddb import cli, verdict, workflow
 from leaddb.errors import EXIT_FAILURE, Interrupted, SchemaDrift, Stopped
 
 
@@ -59,7 +59,7 @@ def _verify(tmp_path, monkeypatch, raised):
     ran = []
     backend = _Backend()
     monkeypatch.setattr(workflow, "_select", lambda options: backend)
-    monkeypatch.setattr(migrations, "load", lambda project_dir: [])
+    monkeypatch.setattr(verdict, "load", lambda project_dir: [])
     monkeypatch.setattr(workflow, "reset", lambda options, held: ran.append(("apply", held)))
 
     def reapply(options, held):
