@@ -407,6 +407,7 @@ def test_writers_and_readers_racing_see_whole_entries_only(make_project, home):
     )  # no temporary file left behind
 
 
+@pytest.mark.posix_only("mode bits mark a planted directory on POSIX; Windows has ACLs instead")
 def test_no_cache_directory_judges_every_time(make_project, tmp_path, monkeypatch, judged):
     planted = tmp_path / "planted"
     planted.mkdir(mode=0o777)
