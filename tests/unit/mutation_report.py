@@ -31,7 +31,7 @@ KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 NAMED = [
     ("leaddb/lint.py", '    AlterTableType.AT_DropNotNull: "DROP NOT NULL",\n', ""),
     ("leaddb/lint.py", "(ast.DeleteStmt, ast.UpdateStmt)", "(ast.DeleteStmt,)"),
-    ("leaddb/rules.py", "[0-9]{4})_", "[0-9]+)_"),
+    ("leaddb/migrations.py", "[0-9]{4})_", "[0-9]+)_"),
     (
         "leaddb/runner.py",
         "(pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)",

@@ -174,7 +174,7 @@ def test_db_bench_exits_5_only_for_a_miss_the_tool_is_to_blame_for(tmp_path, mon
     from leaddb.errors import BenchmarkTargetMissed
     from leaddb.spec import SPEC_FILENAME
 
-    shutil.copy(Path(__file__).resolve().parent.parent / SPEC_FILENAME, tmp_path / SPEC_FILENAME)
+    shutil.copy(Path(__file__).resolve().parents[2] / SPEC_FILENAME, tmp_path / SPEC_FILENAME)
     totals = [r["total"] for r in records]
     result = _result([bench.judge("p50", 3.0, totals, records)])
     monkeypatch.setattr(workflow, "_prepare", lambda options: (_Backend(), []))
