@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
+from workspace import environment
 
 from leaddb import catalog, compose, janitor, migrations, runner, statedir
 from leaddb.backends import NAMES
@@ -64,21 +65,6 @@ class Outcome:
 
     def __str__(self) -> str:
         return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-@contextlib.contextmanager
-def environment(changes: dict[str, str | None]) -> Iterator[None]:
-    saved = dict(os.environ)
-    try:
-        for key, value in changes.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def tree_digest(root: Path) -> str:
