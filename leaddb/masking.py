@@ -17,8 +17,9 @@ the raw DSN it came near:
 - a message that would still hold a secret after that is withheld whole.
 
 :func:`masked` shows a DSN itself, its secrets as ``***`` (one that cannot be parsed as
-``<unparsable DSN>``). Secrets shorter than ``MIN_PIECE`` characters are masked in a DSN shown,
-but not hunted for in the rest of a message (every "a" would go). libpq's keywords (``host``,
+``<unparsable DSN>``), and so is a readable DSN that a message quotes whole. Secrets shorter than
+``MIN_PIECE`` characters are masked there, but not hunted for in the rest of a message (every "a"
+would go). libpq's keywords (``host``,
 ``user``, …) are never taken for parts of a password, so that messages can still name them; and
 a password typed where another field belongs cannot be told from it (``postgresql://app:000``
 is the host ``app`` on port 000).
@@ -153,8 +154,14 @@ def scrub(message: str, dsn: str | None) -> str:
     if not dsn or not message:
         return message
     text = message
-    if _parsed(dsn) is None:
+    params = _parsed(dsn)
+    if params is None:
         text = _unquoted(text, dsn)
+    elif any(params.get(key) for key in SECRET_KEYS):  # the DSN quoted whole: shown masked, even
+        shown = _shown(params)  # a secret too short to be hunted for in the rest (``password=00``)
+        for spelling in dict.fromkeys((dsn, repr(dsn)[1:-1], dsn.strip())):
+            if spelling and spelling != shown:
+                text = text.replace(spelling, shown)
     secrets = sorted(secrets_of(dsn), key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, MASK)
@@ -168,16 +175,18 @@ def scrub(message: str, dsn: str | None) -> str:
 
 def masked(dsn: str) -> str:
     """The DSN as messages show it: every secret ``***``."""
-    from psycopg.conninfo import make_conninfo
-
     params = _parsed(dsn)
     if params is None:
         return UNPARSABLE
-    for key in SECRET_KEYS:
-        if params.get(key):
-            params[key] = MASK
+    return scrub(_shown(params), dsn)
+
+
+def _shown(params: dict) -> str:
+    """The DSN libpq read as ``params``, its secrets ``***`` (not yet scrubbed of the rest)."""
+    from psycopg.conninfo import make_conninfo
+
+    params = {key: MASK if key in SECRET_KEYS and value else value for key, value in params.items()}
     try:
-        shown = make_conninfo(**params)
+        return make_conninfo(**params)
     except Exception:  # noqa: BLE001 - a value make_conninfo refuses: say so, show nothing
         return UNPARSABLE
-    return scrub(shown, dsn)

@@ -152,6 +152,7 @@ def messages(dsn: str, tmp: Path) -> list[str]:
 @example(case=('it\'s "quoted"', "host=x password='it\\'s \"quoted\"' dbname=d"))
 @example(case=("a=b c=d", "host=x password=a=b c=d"))
 @example(case=("0000000000 0000000000", "postgresql://app:0000000000 0000000000db.example:5432/leadgen junk"))
+@example(case=("00&", "postgres://app@db.example/leadgen?sslmode=disable&password=00&"))
 def test_no_message_holds_the_password_or_a_word_of_it(case, tmp_path_factory):
     secret, dsn = case
     note(f"dsn={dsn!r}")
@@ -213,3 +214,21 @@ def test_a_message_the_masks_cannot_clean_is_withheld():
     dsn = "host=h password='a***c qqq'"
     assert masking.scrub("see aqqqc", dsn) == masking.WITHHELD
     assert masking.scrub("see qqq", dsn) == "see ***"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=db.example user=app password=ab dbname=leadgen",
+        "postgresql://app:ab@db.example/leadgen",
+        "postgres://app@db.example/leadgen?sslmode=disable&password=ab&",
+    ],
+)
+def test_a_dsn_quoted_whole_is_shown_masked_even_with_a_short_password(dsn):
+    """A password shorter than ``MIN_PIECE`` is not hunted for in a message, but a message that
+    quotes the DSN itself (as typed, or as ``repr`` shows it) shows it masked."""
+    for message in (dsn, f"cannot use {dsn!r}: no", f"cannot use {dsn}"):
+        text = masking.scrub(message, dsn)
+        assert "=ab" not in text and ":ab@" not in text, text
+        assert masking.MASK in text
+    assert masking.scrub("user app was refused", dsn) == "user app was refused"
