@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, console, fast, janitor, migrations, platforms, spec, statedir, workflow  # noqa: E402
+from leaddb import bench, console, fast, janitor, migrations, platforms, spec, statedir, verdict, workflow  # noqa: E402
 from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
 from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
@@ -475,7 +475,7 @@ class Harness:
         }
         self.as_server_user = platforms.running_as_root()
         self.backend = LocalBackend(ROOT, state_dir=self.state_dir)
-        self.files = migrations.load(ROOT)
+        self.files = verdict.load(ROOT)
         self.bindir = _pg_bindir()
         self.dbmate: Path | None = None
         self.migra: Path | None = None

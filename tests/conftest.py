@@ -17,7 +17,7 @@ import server_choice
 import windows_pass
 from platform_marks import skip_off_platform, windows_semantics
 
-from leaddb import compose, janitor, migrations, statedir
+from leaddb import compose, janitor, migrations, statedir, verdict
 from leaddb.backends.local import find_binary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ def project_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def migration_files() -> list[migrations.Migration]:
-    return migrations.load(PROJECT_DIR)
+    return verdict.load(PROJECT_DIR)
 
 
 @pytest.fixture(scope="session")
