@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, console, fast, janitor, migrations, platforms, spec, statedir, verdict, workflow  # noqa: E402
+from leaddb import bench, fast, janitor, migrations, platforms, spec, statedir, verdict, views, workflow  # noqa: E402
 from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
 from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
@@ -95,10 +95,10 @@ BASH_FLOOR = Path(__file__).resolve().parent / "fresh-cluster-floor.sh"
 QUIET_APPLY = """\
 import tasks  # what invoke loads first; workflow.apply then loads the rooms db.apply uses
 from pathlib import Path
-from leaddb import console, workflow
-if not callable(getattr(console, "print_apply", None)):
-    raise SystemExit("leaddb.console.print_apply is gone: update QUIET_APPLY in benchmarks/peers.py")
-console.print_apply = lambda *args, **kwargs: None
+from leaddb import console, views, workflow
+if not callable(getattr(views, "print_apply", None)):
+    raise SystemExit("leaddb.views.print_apply is gone: update QUIET_APPLY in benchmarks/peers.py")
+views.print_apply = lambda *args, **kwargs: None
 result = workflow.apply(workflow.Options(backend="local", project_dir=Path.cwd()))
 print(f"apply: {len(result.files)} files in {console.seconds(result.seconds)}")
 """
@@ -106,12 +106,12 @@ print(f"apply: {len(result.files)} files in {console.seconds(result.seconds)}")
 
 def quiet(call: Callable[[], object]) -> object:
     """Run ``call`` with the per-file table switched off, as QUIET_APPLY does."""
-    printer = console.print_apply
-    console.print_apply = lambda *args, **kwargs: None
+    printer = views.print_apply
+    views.print_apply = lambda *args, **kwargs: None
     try:
         return call()
     finally:
-        console.print_apply = printer
+        views.print_apply = printer
 
 
 class PeersError(Exception):

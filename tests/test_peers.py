@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import console, migrations
+from leaddb import migrations, views
 from leaddb.backends.base import BootReport, Phase
 from leaddb.backends.docker import engine
 from leaddb.runner import ApplyResult, FileResult
@@ -87,12 +87,12 @@ def _printed(call) -> str:
 
 def test_self_reports_are_read_from_the_commands_real_output(migration_files):
     result = ApplyResult([FileResult(m, 0.01, len(m.statements)) for m in migration_files], seconds=0.169)
-    out = _printed(lambda: console.print_apply(result, PROJECT_DIR, "apply"))
+    out = _printed(lambda: views.print_apply(result, PROJECT_DIR, "apply"))
     assert peers.self_reported("apply", out) == pytest.approx(0.169)
-    out = _printed(lambda: console.print_apply(result, PROJECT_DIR, "reapply"))
+    out = _printed(lambda: views.print_apply(result, PROJECT_DIR, "reapply"))
     assert peers.self_reported("reapply", out) == pytest.approx(0.169)
     boot = BootReport("local", [Phase("initdb", 0.5), Phase("apply", 1.25)])
-    assert peers.self_reported("reset", _printed(lambda: console.print_boot(boot))) == pytest.approx(1.75)
+    assert peers.self_reported("reset", _printed(lambda: views.print_boot(boot))) == pytest.approx(1.75)
     assert peers.self_reported("drift", "drift: none (273 objects compared in 280 ms)") == pytest.approx(0.28)
     assert peers.self_reported("apply", "something else entirely") is None
 

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from leaddb import bench, console, report
+from leaddb import bench, console, report, views
 from leaddb.backends.docker.floor import BARE_TEXT, TEXT
 
 IMAGE = "postgres:15"
@@ -118,7 +118,7 @@ def test_the_targets_table_says_which_misses_are_the_machines_and_why():
     at_floor = bench.judge("p50", 3.0, [6.9], [record(6.9, 6.1, 5.9)])
     passed = bench.judge("p95", 10.0, [6.9], [record(6.9, 6.1, 5.9)])
     with console.console.capture() as captured:
-        console.print_targets(_result([at_floor, passed]))
+        views.print_targets(_result([at_floor, passed]))
     text = captured.get()
     rows = {line.split()[1]: line for line in text.splitlines() if line.strip().startswith(("│ p", "p"))}
     assert "MISSED (this machine)" in rows["p50"] and "pass" in rows["p95"]
