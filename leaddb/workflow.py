@@ -259,30 +259,22 @@ def check_diagram(conninfo: str, project_dir: Path, model=None) -> None:
     """The committed docs/schema.md must be the diagram of the live schema (``model``: read
     already, or read here)."""
     from leaddb import erd
+    from leaddb.erd import mermaid, readme
 
-    path = project_dir / erd.MARKDOWN_PATH
+    path = project_dir / mermaid.MARKDOWN_PATH
     hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
     if not path.is_file():
-        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
+        raise SchemaDrift(f"{mermaid.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
     if model is None:
         model = erd.read(conninfo)
-    current = erd.markdown(model)
-    with file_errors("read", erd.MARKDOWN_PATH.as_posix()):
+    current = mermaid.markdown(model)
+    with file_errors("read", mermaid.MARKDOWN_PATH.as_posix()):
         committed = path.read_bytes()
     if committed != current.encode("utf-8"):
         where = erd.stale_lines(committed.decode("utf-8", errors="replace"), current)
-        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
-    readme = project_dir / erd.README_PATH
-    with file_errors("read", erd.README_PATH.as_posix()):
-        text = readme.read_bytes().decode("utf-8", errors="replace") if readme.is_file() else ""
-    expected = erd.embed(text, model)
-    if expected is not None and expected != text:
-        where = erd.stale_lines(text, expected)
-        raise SchemaDrift(
-            f"the diagram in {erd.README_PATH.as_posix()} is stale: {where}",
-            hint="run `invoke db.erd` and commit README.md and docs/schema.md",
-        )
-    say(f"diagram: {erd.MARKDOWN_PATH.as_posix()} is up to date")
+        raise SchemaDrift(f"{mermaid.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
+    readme.check(project_dir, model)
+    say(f"diagram: {mermaid.MARKDOWN_PATH.as_posix()} is up to date")
 
 
 def dump(options: Options) -> Path:
@@ -354,32 +346,25 @@ def diagram(
 ):
     """The ER diagram of the live schema: Mermaid in docs/schema.md, SVG when Graphviz is there."""
     from leaddb import erd
+    from leaddb.erd import graphviz, mermaid, readme
 
     with _reading(options, "db.erd", held) as backend:
         model = erd.read(backend.conninfo())
     committed = markdown_path is None  # the committed diagram, which the README embeds too
-    markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
+    markdown_path = markdown_path or options.project_dir / mermaid.MARKDOWN_PATH
     with file_errors("write the diagram to", _shown(markdown_path, options)):
-        erd.write_markdown(model, markdown_path)
+        mermaid.write_markdown(model, markdown_path)
     counts = f"{len(model.tables)} tables, {len(model.foreign_keys)} foreign keys, {len(model.enums)} enums"
     say(f"wrote {_shown(markdown_path, options)} ({counts})")
-    readme = options.project_dir / erd.README_PATH
-    if committed and readme.is_file():
-        try:
-            with file_errors("read", _shown(readme, options)):
-                text = readme.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            say(f"note: {_shown(readme, options)} is not UTF-8: its diagram block was left alone")
-            return model
-        updated = erd.embed(text, model)
-        if updated is not None and updated != text:
-            with file_errors("write the diagram into", _shown(readme, options)):
-                readme.write_text(updated, encoding="utf-8", newline="\n")
-            say(f"updated the diagram in {_shown(readme, options)}")
+    readme_path = options.project_dir / readme.README_PATH
+    if committed and readme_path.is_file():
+        done = readme.update(readme_path, model, _shown(readme_path, options))
+        if done:
+            say(done)
     svg_path = svg_path or options.project_dir / "reports" / "schema.svg"
-    if erd.dot_program():
+    if graphviz.dot_program():
         with file_errors("write the diagram to", _shown(svg_path, options)):
-            erd.svg(model, svg_path)
+            graphviz.svg(model, svg_path)
         say(f"wrote {_shown(svg_path, options)}")
     else:
         say("no SVG: Graphviz's `dot` is not on PATH (Debian: apt-get install graphviz)")
