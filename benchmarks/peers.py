@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, fast, janitor, migrations, platforms, spec, statedir, verdict, views, workflow  # noqa: E402
+from leaddb import bench, fast, janitor, migrations, permissions, platforms, spec, verdict, views, workflow  # noqa: E402
 from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
 from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
@@ -463,8 +463,8 @@ class Harness:
         self.state_dir = Path(tempfile.mkdtemp(prefix="leaddb-peers-", dir=scratch_root()))
         # as the local backend's own state directory: as root, root:postgres 0710, so that the
         # server user (the bash floor's, the cluster's) can traverse it; else 0700
-        mode, group = statedir.wanted_mode()
-        statedir.ensure(self.state_dir, mode=mode, group=group, hint="the harness made it a moment ago")
+        mode, group = permissions.wanted_mode()
+        permissions.ensure(self.state_dir, mode=mode, group=group, hint="the harness made it a moment ago")
         self.work = self.state_dir / "work"
         self.work.mkdir()
         self.log = self.work / "last-command.log"
