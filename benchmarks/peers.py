@@ -63,7 +63,19 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, fast, janitor, migrations, permissions, platforms, spec, verdict, views, workflow  # noqa: E402
+from leaddb import (  # noqa: E402
+    bench,
+    fast,
+    generated,
+    janitor,
+    migrations,
+    permissions,
+    platforms,
+    spec,
+    verdict,
+    views,
+    workflow,
+)
 from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
 from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
@@ -731,10 +743,10 @@ class Harness:
     def project(self, count: int) -> tuple[Path, list[migrations.Migration]]:
         """A project of ``count`` generated files that ``invoke db.apply`` takes as it is: the
         files, a spec that declares their directory and prints each one
-        (``bench.generated_project``), this checkout's compose file and tasks.py."""
+        (``generated.generated_project``), this checkout's compose file and tasks.py."""
         if count not in self.projects:
             project = self.work / f"project-{count}"
-            files = bench.generated_project(project, count)
+            files = generated.generated_project(project, count)
             for name in ("docker-compose.yml", "tasks.py", ".env"):
                 if (ROOT / name).is_file():
                     shutil.copyfile(ROOT / name, project / name)

@@ -384,7 +384,7 @@ def run_bench(
 ):
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do);
     ``held``: a backend whose exclusive lock the caller holds (verify)."""
-    from leaddb import bench, stats
+    from leaddb import bench, plots, psql_baseline, stats
 
     counts = list(scale)
     # where the results go is checked before the runs, so a bad one loses no results
@@ -404,8 +404,9 @@ def run_bench(
             f"note: with {runs} runs p99 is close to the maximum; "
             f"it needs >= {stats.MIN_RUNS_FOR_P99} runs to mean much"
         )
-    psql = bench.psql_program()
-    say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
+    psql = psql_baseline.psql_program()
+    no_psql = "note: no psql found: the psql -f per file baseline is left out"
+    say(psql_baseline.psql_note(psql) if psql else no_psql)
     with backend.lock("db.bench") if held is None else nullcontext():  # verify holds it
         with views.bench_progress(runs) as on_run:
             result = bench.run(backend, files, runs, targets, on_run=on_run, psql=psql)
@@ -423,9 +424,9 @@ def run_bench(
     stem = results / f"{stamp}-{backend.name}"
     with file_errors("write the results to", _shown(results, options)):
         bench.save(result, stem.with_suffix(".json"))
-        bench.plot(result, stem.with_suffix(".png"))
+        plots.plot(result, stem.with_suffix(".png"))
         if result.scale:
-            bench.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
+            plots.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
     say(f"results: {_shown(stem.with_suffix('.json'), options)} and .png")
     if json_path:
         with file_errors("write the results to", _shown(json_path, options)):

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from leaddb import bench, console, report, views
+from leaddb import bench, console, plots, report, views
 from leaddb.backends.docker.floor import BARE_TEXT, TEXT
 
 IMAGE = "postgres:15"
@@ -179,7 +179,7 @@ def test_db_bench_exits_5_only_for_a_miss_the_tool_is_to_blame_for(tmp_path, mon
     result = _result([bench.judge("p50", 3.0, totals, records)])
     monkeypatch.setattr(workflow, "_prepare", lambda options: (_Backend(), []))
     monkeypatch.setattr(bench, "run", lambda *args, **kwargs: result)
-    monkeypatch.setattr(bench, "plot", lambda *args: None)
+    monkeypatch.setattr(plots, "plot", lambda *args: None)
     options = workflow.Options(backend="docker", project_dir=tmp_path)
     with console.console.capture() as captured:
         if exit_code is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from unit_support import DECLARATION, SPEC_HEAD, compliant, printed
 
-from leaddb import bench, lint, migrations, rules, verdict
+from leaddb import generated, lint, migrations, rules, verdict
 from leaddb.errors import EXIT_FAILURE, MigrationError
 from leaddb.rules import RulesBroken, Violation
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -67,7 +67,7 @@ def test_the_repository_and_the_specs_own_blocks_follow_every_rule(project_dir):
 
 
 def test_the_benchs_generated_migrations_follow_every_rule(tmp_path):
-    files = bench.generated_migrations(tmp_path, 3)
+    files = generated.generated_migrations(tmp_path, 3)
     assert rules.check_files(files, "api/db/migrations", set()) == []
     assert [f.name for f in migrations.discover(tmp_path)] == [f.name for f in files]
 
