@@ -525,21 +525,10 @@ class Harness:
             )
 
     # -- timing ------------------------------------------------------------------------
-    def command(
-        self,
-        argv: Sequence[str | Path],
-        what: str,
-        *,
-        cwd: Path = ROOT,
-        ok: Sequence[int] = (0,),
-        timeout: float | None = None,
-        as_server_user: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> tuple[float, str]:
-        """Run one program to completion, timed from spawn to exit (:meth:`commands`)."""
-        return self.commands(
-            [argv], what, cwd=cwd, ok=ok, timeout=timeout, as_server_user=as_server_user, env=env
-        )
+    def command(self, argv: Sequence[str | Path], what: str, **options) -> tuple[float, str]:
+        """Run one program to completion, timed from spawn to exit: :meth:`commands` with one
+        program (``options``: its keyword arguments)."""
+        return self.commands([argv], what, **options)
 
     def commands(
         self,

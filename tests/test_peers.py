@@ -6,13 +6,12 @@ meaning what ours mean, the commands' own reports still parsed, and one real rou
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
 import types
 from pathlib import Path
 
+import peers_harness
 import pytest
 
 from leaddb import migrations, views
@@ -23,15 +22,7 @@ from leaddb.runner import ApplyResult, FileResult
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def _load_peers():
-    spec = importlib.util.spec_from_file_location("peers", PROJECT_DIR / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["peers"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _load_peers()
+peers = peers_harness.load()
 
 
 # -- goals -------------------------------------------------------------------------------
