@@ -278,3 +278,49 @@ def test_the_backends_check_sees_a_missing_and_an_extra_bullet():
     assert "local" not in readme_backends(text.replace("- **local**:", "- local:", 1))
     extra = text.replace("\n## Backends\n", "\n## Backends\n\n- **ftp**: a server over FTP.\n", 1)
     assert "ftp" in readme_backends(extra)
+
+
+# -- the ground imports nothing above it -----------------------------------------------------------
+
+
+def ground_modules(text: str) -> set[str]:
+    """The modules the map's "The ground" list names (``leaddb.errors``, ...)."""
+    section = text.split("**The ground**", 1)[1].split("\n## ", 1)[0]
+    return {m.replace("/", ".") for m in re.findall(r"`(leaddb/[a-z_]+)\.py`", section)}
+
+
+def leaddb_imports(source: str) -> set[str]:
+    """Every leaddb module ``source`` imports, anywhere (a function's, a type hint's too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("leaddb.")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "leaddb":
+            if node.module == "leaddb":
+                found |= {f"leaddb.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_the_ground_imports_nothing_above_it():
+    """The map's claim, type hints included: the rooms every floor stands on know no room above."""
+    ground = ground_modules(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert {"leaddb.errors", "leaddb.console", "leaddb.statedir"} <= ground
+    above = {
+        module: sorted(
+            leaddb_imports((REPO / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8")) - ground
+        )
+        for module in sorted(ground)
+    }
+    assert not any(above.values()), {module: found for module, found in above.items() if found}
+
+
+def test_the_ground_check_sees_a_type_hint_from_above():
+    planted = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from leaddb.bench import BenchResult\n"
+    )
+    assert leaddb_imports(planted) == {"leaddb.bench"}
+    assert leaddb_imports("from leaddb import locks, platforms\n") == {"leaddb.locks", "leaddb.platforms"}
