@@ -63,7 +63,19 @@ if str(ROOT) not in sys.path:  # measure this checkout's code, installed or not
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from leaddb import bench, console, fast, janitor, migrations, platforms, spec, statedir, workflow  # noqa: E402
+from leaddb import (  # noqa: E402
+    bench,
+    fast,
+    generated,
+    janitor,
+    migrations,
+    permissions,
+    platforms,
+    spec,
+    verdict,
+    views,
+    workflow,
+)
 from leaddb.backends.cluster import SERVER_SETTINGS, free_port  # noqa: E402
 from leaddb.backends.local import LocalBackend  # noqa: E402
 from leaddb.console import say, seconds, table  # noqa: E402
@@ -95,10 +107,10 @@ BASH_FLOOR = Path(__file__).resolve().parent / "fresh-cluster-floor.sh"
 QUIET_APPLY = """\
 import tasks  # what invoke loads first; workflow.apply then loads the rooms db.apply uses
 from pathlib import Path
-from leaddb import console, workflow
-if not callable(getattr(console, "print_apply", None)):
-    raise SystemExit("leaddb.console.print_apply is gone: update QUIET_APPLY in benchmarks/peers.py")
-console.print_apply = lambda *args, **kwargs: None
+from leaddb import console, views, workflow
+if not callable(getattr(views, "print_apply", None)):
+    raise SystemExit("leaddb.views.print_apply is gone: update QUIET_APPLY in benchmarks/peers.py")
+views.print_apply = lambda *args, **kwargs: None
 result = workflow.apply(workflow.Options(backend="local", project_dir=Path.cwd()))
 print(f"apply: {len(result.files)} files in {console.seconds(result.seconds)}")
 """
@@ -106,12 +118,12 @@ print(f"apply: {len(result.files)} files in {console.seconds(result.seconds)}")
 
 def quiet(call: Callable[[], object]) -> object:
     """Run ``call`` with the per-file table switched off, as QUIET_APPLY does."""
-    printer = console.print_apply
-    console.print_apply = lambda *args, **kwargs: None
+    printer = views.print_apply
+    views.print_apply = lambda *args, **kwargs: None
     try:
         return call()
     finally:
-        console.print_apply = printer
+        views.print_apply = printer
 
 
 class PeersError(Exception):
@@ -463,8 +475,8 @@ class Harness:
         self.state_dir = Path(tempfile.mkdtemp(prefix="leaddb-peers-", dir=scratch_root()))
         # as the local backend's own state directory: as root, root:postgres 0710, so that the
         # server user (the bash floor's, the cluster's) can traverse it; else 0700
-        mode, group = statedir.wanted_mode()
-        statedir.ensure(self.state_dir, mode=mode, group=group, hint="the harness made it a moment ago")
+        mode, group = permissions.wanted_mode()
+        permissions.ensure(self.state_dir, mode=mode, group=group, hint="the harness made it a moment ago")
         self.work = self.state_dir / "work"
         self.work.mkdir()
         self.log = self.work / "last-command.log"
@@ -475,7 +487,7 @@ class Harness:
         }
         self.as_server_user = platforms.running_as_root()
         self.backend = LocalBackend(ROOT, state_dir=self.state_dir)
-        self.files = migrations.load(ROOT)
+        self.files = verdict.load(ROOT)
         self.bindir = _pg_bindir()
         self.dbmate: Path | None = None
         self.migra: Path | None = None
@@ -513,21 +525,10 @@ class Harness:
             )
 
     # -- timing ------------------------------------------------------------------------
-    def command(
-        self,
-        argv: Sequence[str | Path],
-        what: str,
-        *,
-        cwd: Path = ROOT,
-        ok: Sequence[int] = (0,),
-        timeout: float | None = None,
-        as_server_user: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> tuple[float, str]:
-        """Run one program to completion, timed from spawn to exit (:meth:`commands`)."""
-        return self.commands(
-            [argv], what, cwd=cwd, ok=ok, timeout=timeout, as_server_user=as_server_user, env=env
-        )
+    def command(self, argv: Sequence[str | Path], what: str, **options) -> tuple[float, str]:
+        """Run one program to completion, timed from spawn to exit: :meth:`commands` with one
+        program (``options``: its keyword arguments)."""
+        return self.commands([argv], what, **options)
 
     def commands(
         self,
@@ -731,10 +732,10 @@ class Harness:
     def project(self, count: int) -> tuple[Path, list[migrations.Migration]]:
         """A project of ``count`` generated files that ``invoke db.apply`` takes as it is: the
         files, a spec that declares their directory and prints each one
-        (``bench.generated_project``), this checkout's compose file and tasks.py."""
+        (``generated.generated_project``), this checkout's compose file and tasks.py."""
         if count not in self.projects:
             project = self.work / f"project-{count}"
-            files = bench.generated_project(project, count)
+            files = generated.generated_project(project, count)
             for name in ("docker-compose.yml", "tasks.py", ".env"):
                 if (ROOT / name).is_file():
                     shutil.copyfile(ROOT / name, project / name)

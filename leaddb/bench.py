@@ -4,8 +4,10 @@ Per run: a fresh reset (reset → boot → apply → ready), phase by phase; the
 running server, the apply-only time (all migrations on a fresh empty database), the
 reapply time, and as a baseline in the same run ``psql -f`` per file (what the spec's
 manual path does) on another fresh database. Ratios within one run are what to compare:
-these machines are noisy. The statistics (percentiles, intervals, the verdict, the goals, the
-overhead) are ``leaddb.stats``'s.
+these machines are noisy. Around it, one job a room: the statistics (percentiles, intervals, the
+verdict, the goals, the overhead) are ``leaddb.stats``'s, the baseline's psql is
+``leaddb.psql_baseline``'s, the generated schemas ``leaddb.generated``'s, the plots
+``leaddb.plots``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,12 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from leaddb import fast, janitor, platforms, runner
+from leaddb import fast, janitor, platforms
 from leaddb.backends.base import Backend, BootReport
-from leaddb.errors import LeadDbError
+from leaddb.generated import generated_migrations
 from leaddb.migrations import Migration
+from leaddb.psql_baseline import psql_per_file, psql_program
 from leaddb.stats import (  # noqa: F401 - the bench's statistics, where callers have found them
     MIN_RUNS_FOR_P99,
     MISSED,
@@ -106,52 +106,6 @@ def machine_info(backend: Backend) -> dict:
 def scratch_database(backend: Backend):
     """An empty database on the backend's server for one measurement; yields its name."""
     return janitor.scratch_database(backend.conninfo("postgres"), purpose="bench")
-
-
-def psql_program() -> str | None:
-    """The psql the baseline runs: the real binary in ``pg_config --bindir`` when there is one,
-    else the first on ``PATH``. On Debian and Ubuntu ``psql`` on PATH is ``pg_wrapper``, a Perl
-    script that picks a version and then runs that binary (~50 ms more per start on the
-    2-core CI machine, benchmarks/README.md): the binary is the fair baseline. ``None`` when
-    neither is there."""
-    bindir = platforms.pg_config_bindir()
-    if bindir is not None:
-        binary = bindir / platforms.executable("psql")
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return str(binary)
-    return shutil.which("psql")
-
-
-def psql_note(psql: str) -> str:
-    """Which psql the baseline is, and what ``psql`` on PATH is when that differs."""
-    on_path = shutil.which("psql")
-    if on_path is None or Path(on_path).resolve() == Path(psql).resolve():
-        return f"psql baseline: {psql}"
-    return f"psql baseline: {psql} (the binary; psql on PATH is {on_path} -> {Path(on_path).resolve()})"
-
-
-def psql_per_file(conninfo: str, migrations: Sequence[Migration], psql: str | None = None) -> float:
-    """``psql -X -v ON_ERROR_STOP=1 -f FILE`` once per file, as the manual path does (in a
-    session with the runner's pinned settings, as ours: the same schema, the same work)."""
-    psql = psql or psql_program()
-    if psql is None:
-        raise FileNotFoundError("psql")
-    params = conninfo_to_dict(runner.session_conninfo(conninfo))
-    env = {**os.environ}
-    if params.get("password"):  # never on the command line, where `ps` shows it
-        env["PGPASSWORD"] = str(params.pop("password"))
-    target = make_conninfo(**params)
-    started = time.perf_counter()
-    for m in migrations:
-        done = subprocess.run(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(m.path)],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if done.returncode != 0:
-            raise LeadDbError(f"the psql -f baseline failed on {m.name}:\n  {done.stderr.strip()}")
-    return time.perf_counter() - started
 
 
 def measure_applies(
@@ -257,48 +211,7 @@ def run(
     )
 
 
-# -- scale: generated schemas ------------------------------------------------------------
-
-
-def generated_text(n: int) -> str:
-    """Generated file ``n``: one transaction creating one table, idempotent."""
-    return (
-        f"-- migration: api/db/migrations/{n:04d}_generated_{n}.sql\n"
-        f"BEGIN;\nCREATE TABLE IF NOT EXISTS generated_{n} (id bigint PRIMARY KEY, label text NOT NULL);\n"
-        "COMMIT;\n"
-    )
-
-
-def generated_migrations(directory: Path, count: int) -> list[Migration]:
-    """``count`` files, each one transaction creating one table, idempotent; they follow the
-    spec's file rules as if they sat in the declared directory."""
-    files = []
-    for n in range(1, count + 1):
-        path = directory / f"{n:04d}_generated_{n}.sql"
-        text = generated_text(n)
-        path.write_text(text, encoding="utf-8", newline="\n")
-        files.append(Migration(path, n, text))
-    return files
-
-
-GENERATED_SPEC = (
-    "# Generated by leaddb.bench\n\n## Migrations: directory and tooling\n\n"
-    "- Migrations directory: `api/db/migrations`\n\n## Migrations\n"
-)
-
-
-def generated_project(project: Path, count: int) -> list[Migration]:
-    """A project of ``count`` generated files that the tasks take as it is: the files in
-    ``api/db/migrations`` and a spec that declares the directory and prints every file (the
-    rule "printed in the spec": verbatim both ways)."""
-    directory = project / "api" / "db" / "migrations"
-    directory.mkdir(parents=True, exist_ok=True)
-    files = generated_migrations(directory, count)
-    blocks = "".join(f"\n```sql\n{m.text}```\n" for m in files)
-    (project / "Technical-Architecture-Specification.md").write_text(
-        GENERATED_SPEC + blocks, encoding="utf-8", newline="\n"
-    )
-    return files
+# -- scale: generated schemas (``leaddb.generated``) ---------------------------------------
 
 
 def scale(backend: Backend, counts: Sequence[int], *, psql: str | None = None) -> list[dict]:
@@ -325,58 +238,3 @@ def scale(backend: Backend, counts: Sequence[int], *, psql: str | None = None) -
 def save(result: BenchResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.to_json(), encoding="utf-8", newline="\n")
-
-
-def plot(result: BenchResult, path: Path) -> None:
-    """One box per metric (log scale: phases span milliseconds to seconds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = {"total": [r["total"] for r in result.runs]}
-    for name in result.runs[0]["phases"]:
-        metrics[name] = [r["phases"].get(name, 0.0) or 1e-4 for r in result.runs]
-    for name in EXTRA_METRICS:
-        if name in result.runs[0]:
-            metrics[name] = [r[name] for r in result.runs]
-    for name in floor_metrics(result.runs[0]):
-        metrics[name] = [floor_metrics(r)[name] for r in result.runs]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.boxplot([[v * 1000 for v in vs] for vs in metrics.values()], showfliers=True)
-    ax.set_xticks(range(1, len(metrics) + 1), list(metrics), rotation=30, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("milliseconds (log)")
-    ax.set_title(
-        f"leaddb bench: {result.backend}, {len(result.runs)} runs, {result.machine.get('cores')} cores"
-    )
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_scale(rows: Sequence[dict], path: Path) -> None:
-    """The growth curve: seconds against files, runner and psql -f per file (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = [r["files"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.plot(files, [r["runner_s"] for r in rows], marker="o", label="leaddb runner (one connection)")
-    if all("psql_s" in r for r in rows):
-        ax.plot(files, [r["psql_s"] for r in rows], marker="s", label="psql -f per file")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("migration files (a table and an index each)")
-    ax.set_ylabel("seconds (log)")
-    ax.set_title("apply time as the schema grows")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -28,7 +28,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from leaddb import platforms, statedir
+from leaddb import nofollow, platforms, statedir
 from leaddb.errors import BackendError
 
 # the longest an entry may be: a verdict on thousands of files is far less
@@ -49,10 +49,10 @@ def directory() -> Path:
 def read(path: Path) -> str | None:
     """The entry's text, or None when it is missing, not a regular file of ours that only we
     can write, or unreadable."""
-    if not statedir.is_regular_file(path):  # lstat: a link, a FIFO, a directory are misses
+    if not nofollow.is_regular_file(path):  # lstat: a link, a FIFO, a directory are misses
         return None
     try:
-        fd = statedir.open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # no link planted since
+        fd = nofollow.open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # no link planted since
     except OSError:
         return None
     try:
@@ -82,7 +82,7 @@ def _trusted(seen: os.stat_result) -> bool:
 def write(path: Path, text: str) -> bool:
     """Replace the entry atomically; whether it was written (a full disk is not an error)."""
     try:
-        statedir.replace_utf8(path, text)
+        nofollow.replace_utf8(path, text)
     except OSError:
         return False
     return True

@@ -674,11 +674,3 @@ def present(directory: Path, name: str) -> bool:
     except OSError:
         return True
     return True
-
-
-def load(project_dir: Path) -> list[Migration]:
-    """:func:`leaddb.verdict.load`, under its old name, for ``benchmarks/peers.py`` (its owner
-    changes the call there): the one call from this room up to the one that judges it."""
-    from leaddb import verdict
-
-    return verdict.load(project_dir)

@@ -1,18 +1,18 @@
-"""Private directories: where the local backend keeps its cluster, socket, locks and state,
-and where every backend keeps its task locks.
+"""Where the private directories are: the local backend's cluster, socket, locks and state,
+and every backend's task locks; the per-checkout pointers to them, and what became of each.
 
 Nothing here trusts a name under a shared directory. Two places, both the invoking user's:
 
 * the **user directory** (``LEADDB_CACHE_DIR``, else platformdirs' per-user cache directory,
-  e.g. ``~/.cache/leaddb``):
-  created ``0700``, checked on every use. It holds the Docker backend's task locks and, per
-  checkout, a *pointer* (``state-<digest of the checkout's path>.json``) to that checkout's
-  state directory, and one more (``shared.json``) to the directory every checkout shares.
+  e.g. ``~/.cache/leaddb``): created ``0700``, checked on every use. It holds the Docker
+  backend's task locks and, per checkout, a *pointer* (``state-<digest of the checkout's
+  path>.json``) to that checkout's state directory, and one more (``shared.json``) to the
+  directory every checkout shares.
 * the **state directory** of one checkout: ``LEADDB_STATE_DIR`` when set, else a
   ``tempfile.mkdtemp`` directory (an unpredictable name) on the RAM disk when it has room,
   else in the temp dir. Created ``0700`` (as root ``root:<server group> 0710``, see
-  :func:`wanted_mode`), checked with ``lstat`` on every use: owned by the current user, a real
-  directory (not a symbolic link), and no permission looser than what this module creates.
+  ``permissions.wanted_mode``), checked with ``lstat`` on every use: owned by the current
+  user, a real directory (not a symbolic link), and no permission looser than what is created.
   A pointer whose directory has gone (the RAM disk is emptied at reboot) or was replaced by
   someone else's is re-pointed at a new ``mkdtemp`` directory; ``LEADDB_STATE_DIR`` is refused
   instead, with the next step, since the user chose that path.
@@ -24,13 +24,9 @@ pointer's record: the checkout's path). When a checkout is gone (its directory d
 local backend removes what its pointer names (:func:`pointers`, :func:`checkout_gone`), but only
 a directory :func:`made_here` for that pointer: ours, private, its marker naming that checkout.
 
-Files in these directories are opened without following symbolic links (:func:`open_nofollow`),
-and removal is crash-safe: a directory is first renamed to a *tombstone* in the same state
-directory (atomic), then removed; leftover tombstones of an interrupted run are removed by the
-next ``db.reset``/``db.down`` (:func:`clear_tombstones`).
-
-On Windows the checks of owner and mode do not apply (the per-user directories are protected by
-their ACLs, which ``stat`` does not show): the directories are created and used as they are.
+Each directory is made and checked by ``leaddb.permissions``; the files in them are read and
+written without following links (``leaddb.nofollow``); removal goes through a tombstone
+(``leaddb.tombstones``).
 """
 
 from __future__ import annotations
@@ -40,7 +36,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import tempfile
@@ -49,13 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leaddb import locks, platforms
-from leaddb.errors import BackendError
+from leaddb.nofollow import is_regular_file, read_utf8, replace_utf8
+from leaddb.permissions import ensure, verify, wanted_mode
 
 APP = "leaddb"
 STATE_DIR_ENV = "LEADDB_STATE_DIR"
 CACHE_DIR_ENV = "LEADDB_CACHE_DIR"
-SERVER_USER = "postgres"
-TOMBSTONE_PREFIX = ".tomb-"
 STATE_MARKER = ".leaddb-state"  # in every directory a pointer names: whose it is (the pointer's record)
 POINTER_PREFIX = "state-"
 SHARED_POINTER = "shared.json"
@@ -63,171 +57,6 @@ SHARED_RECORD = {"shared": "every checkout of this user"}
 SHARED_LOCK = "shared.lock"
 RAM_DISK = Path("/dev/shm")
 RAM_DISK_MIN_FREE = 1 << 30
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_BINARY = getattr(os, "O_BINARY", 0)
-
-
-# -- who we are ------------------------------------------------------------------------------
-
-
-def running_as_root() -> bool:
-    return platforms.running_as_root()
-
-
-def server_ids(*, required: bool = False) -> tuple[int, int] | None:
-    """The server user's uid and primary gid when running as root (the server then runs as
-    that user: ``initdb`` and ``postgres`` refuse root); None when not root. As root without
-    that user: None, or with ``required`` (a server is about to be made) a BackendError."""
-    if not running_as_root():
-        return None
-    ids = platforms.user_ids(SERVER_USER)
-    if ids is None and required:
-        raise BackendError(
-            f"running as root, the server must run as the {SERVER_USER!r} user, which does not exist",
-            hint=f"create it (useradd --system {SERVER_USER}, or install postgresql-15, which does), "
-            "or run the task as an unprivileged user",
-        )
-    return ids
-
-
-def wanted_mode() -> tuple[int, int | None]:
-    """The mode and group of a state directory as this module creates it.
-
-    ``0700``, except as root: the server runs as ``postgres`` and must traverse the state
-    directory to reach its cluster (data, socket, log), so the state directory is
-    ``root:<postgres' group> 0710``: search (``x``) for that group only. That is the least that
-    works: no read (the group cannot list the entries), no write (it cannot plant or rename
-    anything in it), and nobody else may even traverse (``0711`` would let every user).
-    """
-    ids = server_ids()
-    if ids is None:
-        return 0o700, None
-    return 0o710, ids[1]
-
-
-# -- checks ----------------------------------------------------------------------------------
-
-
-def _refuse(path: Path, problem: str, hint: str) -> BackendError:
-    return BackendError(f"the private directory {path} {problem}", hint=hint)
-
-
-def _describe_owner(uid: int) -> str:
-    return platforms.describe_owner(uid)
-
-
-def verify(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> None:
-    """Refuse ``path`` unless ``lstat`` shows a real directory owned by the current user that
-    neither the group nor other users can write to; then bring its mode (and ``group``, when
-    ``mode`` grants the group anything) to what this module creates."""
-    if not platforms.owners_guard_files():
-        if not path.is_dir():
-            raise _refuse(path, "is not a directory", hint)
-        return
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise _refuse(path, f"cannot be examined: {exc.strerror}", hint) from None
-    if stat.S_ISLNK(st.st_mode):
-        raise _refuse(path, "is a symbolic link (it is never followed)", hint)
-    if not stat.S_ISDIR(st.st_mode):
-        raise _refuse(path, "is not a directory", hint)
-    me = platforms.effective_ids()[0]
-    if st.st_uid != me:
-        raise _refuse(
-            path,
-            f"belongs to {_describe_owner(st.st_uid)}, not to you ({_describe_owner(me)})",
-            hint,
-        )
-    actual = stat.S_IMODE(st.st_mode)
-    if actual & 0o022:
-        # someone else could have put anything in it: nothing in it can be trusted
-        raise _refuse(path, f"has mode {actual:04o}: writable by the group or other users", hint)
-    if actual & 0o077 != mode & 0o077 or (group is not None and st.st_gid != group):
-        # ours and writable by nobody else: only its read/search bits differ from what this
-        # module creates (mkdtemp's 0700, or a 0755 made by `mkdir -p`), so set them
-        _set_mode(path, mode, group)
-
-
-def _set_mode(path: Path, mode: int, group: int | None) -> None:
-    """Set the mode (and group) through a descriptor opened without following a link."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
-    try:
-        platforms.set_mode_fd(fd, mode, group)
-    finally:
-        os.close(fd)
-
-
-def ensure(path: Path, *, mode: int = 0o700, group: int | None = None, hint: str) -> Path:
-    """``path`` as a private directory: created with ``mode`` when missing (its parents as
-    usual), then :func:`verify`'d."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-    except OSError as exc:
-        if isinstance(exc, FileExistsError):  # a parent on the way is a file
-            problem = f"{exc.filename} exists and is not a directory"
-        else:
-            where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
-            problem = f"{exc.strerror}{where}"
-        raise BackendError(f"cannot create the private directory {path}: {problem}", hint=hint) from None
-    verify(path, mode=mode, group=group, hint=hint)
-    return path
-
-
-# -- files without following links -----------------------------------------------------------
-
-
-def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
-    """``os.open`` that refuses a symbolic link in the last component (ELOOP)."""
-    return os.open(path, flags | _NOFOLLOW | _BINARY, mode)
-
-
-def read_bytes(path: Path) -> bytes:
-    with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
-        return f.read()
-
-
-def read_utf8(path: Path) -> str:
-    return read_bytes(path).decode("utf-8")
-
-
-def replace_utf8(path: Path, text: str) -> None:
-    """Replace ``path`` atomically: a new file (``O_EXCL``: never a planted one) renamed over
-    it; a link at ``path`` is replaced, never followed."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def append_utf8(path: Path, text: str) -> None:
-    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND)
-    with os.fdopen(fd, "ab") as f:
-        f.write(text.encode("utf-8"))
-
-
-def is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def inside(path: str | Path, directory: Path) -> bool:
-    """Whether ``path``, resolved, is ``directory`` (resolved) or lies inside it."""
-    try:
-        return Path(path).resolve().is_relative_to(directory.resolve())
-    except (OSError, ValueError, RuntimeError):
-        return False
 
 
 # -- where -----------------------------------------------------------------------------------
@@ -488,51 +317,3 @@ def tree_size(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-# -- crash-safe removal ----------------------------------------------------------------------
-
-
-def new_tombstone(state_dir: Path, purpose: str) -> Path:
-    """A fresh private directory in ``state_dir`` that counts as garbage until renamed: work
-    is built there and moved into place when complete, so an interruption leaves only garbage
-    that the next :func:`clear_tombstones` removes."""
-    return Path(tempfile.mkdtemp(prefix=f"{TOMBSTONE_PREFIX}{purpose}-", dir=state_dir))
-
-
-def bury(path: Path, state_dir: Path) -> Path | None:
-    """Rename ``path`` to a tombstone in ``state_dir`` (atomic); None when it does not exist."""
-    tomb = state_dir / f"{TOMBSTONE_PREFIX}{path.name}-{secrets.token_hex(6)}"
-    return tomb if platforms.rename(path, tomb) else None
-
-
-def clear_tombstones(state_dir: Path, before_removal: Callable[[Path], None] | None = None) -> int:
-    """Remove every tombstone left in ``state_dir`` (only this module makes that name there,
-    and nobody else can write in it); ``before_removal`` sees each first. Returns how many."""
-    removed = 0
-    try:
-        entries = list(os.scandir(state_dir))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(TOMBSTONE_PREFIX):
-            continue
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            if before_removal is not None:
-                before_removal(path)
-            platforms.remove_tree(path)
-        else:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-        removed += 1
-    return removed
-
-
-def remove(path: Path, state_dir: Path) -> None:
-    """Crash-safe removal: bury, then remove the tombstone."""
-    tomb = bury(path, state_dir)
-    if tomb is not None:
-        platforms.remove_tree(tomb)

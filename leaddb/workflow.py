@@ -1,4 +1,5 @@
-"""What each task does, over the library: one function per task, printing as it goes.
+"""What each task does, over the library: one function per task, which orchestrates the rooms
+and hands what they return to the views (``leaddb.views``) and its progress lines to ``say``.
 
 Tasks and nox sessions call these; they raise ``LeadDbError`` subclasses for expected
 failures, which the tasks turn into an exit code and one message. Every task that touches a
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from leaddb import cli, console, paths, waits
+from leaddb import cli, paths, views, waits
 from leaddb.console import say, seconds
 from leaddb.errors import (
     EXIT_FAILURE,
@@ -116,7 +117,7 @@ def reset(
             boot = fast.reset(backend, files)
         else:
             boot = backend.reset(files, force=force, end_sessions=end_sessions)
-    console.print_boot(boot)
+    views.print_boot(boot)
     say(f"ready: {backend.describe()}")
     return boot
 
@@ -126,7 +127,7 @@ def apply(options: Options) -> ApplyResult:
     with backend.lock("db.apply", shared=True):
         backend.start()
         result = backend.apply(files)
-    console.print_apply(result, options.project_dir, "apply")
+    views.print_apply(result, options.project_dir, "apply")
     return result
 
 
@@ -140,7 +141,7 @@ def reapply(options: Options, *, held: Backend | None = None) -> ApplyResult:
         before = catalog.snapshot_of(backend.conninfo())
         result = backend.apply(files, reapply=True)
         after = catalog.snapshot_of(backend.conninfo())
-    console.print_apply(result, options.project_dir, "reapply")
+    views.print_apply(result, options.project_dir, "reapply")
     changes = drift.diff(after, before)
     if changes:
         listing = "\n".join(f"  - {d.describe('first apply')}" for d in changes)
@@ -167,8 +168,6 @@ def down(options: Options, *, everything: bool = False) -> str:
 
 
 # -- introspection and drift -----------------------------------------------------------
-
-DESCRIBED_TABLES = ("leads", "sources", "offers")
 
 
 def _live_and_spec(backend: Backend, options: Options):
@@ -199,18 +198,9 @@ def introspect(options: Options, json_path: Path | None = None, *, held: Backend
     with _reading(options, "db.introspect", held) as backend:
         spec, live, cached = _live_and_spec(backend, options)
     expected = cached.snapshot
-    console.print_relations(live, drift.owner_table)
-    for name in DESCRIBED_TABLES:
-        if live.get("table", name):
-            console.describe_table(live, name, drift.owner_table)
     cover = drift.coverage(live, expected)
-    console.print_coverage(cover)
-    for block in spec.blocks_of("optional"):
-        present = bool(live.get("table", block.name))
-        say(
-            f"optional object {block.name} ({block.where}): "
-            f"{'PRESENT although optional' if present else 'skipped on purpose (optional, not created)'}"
-        )
+    optional = [(b.name, b.where, bool(live.get("table", b.name))) for b in spec.blocks_of("optional")]
+    views.print_introspection(live, drift.owner_table, cover, optional)
     if json_path:
         live.save(json_path)
         say(f"catalog snapshot written to {_shown(json_path, options)}")
@@ -269,30 +259,22 @@ def check_diagram(conninfo: str, project_dir: Path, model=None) -> None:
     """The committed docs/schema.md must be the diagram of the live schema (``model``: read
     already, or read here)."""
     from leaddb import erd
+    from leaddb.erd import mermaid, readme
 
-    path = project_dir / erd.MARKDOWN_PATH
+    path = project_dir / mermaid.MARKDOWN_PATH
     hint = "run `invoke db.erd` and commit docs/schema.md, so the diagram shows the schema as it is"
     if not path.is_file():
-        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
+        raise SchemaDrift(f"{mermaid.MARKDOWN_PATH.as_posix()} is missing", hint=hint)
     if model is None:
         model = erd.read(conninfo)
-    current = erd.markdown(model)
-    with file_errors("read", erd.MARKDOWN_PATH.as_posix()):
+    current = mermaid.markdown(model)
+    with file_errors("read", mermaid.MARKDOWN_PATH.as_posix()):
         committed = path.read_bytes()
     if committed != current.encode("utf-8"):
         where = erd.stale_lines(committed.decode("utf-8", errors="replace"), current)
-        raise SchemaDrift(f"{erd.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
-    readme = project_dir / erd.README_PATH
-    with file_errors("read", erd.README_PATH.as_posix()):
-        text = readme.read_bytes().decode("utf-8", errors="replace") if readme.is_file() else ""
-    expected = erd.embed(text, model)
-    if expected is not None and expected != text:
-        where = erd.stale_lines(text, expected)
-        raise SchemaDrift(
-            f"the diagram in {erd.README_PATH.as_posix()} is stale: {where}",
-            hint="run `invoke db.erd` and commit README.md and docs/schema.md",
-        )
-    say(f"diagram: {erd.MARKDOWN_PATH.as_posix()} is up to date")
+        raise SchemaDrift(f"{mermaid.MARKDOWN_PATH.as_posix()} is stale: {where}", hint=hint)
+    readme.check(project_dir, model)
+    say(f"diagram: {mermaid.MARKDOWN_PATH.as_posix()} is up to date")
 
 
 def dump(options: Options) -> Path:
@@ -346,7 +328,7 @@ def _status(options: Options, backend: Backend, files, *, json_path: Path | None
         wanted = [o.name for o in reference.of_kind("table") if not live.get("table", o.name)]
         for schema, tables in catalog.tables_elsewhere(backend.conninfo(), wanted).items():
             found.notes.append(schema_status.elsewhere_note(schema, tables))
-    console.print_status(found)
+    views.print_status(found)
     if json_path:
         with file_errors("write the status to", _shown(json_path, options)):
             found.save(json_path)
@@ -364,32 +346,25 @@ def diagram(
 ):
     """The ER diagram of the live schema: Mermaid in docs/schema.md, SVG when Graphviz is there."""
     from leaddb import erd
+    from leaddb.erd import graphviz, mermaid, readme
 
     with _reading(options, "db.erd", held) as backend:
         model = erd.read(backend.conninfo())
     committed = markdown_path is None  # the committed diagram, which the README embeds too
-    markdown_path = markdown_path or options.project_dir / erd.MARKDOWN_PATH
+    markdown_path = markdown_path or options.project_dir / mermaid.MARKDOWN_PATH
     with file_errors("write the diagram to", _shown(markdown_path, options)):
-        erd.write_markdown(model, markdown_path)
+        mermaid.write_markdown(model, markdown_path)
     counts = f"{len(model.tables)} tables, {len(model.foreign_keys)} foreign keys, {len(model.enums)} enums"
     say(f"wrote {_shown(markdown_path, options)} ({counts})")
-    readme = options.project_dir / erd.README_PATH
-    if committed and readme.is_file():
-        try:
-            with file_errors("read", _shown(readme, options)):
-                text = readme.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            say(f"note: {_shown(readme, options)} is not UTF-8: its diagram block was left alone")
-            return model
-        updated = erd.embed(text, model)
-        if updated is not None and updated != text:
-            with file_errors("write the diagram into", _shown(readme, options)):
-                readme.write_text(updated, encoding="utf-8", newline="\n")
-            say(f"updated the diagram in {_shown(readme, options)}")
+    readme_path = options.project_dir / readme.README_PATH
+    if committed and readme_path.is_file():
+        done = readme.update(readme_path, model, _shown(readme_path, options))
+        if done:
+            say(done)
     svg_path = svg_path or options.project_dir / "reports" / "schema.svg"
-    if erd.dot_program():
+    if graphviz.dot_program():
         with file_errors("write the diagram to", _shown(svg_path, options)):
-            erd.svg(model, svg_path)
+            graphviz.svg(model, svg_path)
         say(f"wrote {_shown(svg_path, options)}")
     else:
         say("no SVG: Graphviz's `dot` is not on PATH (Debian: apt-get install graphviz)")
@@ -409,9 +384,7 @@ def run_bench(
 ):
     """``runs``, ``json_path`` and ``scale`` as ``leaddb.cli`` checks them (the tasks do);
     ``held``: a backend whose exclusive lock the caller holds (verify)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from leaddb import bench, stats
+    from leaddb import bench, plots, psql_baseline, stats
 
     counts = list(scale)
     # where the results go is checked before the runs, so a bad one loses no results
@@ -431,26 +404,17 @@ def run_bench(
             f"note: with {runs} runs p99 is close to the maximum; "
             f"it needs >= {stats.MIN_RUNS_FOR_P99} runs to mean much"
         )
-    psql = bench.psql_program()
-    say(bench.psql_note(psql) if psql else "note: no psql found: the psql -f per file baseline is left out")
+    psql = psql_baseline.psql_program()
+    no_psql = "note: no psql found: the psql -f per file baseline is left out"
+    say(psql_baseline.psql_note(psql) if psql else no_psql)
     with backend.lock("db.bench") if held is None else nullcontext():  # verify holds it
-        with Progress(
-            TextColumn("bench"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console.console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("runs", total=runs)
-            result = bench.run(
-                backend, files, runs, targets, on_run=lambda i: progress.advance(task), psql=psql
-            )
+        with views.bench_progress(runs) as on_run:
+            result = bench.run(backend, files, runs, targets, on_run=on_run, psql=psql)
         if counts:
             sizes = ", ".join(map(str, counts))
             say(f"scale: generated schemas of {sizes} files (runner and psql -f per file)")
             result.scale = bench.scale(backend, counts, psql=psql)
-    console.print_bench(
+    views.print_bench(
         result,
         stats.goals_for(backend.capabilities.fresh_boot_goal),
         stats.PERCENTILE_METHOD,
@@ -460,9 +424,9 @@ def run_bench(
     stem = results / f"{stamp}-{backend.name}"
     with file_errors("write the results to", _shown(results, options)):
         bench.save(result, stem.with_suffix(".json"))
-        bench.plot(result, stem.with_suffix(".png"))
+        plots.plot(result, stem.with_suffix(".png"))
         if result.scale:
-            bench.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
+            plots.plot_scale(result.scale, stem.with_name(stem.name + "-scale.png"))
     say(f"results: {_shown(stem.with_suffix('.json'), options)} and .png")
     if json_path:
         with file_errors("write the results to", _shown(json_path, options)):
@@ -551,7 +515,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
                 results[-1].outcome = bench_result.outcome
                 results[-1].message = "\n".join(v.why for v in bench_result.missed())
             say(f"== {name}: ok in {seconds(results[-1].seconds)}")
-    console.print_verify(backend.name, results)
+    views.print_verify(backend.name, results)
     try:
         with file_errors("write the reports to", _shown(report_dir, options)):
             json_path, junit_path = report.write(results, report_dir, backend=backend.name)
@@ -562,7 +526,7 @@ def verify(options: Options, *, bench_runs: int = 5, report_dir: Path | None = N
         raise failure from None
     say(f"reports: {_shown(json_path, options)} {_shown(junit_path, options)}")
     if "bench" in outcome:
-        console.print_targets(outcome["bench"])
+        views.print_targets(outcome["bench"])
     if failure:
         raise failure
     return results

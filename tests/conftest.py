@@ -18,7 +18,7 @@ import windows_pass
 from hypothesis import settings
 from platform_marks import skip_off_platform, windows_semantics
 
-from leaddb import compose, janitor, migrations, statedir
+from leaddb import compose, janitor, migrations, statedir, verdict
 from leaddb.backends.local import find_binary
 
 # CI gates every landing: there the property tests draw the same examples on every run (a
@@ -142,7 +142,7 @@ def project_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def migration_files() -> list[migrations.Migration]:
-    return migrations.load(PROJECT_DIR)
+    return verdict.load(PROJECT_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from leaddb import compose, masking, migrations
+from leaddb import compose, masking, verdict
 from leaddb.backends.base import Backend
 from leaddb.backends.dsn import mask
 from leaddb.errors import BackendError, LeadDbError
@@ -210,7 +210,7 @@ def _local(choice: Choice, project_dir: Path) -> Iterator[Backend]:
     backend = LocalBackend(project_dir, state_dir=state_dir)
     try:
         try:
-            backend.reset(migrations.load(project_dir))
+            backend.reset(verdict.load(project_dir))
         except LeadDbError as exc:
             raise _setup_failed(choice, exc) from None
         yield backend
@@ -281,7 +281,7 @@ def _docker(choice: Choice, project_dir: Path) -> Iterator[Backend]:
                 project_name=f"{PROJECT_PREFIX}{secrets.token_hex(4)}",
                 environ=docker_environ(os.environ, image=choice.image, port=free_port()),
             )
-            backend.reset(migrations.load(copy))
+            backend.reset(verdict.load(copy))
             backend.start()
         except LeadDbError as exc:
             raise _setup_failed(choice, exc) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import bench, compose, console, stats
+from leaddb import bench, compose, console, stats, views
 from leaddb.backends.docker.floor import LABEL
 from leaddb.backends.docker.service import ServiceSpec, Twin
 
@@ -38,7 +38,7 @@ def test_the_bench_prints_the_storage_and_the_overhead_goal(share, status):
     second = stats.OVERHEAD.format(rm="without rm", how="of the medians")
     result = _result({first: share, second: share + 0.2}, {"storage": storage})
     with console.console.capture() as captured:
-        console.print_bench(result, [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
+        views.print_bench(result, [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
     text = captured.get()
     assert f"bench (docker) storage: {storage}" in text
     assert text.index("storage:") < text.index("fresh boot + apply (total)")  # a header, above the table
@@ -49,7 +49,7 @@ def test_the_bench_prints_the_storage_and_the_overhead_goal(share, status):
 
 def test_without_storage_or_floor_nothing_of_them_is_printed():
     with console.console.capture() as captured:
-        console.print_bench(_result({}, {}), [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
+        views.print_bench(_result({}, {}), [], stats.PERCENTILE_METHOD, overhead_goal=stats.OVERHEAD_GOAL)
     text = captured.get()
     assert "storage:" not in text and "overhead" not in text
 

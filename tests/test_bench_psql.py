@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import bench
+from leaddb import psql_baseline
 
 pytestmark = pytest.mark.posix_only("the fake programs are shell scripts")
 
@@ -33,24 +33,24 @@ def tools(tmp_path, monkeypatch):
 def test_the_binary_in_pg_configs_bindir_wins_over_psql_on_path(tools):
     on_path, bindir, wrapper, binary = tools
     program(on_path / "pg_config", f'[ "$1" = --bindir ] && echo "{bindir}"')
-    assert bench.psql_program() == str(binary)
-    note = bench.psql_note(str(binary))
+    assert psql_baseline.psql_program() == str(binary)
+    note = psql_baseline.psql_note(str(binary))
     assert str(binary) in note and f"psql on PATH is {wrapper}" in note
 
 
 def test_without_pg_config_psql_on_path_is_the_baseline_and_said_plainly(tools):
     _, _, wrapper, _ = tools
-    assert bench.psql_program() == str(wrapper)
-    assert bench.psql_note(str(wrapper)) == f"psql baseline: {wrapper}"  # no second name
+    assert psql_baseline.psql_program() == str(wrapper)
+    assert psql_baseline.psql_note(str(wrapper)) == f"psql baseline: {wrapper}"  # no second name
 
 
 @pytest.mark.parametrize("answer", ["exit 1", "echo /nowhere/at/all", "echo"])
 def test_a_pg_config_without_a_usable_bindir_falls_back_to_path(tools, answer):
     on_path, _, wrapper, _ = tools
     program(on_path / "pg_config", answer)
-    assert bench.psql_program() == str(wrapper)
+    assert psql_baseline.psql_program() == str(wrapper)
 
 
 def test_no_psql_anywhere_is_none(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert bench.psql_program() is None
+    assert psql_baseline.psql_program() is None

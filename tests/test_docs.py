@@ -249,3 +249,78 @@ def test_the_map_checks_catch_a_new_module_and_a_path_that_went_away(tmp_path):
     )
     gone = ["docs/gone.md", "leaddb/queries/*.json", "leaddb/runner.py"]
     assert paths_that_do_not_exist(text, tmp_path) == gone
+
+
+# -- the README's backends: one per registered backend --------------------------------------------
+
+
+def readme_backends(text: str) -> list[str]:
+    """The names the README's "## Backends" section gives a bullet of its own (``- **name**:``)."""
+    section = text.split("\n## Backends\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^- \*\*([a-z_]+)\*\*:", section, re.M)
+
+
+def test_the_readme_describes_every_registered_backend_and_no_other():
+    """Adding a backend is its package plus its ``REGISTERED`` line; the one thing a person must
+    still write is what users read about it, and this says so, naming the section."""
+    from leaddb import backends
+
+    described = readme_backends(README.read_text(encoding="utf-8"))
+    assert sorted(described) == sorted(backends.REGISTERED), (
+        f'README.md "## Backends" has a bullet for {sorted(described)}; the registered backends are '
+        f"{sorted(backends.REGISTERED)} (leaddb/backends/__init__.py): give each a `- **name**:` bullet"
+    )
+
+
+def test_the_backends_check_sees_a_missing_and_an_extra_bullet():
+    text = README.read_text(encoding="utf-8")
+    assert "local" in readme_backends(text)
+    assert "local" not in readme_backends(text.replace("- **local**:", "- local:", 1))
+    extra = text.replace("\n## Backends\n", "\n## Backends\n\n- **ftp**: a server over FTP.\n", 1)
+    assert "ftp" in readme_backends(extra)
+
+
+# -- the ground imports nothing above it -----------------------------------------------------------
+
+
+def ground_modules(text: str) -> set[str]:
+    """The modules the map's "The ground" list names (``leaddb.errors``, ...)."""
+    section = text.split("**The ground**", 1)[1].split("\n## ", 1)[0]
+    return {m.replace("/", ".") for m in re.findall(r"`(leaddb/[a-z_]+)\.py`", section)}
+
+
+def leaddb_imports(source: str) -> set[str]:
+    """Every leaddb module ``source`` imports, anywhere (a function's, a type hint's too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("leaddb.")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "leaddb":
+            if node.module == "leaddb":
+                found |= {f"leaddb.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_the_ground_imports_nothing_above_it():
+    """The map's claim, type hints included: the rooms every floor stands on know no room above."""
+    ground = ground_modules(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert {"leaddb.errors", "leaddb.console", "leaddb.statedir"} <= ground
+    above = {
+        module: sorted(
+            leaddb_imports((REPO / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8")) - ground
+        )
+        for module in sorted(ground)
+    }
+    assert not any(above.values()), {module: found for module, found in above.items() if found}
+
+
+def test_the_ground_check_sees_a_type_hint_from_above():
+    planted = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from leaddb.bench import BenchResult\n"
+    )
+    assert leaddb_imports(planted) == {"leaddb.bench"}
+    assert leaddb_imports("from leaddb import locks, platforms\n") == {"leaddb.locks", "leaddb.platforms"}

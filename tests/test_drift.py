@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import catalog, drift, rules, runner, statedir
+from leaddb import catalog, drift, permissions, rules, runner, statedir
 from leaddb.catalog import Snapshot
 from leaddb.migrations import Migration
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -176,7 +176,7 @@ def test_coverage_is_complete_on_the_clean_schema(applied, expected):
 def cache_dir(tmp_path, monkeypatch) -> Path:
     """A per-user directory of the test's own, made and checked as the real one is."""
     path = tmp_path / "leaddb"
-    monkeypatch.setattr(statedir, "user_dir", lambda: statedir.ensure(path, hint="fix it"))
+    monkeypatch.setattr(statedir, "user_dir", lambda: permissions.ensure(path, hint="fix it"))
     return path
 
 

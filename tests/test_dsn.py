@@ -36,7 +36,7 @@ from psycopg import sql
 from server_choice import owned_elsewhere
 from workspace import Workspace, clean
 
-from leaddb import janitor, migrations, platforms
+from leaddb import janitor, platforms, verdict
 from leaddb.backends import database
 from leaddb.backends.dsn import NEW_SUFFIX, OLD_SUFFIX, DsnBackend, lock_key, side_name
 from leaddb.backends.local import free_port
@@ -496,7 +496,7 @@ def test_any_settings_acl_and_limit_come_back_as_they_were(
 ):
     """Any list setting (names with quotes, commas, spaces, capitals, any script), limit,
     encoding and ACL: the rebuilt database's properties read back equal."""
-    migration_files = migrations.load(project_dir)
+    migration_files = verdict.load(project_dir)
     example = Scene(scene.server)  # one of its own per example
     try:
         give_properties(

@@ -14,6 +14,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from leaddb import catalog, erd, workflow
+from leaddb.erd import graphviz, mermaid, readme
 from leaddb.errors import SchemaDrift
 
 IN_CI = bool(os.environ.get("CI"))
@@ -37,12 +38,12 @@ def mermaid_block(markdown: str) -> str:
 
 
 def test_the_committed_diagram_is_the_live_schemas(model, project_dir):
-    committed = (project_dir / erd.MARKDOWN_PATH).read_text(encoding="utf-8")
-    assert committed == erd.markdown(model), "docs/schema.md is stale: run `invoke db.erd`"
+    committed = (project_dir / mermaid.MARKDOWN_PATH).read_text(encoding="utf-8")
+    assert committed == mermaid.markdown(model), "docs/schema.md is stale: run `invoke db.erd`"
 
 
 def test_the_diagram_holds_every_table_column_key_and_enum(model):
-    text = erd.mermaid(model)
+    text = mermaid.mermaid(model)
     assert text.startswith("erDiagram\n")
     assert len(model.tables) == 13 and len(model.enums) == 4
     for table in model.tables:
@@ -76,7 +77,7 @@ def test_a_foreign_key_on_unique_columns_is_one_to_one(fresh_db):
         "CREATE TABLE parent (id int PRIMARY KEY)",
         "CREATE TABLE child (id int PRIMARY KEY, parent_id int UNIQUE REFERENCES parent ON DELETE SET NULL)",
     )
-    text = erd.mermaid(erd.read(db))
+    text = mermaid.mermaid(erd.read(db))
     assert '    parent |o..o| child : "parent_id: ON DELETE SET NULL"' in text
 
 
@@ -93,9 +94,11 @@ def test_the_output_does_not_depend_on_catalog_order(server, template_db, model)
         ]
     tables, columns, keys, enums = rows
     shuffled = erd.build([t["name"] for t in reversed(tables)], columns[::-1], keys[::-1], enums[::-1])
-    assert erd.markdown(shuffled) == erd.markdown(model)
-    assert erd.dot(shuffled) == erd.dot(model)
-    assert erd.markdown(erd.build([t["name"] for t in tables], columns, keys, enums)) == erd.markdown(model)
+    assert mermaid.markdown(shuffled) == mermaid.markdown(model)
+    assert graphviz.dot(shuffled) == graphviz.dot(model)
+    assert mermaid.markdown(erd.build([t["name"] for t in tables], columns, keys, enums)) == mermaid.markdown(
+        model
+    )
 
 
 # names that Mermaid's lexer does not take as they are: spaces, commas, a leading digit, quotes
@@ -111,7 +114,7 @@ WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-\[\]\(\)]*$")
 def test_awkward_names_and_types_become_valid_words_and_keep_their_text(fresh_db):
     db = fresh_db(None)
     execute(db, *AWKWARD)
-    text = erd.mermaid(erd.read(db))
+    text = mermaid.mermaid(erd.read(db))
     for line in text.splitlines()[1:]:
         stripped = line.strip()
         if stripped == "}" or " : " in stripped or stripped.startswith("%%"):
@@ -161,7 +164,7 @@ def parse_mermaid(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
 
 
 def test_mermaids_parser_reads_the_committed_diagram(project_dir, tmp_path):
-    text = mermaid_block((project_dir / erd.MARKDOWN_PATH).read_text(encoding="utf-8"))
+    text = mermaid_block((project_dir / mermaid.MARKDOWN_PATH).read_text(encoding="utf-8"))
     result = parse_mermaid(tmp_path, text)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "er"
@@ -173,16 +176,16 @@ def test_mermaids_parser_reads_the_committed_diagram(project_dir, tmp_path):
 def test_mermaids_parser_reads_awkward_names(fresh_db, tmp_path):
     db = fresh_db(None)
     execute(db, *AWKWARD)
-    result = parse_mermaid(tmp_path, erd.mermaid(erd.read(db)))
+    result = parse_mermaid(tmp_path, mermaid.mermaid(erd.read(db)))
     assert result.returncode == 0, result.stderr
 
 
 def test_the_svg_is_a_well_formed_picture_of_every_table_and_edge(model, tmp_path):
-    if erd.dot_program() is None:
+    if graphviz.dot_program() is None:
         if IN_CI:
             pytest.fail("CI must render the SVG: install Graphviz (.ci/run does)")
         pytest.skip("Graphviz's dot is not on PATH")
-    path = erd.svg(model, tmp_path / "schema.svg")
+    path = graphviz.svg(model, tmp_path / "schema.svg")
     root = ET.parse(path).getroot()  # well-formed XML
     assert root.tag == f"{SVG}svg"
     assert float(root.get("width").removesuffix("pt")) > 500
@@ -194,14 +197,14 @@ def test_the_svg_is_a_well_formed_picture_of_every_table_and_edge(model, tmp_pat
     assert titles == {t.name for t in model.tables} | {e.name for e in model.enums}
     texts = {t.text for t in root.iter(f"{SVG}text")}
     assert {"ON DELETE CASCADE", "ON DELETE RESTRICT", "duplicate_of_lead_id", "timestamptz"} <= texts
-    assert erd.dot(model) == erd.dot(model)  # deterministic source
+    assert graphviz.dot(model) == graphviz.dot(model)  # deterministic source
 
 
 def test_drift_fails_when_the_committed_diagram_is_stale(fresh_db, project_dir, tmp_path):
     db = fresh_db()
     docs = tmp_path / "docs"
     docs.mkdir()
-    committed = (project_dir / erd.MARKDOWN_PATH).read_text(encoding="utf-8")
+    committed = (project_dir / mermaid.MARKDOWN_PATH).read_text(encoding="utf-8")
     (docs / "schema.md").write_text(committed, encoding="utf-8", newline="\n")
     workflow.check_diagram(db, tmp_path)  # up to date
     execute(db, "ALTER TABLE buyers ADD COLUMN nickname text")
@@ -225,28 +228,47 @@ def test_the_task_writes_the_diagram_and_the_svg(fresh_db, project_dir, tmp_path
     workflow.diagram(
         workflow.Options("dsn", db, project_dir=project_dir), markdown_path=markdown, svg_path=picture
     )
-    assert markdown.read_bytes() == (project_dir / erd.MARKDOWN_PATH).read_bytes()
+    assert markdown.read_bytes() == (project_dir / mermaid.MARKDOWN_PATH).read_bytes()
     assert b"\r" not in markdown.read_bytes()
-    assert picture.is_file() == (erd.dot_program() is not None)
+    assert picture.is_file() == (graphviz.dot_program() is not None)
 
 
 # -- the diagram embedded in the README --------------------------------------------------------
 
 
 def test_the_readme_embeds_the_live_diagram(model, project_dir):
-    readme = (project_dir / erd.README_PATH).read_text(encoding="utf-8")
-    assert erd.README_BEGIN in readme and erd.README_END in readme
-    assert erd.embed(readme, model) == readme, "README.md's diagram is stale: run `invoke db.erd`"
-    assert erd.embedded(model) in readme
+    text = (project_dir / readme.README_PATH).read_text(encoding="utf-8")
+    assert readme.README_BEGIN in text and readme.README_END in text
+    assert readme.embed(text, model) == text, "README.md's diagram is stale: run `invoke db.erd`"
+    assert readme.embedded(model) in text
 
 
 def test_embed_replaces_only_the_block_between_the_markers(model):
-    around = f"# title\n\ntext\n{erd.README_BEGIN}\nold\nlines\n{erd.README_END}\nafter\n"
-    done = erd.embed(around, model)
-    assert done == f"# title\n\ntext\n{erd.README_BEGIN}\n{erd.embedded(model)}{erd.README_END}\nafter\n"
-    assert erd.embed(done, model) == done  # idempotent
-    assert erd.embed("no markers\n", model) is None
-    assert erd.embed(f"{erd.README_END}\n{erd.README_BEGIN}\n", model) is None  # out of order
+    around = f"# title\n\ntext\n{readme.README_BEGIN}\nold\nlines\n{readme.README_END}\nafter\n"
+    done = readme.embed(around, model)
+    assert (
+        done
+        == f"# title\n\ntext\n{readme.README_BEGIN}\n{readme.embedded(model)}{readme.README_END}\nafter\n"
+    )
+    assert readme.embed(done, model) == done  # idempotent
+    assert readme.embed("no markers\n", model) is None
+    assert readme.embed(f"{readme.README_END}\n{readme.README_BEGIN}\n", model) is None  # out of order
+
+
+def test_a_readme_that_is_not_utf8_is_left_alone_and_said(tmp_path):
+    model = erd.Model((), (), ())
+    path = tmp_path / "README.md"
+    data = f"{readme.README_BEGIN}\nold\n{readme.README_END}\n\xe9t\xe9\n".encode("latin-1")
+    path.write_bytes(data)
+    assert (
+        readme.update(path, model, "README.md")
+        == "note: README.md is not UTF-8: its diagram block was left alone"
+    )
+    assert path.read_bytes() == data
+    path.write_bytes(data.decode("latin-1").encode("utf-8"))
+    assert readme.update(path, model, "README.md") == "updated the diagram in README.md"
+    assert readme.embedded(model) in path.read_text(encoding="utf-8")
+    assert readme.update(path, model, "README.md") is None  # up to date: nothing to say
 
 
 def test_drift_fails_when_the_readmes_diagram_is_stale_and_the_task_rewrites_it(
@@ -254,12 +276,12 @@ def test_drift_fails_when_the_readmes_diagram_is_stale_and_the_task_rewrites_it(
 ):
     db = fresh_db()
     (tmp_path / "docs").mkdir()
-    shutil.copy(project_dir / erd.MARKDOWN_PATH, tmp_path / erd.MARKDOWN_PATH)
-    shutil.copy(project_dir / erd.README_PATH, tmp_path / erd.README_PATH)
+    shutil.copy(project_dir / mermaid.MARKDOWN_PATH, tmp_path / mermaid.MARKDOWN_PATH)
+    shutil.copy(project_dir / readme.README_PATH, tmp_path / readme.README_PATH)
     workflow.check_diagram(db, tmp_path)  # both up to date
-    readme = (tmp_path / erd.README_PATH).read_text(encoding="utf-8")
-    (tmp_path / erd.README_PATH).write_text(
-        readme.replace("    buyers {", "    buyers_renamed {", 1), encoding="utf-8", newline="\n"
+    text = (tmp_path / readme.README_PATH).read_text(encoding="utf-8")
+    (tmp_path / readme.README_PATH).write_text(
+        text.replace("    buyers {", "    buyers_renamed {", 1), encoding="utf-8", newline="\n"
     )
     with pytest.raises(SchemaDrift) as caught:
         workflow.check_diagram(db, tmp_path)
@@ -269,5 +291,5 @@ def test_drift_fails_when_the_readmes_diagram_is_stale_and_the_task_rewrites_it(
         shutil.copy(project_dir / name, tmp_path / name)
     shutil.copytree(project_dir / "api", tmp_path / "api")
     workflow.diagram(workflow.Options("dsn", db, project_dir=tmp_path), svg_path=tmp_path / "schema.svg")
-    assert (tmp_path / erd.README_PATH).read_bytes() == (project_dir / erd.README_PATH).read_bytes()
+    assert (tmp_path / readme.README_PATH).read_bytes() == (project_dir / readme.README_PATH).read_bytes()
     workflow.check_diagram(db, tmp_path)

@@ -35,7 +35,7 @@ from dsn_scene import WAIT, Owned, ident
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from leaddb import catalog, fast, janitor, migrations, runner, workflow
+from leaddb import catalog, fast, janitor, migrations, runner, verdict, workflow
 from leaddb.backends.docker import DockerBackend
 from leaddb.backends.dsn import DsnBackend
 from leaddb.backends.local import LocalBackend
@@ -377,7 +377,7 @@ def test_the_local_backend_refuses_such_a_database_name_before_touching_anything
     state = Path(tempfile.mkdtemp(prefix="leaddb-tests-names-"))
     try:
         with pytest.raises(BackendError) as refused:
-            LocalBackend(project_dir, state_dir=state).reset(migrations.load(project_dir))
+            LocalBackend(project_dir, state_dir=state).reset(verdict.load(project_dir))
         assert str(refused.value).startswith(f"refusing to create the {name!r} database: ")
         assert _reason(name) in str(refused.value)
         assert "set POSTGRES_DB (docker-compose.yml or .env) to a database of the project's own" in str(

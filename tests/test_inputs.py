@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
 from workspace import environment
 
-from leaddb import catalog, compose, janitor, migrations, runner, statedir
+from leaddb import catalog, compose, janitor, migrations, runner, tombstones
 from leaddb.backends import NAMES
 from leaddb.backends.local import LocalBackend, remove_everything, scratch_root
 from leaddb.spec import Spec
@@ -726,7 +726,7 @@ def test_real_sigint_during_reset_is_interrupted_exit_130_and_reset_recovers(tmp
             )
         except (OSError, ValueError, KeyError):
             return False
-        return any(shared.glob(f"{statedir.TOMBSTONE_PREFIX}*/data"))
+        return any(shared.glob(f"{tombstones.TOMBSTONE_PREFIX}*/data"))
 
     try:
         with open(tmp_path / "out.txt", "w+b") as out, open(tmp_path / "err.txt", "w+b") as err:

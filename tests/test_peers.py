@@ -6,16 +6,15 @@ meaning what ours mean, the commands' own reports still parsed, and one real rou
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
 import types
 from pathlib import Path
 
+import peers_harness
 import pytest
 
-from leaddb import console, migrations
+from leaddb import migrations, views
 from leaddb.backends.base import BootReport, Phase
 from leaddb.backends.docker import engine
 from leaddb.runner import ApplyResult, FileResult
@@ -23,15 +22,7 @@ from leaddb.runner import ApplyResult, FileResult
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def _load_peers():
-    spec = importlib.util.spec_from_file_location("peers", PROJECT_DIR / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["peers"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _load_peers()
+peers = peers_harness.load()
 
 
 # -- goals -------------------------------------------------------------------------------
@@ -87,12 +78,12 @@ def _printed(call) -> str:
 
 def test_self_reports_are_read_from_the_commands_real_output(migration_files):
     result = ApplyResult([FileResult(m, 0.01, len(m.statements)) for m in migration_files], seconds=0.169)
-    out = _printed(lambda: console.print_apply(result, PROJECT_DIR, "apply"))
+    out = _printed(lambda: views.print_apply(result, PROJECT_DIR, "apply"))
     assert peers.self_reported("apply", out) == pytest.approx(0.169)
-    out = _printed(lambda: console.print_apply(result, PROJECT_DIR, "reapply"))
+    out = _printed(lambda: views.print_apply(result, PROJECT_DIR, "reapply"))
     assert peers.self_reported("reapply", out) == pytest.approx(0.169)
     boot = BootReport("local", [Phase("initdb", 0.5), Phase("apply", 1.25)])
-    assert peers.self_reported("reset", _printed(lambda: console.print_boot(boot))) == pytest.approx(1.75)
+    assert peers.self_reported("reset", _printed(lambda: views.print_boot(boot))) == pytest.approx(1.75)
     assert peers.self_reported("drift", "drift: none (273 objects compared in 280 ms)") == pytest.approx(0.28)
     assert peers.self_reported("apply", "something else entirely") is None
 

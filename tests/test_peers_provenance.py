@@ -3,26 +3,15 @@ README's benchmark tables, which must all be one run's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
+import peers_harness
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def _load_peers():
-    if "peers" in sys.modules:
-        return sys.modules["peers"]
-    spec = importlib.util.spec_from_file_location("peers", PROJECT_DIR / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["peers"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _load_peers()
+peers = peers_harness.load()
 
 
 def report(**load) -> object:

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from workspace import Workspace
 
-from leaddb import bench, statedir
+from leaddb import bench, nofollow, platforms, statedir, tombstones
 from leaddb.backends import pristine as pristine_cache
 from leaddb.backends.local import LocalBackend, Pristine
 
@@ -74,7 +74,7 @@ def test_each_reset_copies_a_new_empty_cluster_from_a_pristine_never_started(bac
     (pristine,) = pristines(backend)
     built = fingerprint(pristine)
     first_password = backend.cluster.state().password
-    pristine_password = statedir.read_utf8(pristine / "password").strip()
+    pristine_password = nofollow.read_utf8(pristine / "password").strip()
     with psycopg.connect(backend.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE TABLE left_behind (id int)")
         conn.execute("INSERT INTO left_behind VALUES (1)")
@@ -140,7 +140,7 @@ def test_a_change_of_what_initdb_writes_builds_a_new_pristine(backend, migration
 
 
 @pytest.mark.posix_only("owners and mode bits, as root")
-@pytest.mark.skipif(not statedir.running_as_root() and not os.environ.get("CI"), reason="ownership as root")
+@pytest.mark.skipif(not platforms.running_as_root() and not os.environ.get("CI"), reason="ownership as root")
 def test_as_root_the_pristine_is_roots_and_each_copy_the_servers(backend, migration_files):
     import pwd
 
@@ -182,7 +182,7 @@ def test_the_bench_times_a_cold_and_a_warm_reset_in_each_run(backend, migration_
 # the process signals itself there (SIGKILL: nothing runs after; SIGINT: Ctrl-C, Python unwinds).
 CRASHING = r"""
 import os, shutil, signal, sys
-from leaddb import statedir
+from leaddb import tombstones
 from leaddb.backends import cluster, local
 
 step, sig = sys.argv[1], int(sys.argv[2])
@@ -205,7 +205,7 @@ def after(owner, name, condition=lambda *a, **k: True):
 if step == "stop":  # the old server stopped, its directory still in place
     after(local.Cluster, "stop")
 elif step == "bury":  # renamed to a tombstone, nothing removed yet
-    after(statedir, "bury")
+    after(tombstones, "bury")
 elif step == "unlink":  # half the tombstone removed (the issue's Ctrl-C during removal)
     unlink, count = os.unlink, [0]
     def counting(*args, **kwargs):
@@ -213,11 +213,11 @@ elif step == "unlink":  # half the tombstone removed (the issue's Ctrl-C during 
         count[0] += 1
         if count[0] == 300:
             die()
-    original_bury = statedir.bury
+    original_bury = tombstones.bury
     def bury(*args, **kwargs):
         os.unlink = counting
         return original_bury(*args, **kwargs)
-    statedir.bury = bury
+    tombstones.bury = bury
 elif step == "initdb":  # the pristine built but not yet moved into place
     after(cluster, "run_captured", lambda argv, what, *a, **k: what == "initdb")
 elif step == "copy":  # half the pristine copied
@@ -266,7 +266,7 @@ class Checkout(Workspace):
         in the user's shared directory."""
         home = statedir.shared_dir(create=False)
         places = [self.state, *([home] if home else [])]
-        return sorted(p.name for place in places for p in place.glob(f"{statedir.TOMBSTONE_PREFIX}*"))
+        return sorted(p.name for place in places for p in place.glob(f"{tombstones.TOMBSTONE_PREFIX}*"))
 
 
 @pytest.fixture(scope="module")

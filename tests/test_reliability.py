@@ -31,7 +31,7 @@ from server_choice import tcp_address
 from workspace import Workspace as SharedWorkspace
 from workspace import clean
 
-from leaddb import catalog, compose, migrations, platforms, runner
+from leaddb import catalog, compose, platforms, runner, verdict
 from leaddb.backends.local import MARKER, LocalBackend
 from leaddb.backends.local import Cluster as LocalCluster
 from leaddb.errors import BackendError
@@ -661,7 +661,7 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
     clean_db = fresh_db(None)
     workspace.gate.signal(clean_db)  # the gate passes at once on the session's server too
     try:
-        runner.apply(clean_db, migrations.load(workspace.root))
+        runner.apply(clean_db, verdict.load(workspace.root))
     finally:
         workspace.gate.drop(clean_db)
     assert catalog.snapshot_of(workspace.conninfo()) == catalog.snapshot_of(clean_db)

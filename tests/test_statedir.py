@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import backends, locks, statedir
+from leaddb import backends, locks, nofollow, permissions, platforms, statedir
 from leaddb.errors import BackendError
 
-IS_ROOT = statedir.running_as_root()
+IS_ROOT = platforms.running_as_root()
 # skipped where the suite does not run as root; in CI (as root) they run, and would fail if not root
 needs_root = pytest.mark.skipif(
     not IS_ROOT and not os.environ.get("CI"), reason="acting as another user needs root"
@@ -79,8 +79,8 @@ def as_nobody(action) -> None:
 
 @posix_only
 def test_a_missing_directory_is_made_exactly_as_wanted(tmp_path):
-    mode, group = statedir.wanted_mode()
-    made = statedir.ensure(tmp_path / "a" / "state", mode=mode, group=group, hint="h")
+    mode, group = permissions.wanted_mode()
+    made = permissions.ensure(tmp_path / "a" / "state", mode=mode, group=group, hint="h")
     assert mode_of(made) == mode
     assert os.lstat(made).st_uid == os.geteuid()
     if IS_ROOT:  # the server (postgres) must traverse it to reach its cluster, and only it
@@ -97,7 +97,7 @@ def test_a_link_is_refused_and_never_followed(tmp_path):
     real.mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(real)
     with pytest.raises(BackendError) as refused:
-        statedir.ensure(tmp_path / "link", hint="the next step")
+        permissions.ensure(tmp_path / "link", hint="the next step")
     message = str(refused.value)
     assert f"the private directory {tmp_path / 'link'} is a symbolic link (it is never followed)" in message
     assert "next step: the next step" in message
@@ -107,14 +107,14 @@ def test_a_link_is_refused_and_never_followed(tmp_path):
 @posix_only
 @pytest.mark.parametrize("loose", [0o770, 0o702, 0o777, 0o720, 0o730, 0o703])
 def test_a_directory_others_can_write_to_is_refused(tmp_path, loose):
-    mode, group = statedir.wanted_mode()
+    mode, group = permissions.wanted_mode()
     path = tmp_path / "state"
     path.mkdir()
     path.chmod(loose)
     if group is not None:
         os.chown(path, -1, group)
     with pytest.raises(BackendError, match=rf"{path} has mode {loose:04o}: writable by the group or other"):
-        statedir.verify(path, mode=mode, group=group, hint="h")
+        permissions.verify(path, mode=mode, group=group, hint="h")
     assert mode_of(path) == loose  # refused, not repaired: anything in it may be planted
 
 
@@ -123,11 +123,11 @@ def test_a_directory_others_can_write_to_is_refused(tmp_path, loose):
 def test_a_directory_of_ours_that_only_others_can_read_is_tightened(tmp_path, readable):
     """`mkdir -p` makes 0755: nobody else could have put anything in it, so it is ours to use,
     once closed to the others."""
-    mode, group = statedir.wanted_mode()
+    mode, group = permissions.wanted_mode()
     path = tmp_path / "state"
     path.mkdir()
     path.chmod(readable)
-    statedir.verify(path, mode=mode, group=group, hint="h")
+    permissions.verify(path, mode=mode, group=group, hint="h")
     assert mode_of(path) == mode
     if group is not None:
         assert path.stat().st_gid == group
@@ -135,23 +135,23 @@ def test_a_directory_of_ours_that_only_others_can_read_is_tightened(tmp_path, re
 
 @posix_only
 def test_a_tighter_directory_of_ours_is_brought_to_our_mode(tmp_path):
-    mode, group = statedir.wanted_mode()
+    mode, group = permissions.wanted_mode()
     path = tmp_path / "state"
     path.mkdir()
     path.chmod(0o700)
-    statedir.verify(path, mode=mode, group=group, hint="h")
+    permissions.verify(path, mode=mode, group=group, hint="h")
     assert mode_of(path) == mode
 
 
 @as_another_user
 @needs_root
 def test_as_root_group_search_for_another_group_is_given_to_the_servers_group(tmp_path):
-    mode, group = statedir.wanted_mode()
+    mode, group = permissions.wanted_mode()
     path = tmp_path / "state"
     path.mkdir()
     os.chown(path, 0, 0)
     path.chmod(0o710)
-    statedir.verify(path, mode=mode, group=group, hint="h")
+    permissions.verify(path, mode=mode, group=group, hint="h")
     assert path.stat().st_gid == group and mode_of(path) == 0o710
 
 
@@ -162,7 +162,7 @@ def test_another_users_directory_is_refused(tmp_path):
     path.mkdir(mode=0o700)
     os.chown(path, 65534, 65534)
     with pytest.raises(BackendError, match=r"belongs to nobody \(uid 65534\), not to you \(root \(uid 0\)\)"):
-        statedir.ensure(path, hint="h")
+        permissions.ensure(path, hint="h")
 
 
 # -- files inside -----------------------------------------------------------------------------
@@ -174,12 +174,12 @@ def test_state_files_are_never_read_or_written_through_a_link(tmp_path):
     precious.write_text("not yours\n", encoding="utf-8", newline="\n")
     (tmp_path / "state.json").symlink_to(precious)
     with pytest.raises(OSError):
-        statedir.read_utf8(tmp_path / "state.json")
+        nofollow.read_utf8(tmp_path / "state.json")
     with pytest.raises(OSError):
-        statedir.append_utf8(tmp_path / "state.json", "more\n")
-    statedir.replace_utf8(tmp_path / "state.json", '{"port": 1}')  # replaces the link itself
+        nofollow.append_utf8(tmp_path / "state.json", "more\n")
+    nofollow.replace_utf8(tmp_path / "state.json", '{"port": 1}')  # replaces the link itself
     assert not (tmp_path / "state.json").is_symlink()
-    assert statedir.read_utf8(tmp_path / "state.json") == '{"port": 1}'
+    assert nofollow.read_utf8(tmp_path / "state.json") == '{"port": 1}'
     assert precious.read_text(encoding="utf-8") == "not yours\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -196,7 +196,7 @@ def test_the_default_state_dir_is_an_unpredictable_private_dir_behind_a_per_user
     first = statedir.for_checkout(checkout)
     assert first.parent == statedir.scratch_root()
     assert first.name.startswith("leaddb-") and first.name != f"leaddb-{getpass.getuser()}"
-    mode, _ = statedir.wanted_mode()
+    mode, _ = permissions.wanted_mode()
     assert mode_of(first) == mode
     user_dir = cache_home / "leaddb"
     assert mode_of(user_dir) == 0o700

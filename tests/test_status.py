@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from leaddb import catalog, migrations, objects, runner, workflow
+from leaddb import catalog, objects, runner, verdict, workflow
 from leaddb import status as schema_status
 from leaddb.catalog import Snapshot
 from leaddb.errors import (
@@ -97,7 +97,7 @@ def _second_tables(migration_files):
 
 
 @pytest.mark.parametrize(
-    "filename, table", list(_second_tables(migrations.load(Path(__file__).resolve().parent.parent)))
+    "filename, table", list(_second_tables(verdict.load(Path(__file__).resolve().parent.parent)))
 )
 def test_a_dropped_second_table_makes_its_file_partial_naming_it(fresh_db, status_of, filename, table):
     db = fresh_db()

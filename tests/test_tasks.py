@@ -191,7 +191,7 @@ NOWHERE = "host=127.0.0.1 port=1 dbname=leadgen user=postgres connect_timeout=5"
 
 @pytest.mark.parametrize(
     "task",
-    [  # every task reads the files through migrations.load (apply, reapply, lint: tests/unit)
+    [  # every task reads the files through verdict.load (apply, reapply, lint: tests/unit)
         ("db.reset",),
         ("db.bench", "--runs", "1"),
         ("db.verify", "--bench-runs", "1"),

@@ -49,7 +49,7 @@ def test_the_windows_pass_keeps_the_docker_tests_and_every_platform_test():
         ("import invoke\n", "imports invoke"),
         ("from leaddb import platforms\n", "imports leaddb.platforms, which reaches"),
         ("from leaddb import statedir\n", "imports leaddb.statedir, which reaches"),
-        ("from leaddb.migrations import load\n", "imports leaddb.migrations.load, which reaches platforms"),
+        ("from leaddb.verdict import load\n", "imports leaddb.verdict.load, which reaches platforms"),
         ("from leaddb.backends.local import LocalBackend\n", "LocalBackend, which reaches"),
         ("def test_x(tmp_path):\n    pass\n", "test_x asks for tmp_path"),
         ("def test_x(*, monkeypatch):\n    pass\n", "test_x asks for monkeypatch"),

@@ -141,7 +141,7 @@ def _copy_of_leaddb(tmp_path: Path, plant: str | None = None) -> Path:
 
 CHILD = (
     "from leaddb import locks, platforms, statedir\n"
-    "print(platforms.IS_WINDOWS, type(locks._LOCK).__name__, statedir.running_as_root())\n"
+    "print(platforms.IS_WINDOWS, type(locks._LOCK).__name__, platforms.running_as_root())\n"
     "print(getattr(statedir, 'planted', lambda: 'no plant')())\n"
 )
 

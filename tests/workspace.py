@@ -22,7 +22,7 @@ from unittest import mock
 import invoke
 from printed import write_printed
 
-from leaddb import migrations
+from leaddb import migrations, verdict
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
@@ -116,7 +116,7 @@ class Workspace:
         return write_printed(self.root, name, content)
 
     def files(self) -> list[migrations.Migration]:
-        return migrations.load(self.root)
+        return verdict.load(self.root)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from leaddb import platforms, statedir
+from leaddb import nofollow, permissions, platforms, tombstones
 from leaddb.console import say
 from leaddb.errors import BackendError
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from leaddb.backends.pristine import Pristine
 
 MARKER = ".leaddb-cluster"
-SERVER_USER = statedir.SERVER_USER
+SERVER_USER = permissions.SERVER_USER
 # where Debian/Ubuntu's postgresql-15 package puts the server binaries (not on PATH by default)
 PACKAGED_BINDIRS = (Path("/usr/lib/postgresql/15/bin"),)
 
@@ -147,7 +147,7 @@ class Cluster:
         self.data = root / "data"
         self.log = root / "server.log"
         self.state_file = root / "state.json"
-        self.run_as_other_user = statedir.running_as_root()
+        self.run_as_other_user = platforms.running_as_root()
 
     # -- ownership -------------------------------------------------------
     @property
@@ -155,7 +155,7 @@ class Cluster:
         return os.path.lexists(self.root)
 
     def check_owned(self) -> None:
-        if self.exists and not statedir.is_regular_file(self.root / MARKER):
+        if self.exists and not nofollow.is_regular_file(self.root / MARKER):
             raise BackendError(
                 f"{self.root} exists but has no {MARKER} marker: it was not created by this tool",
                 hint="refusing to touch it; set LEADDB_STATE_DIR to another directory or remove it yourself",
@@ -165,7 +165,7 @@ class Cluster:
         """What ``state.json`` says, read without following a link; a socket directory it names
         is used only when it lies inside this cluster's directory (an older layout's may not)."""
         try:
-            raw = json.loads(statedir.read_utf8(self.state_file))
+            raw = json.loads(nofollow.read_utf8(self.state_file))
             state = ClusterState(**raw)
             if not isinstance(state.port, int) or not all(
                 isinstance(v, str) for v in (state.socket_dir, state.password, state.dbname)
@@ -180,7 +180,7 @@ class Cluster:
                 f"cannot read the local cluster's state {self.state_file}: {exc}",
                 hint="`invoke db.reset --backend local` recreates the cluster; LEADDB_STATE_DIR moves it",
             ) from None
-        if state.socket_dir and not statedir.inside(state.socket_dir, self.root):
+        if state.socket_dir and not permissions.inside(state.socket_dir, self.root):
             raise BackendError(
                 f"{self.state_file} names the socket directory {state.socket_dir}, outside the "
                 f"cluster's directory {self.root}: it is not used (nor ever removed)",
@@ -206,7 +206,7 @@ class Cluster:
         if self._log_size() <= since:
             return ""
         try:
-            with os.fdopen(statedir.open_nofollow(self.log, os.O_RDONLY), "rb") as log:
+            with os.fdopen(nofollow.open_nofollow(self.log, os.O_RDONLY), "rb") as log:
                 log.seek(since)
                 return log.read().decode("utf-8", errors="replace")
         except OSError:
@@ -224,10 +224,10 @@ class Cluster:
         """A new cluster from the pristine: built in a tombstone nobody else can enter (marker,
         data, settings, state), handed to the server user, then renamed into place; the
         password is still the pristine's until :meth:`set_password`."""
-        ids = statedir.server_ids(required=True) if self.run_as_other_user else None
+        ids = permissions.server_ids(required=True) if self.run_as_other_user else None
         state_dir = self.root.parent
-        staging = statedir.new_tombstone(state_dir, "cluster")
-        statedir.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
+        staging = tombstones.new_tombstone(state_dir, "cluster")
+        nofollow.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
         try:
             shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=_copy_file)
         except (_CopyFailed, shutil.Error) as failed:  # a full disk, most likely: say it once
@@ -271,7 +271,7 @@ class Cluster:
         return directory
 
     def _write_state(self, state: ClusterState, root: Path | None = None) -> None:
-        statedir.replace_utf8((root or self.root) / "state.json", json.dumps(asdict(state)))
+        nofollow.replace_utf8((root or self.root) / "state.json", json.dumps(asdict(state)))
 
     def _write_settings(self, state: ClusterState, data: Path | None = None) -> None:
         settings = {
@@ -280,7 +280,7 @@ class Cluster:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{state.socket_dir}'",
         }
-        statedir.append_utf8(
+        nofollow.append_utf8(
             (data or self.data) / "postgresql.conf",
             "\n# leaddb throwaway cluster\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items()),
@@ -300,7 +300,7 @@ class Cluster:
                 raise
             taken, state.port = state.port, free_port()
             say(f"local: port {taken} is taken by another process; moving the cluster to port {state.port}")
-            statedir.append_utf8(
+            nofollow.append_utf8(
                 self.data / "postgresql.conf", f"port = {state.port}  # leaddb: port {taken} was taken\n"
             )
             self._write_state(state)
@@ -336,7 +336,7 @@ class Cluster:
         finally:
             io["stdout"].close()
         if done.returncode != 0:
-            said = statedir.read_bytes(output).decode("utf-8", errors="replace").strip()
+            said = nofollow.read_bytes(output).decode("utf-8", errors="replace").strip()
             raise BackendError(
                 "the local PostgreSQL server exited during start-up"
                 + (f"\n  pg_ctl: {said.splitlines()[-1]}" if said else "")
@@ -359,7 +359,7 @@ class Cluster:
         """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
         ``postmaster.pid``, from one read; (None, None) when there is no file."""
         try:
-            lines = statedir.read_utf8(self.data / "postmaster.pid").splitlines()
+            lines = nofollow.read_utf8(self.data / "postmaster.pid").splitlines()
         except (OSError, UnicodeDecodeError):
             return None, None
         try:
@@ -435,7 +435,7 @@ class Cluster:
         if not self.exists:
             return False
         stopped = self.stop("immediate")
-        statedir.remove(self.root, self.root.parent)
+        tombstones.remove(self.root, self.root.parent)
         return stopped
 
     def conninfo(self, dbname: str | None = None) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from leaddb import compose, janitor, locks, platforms, statedir
+from leaddb import compose, janitor, locks, nofollow, permissions, platforms, statedir, tombstones
 from leaddb.backends.base import Backend, BootReport, Capabilities
 from leaddb.backends.cluster import (  # noqa: F401 - free_port, run_program, _alive: the tests' too
     MARKER,
@@ -89,9 +89,9 @@ class LocalBackend(Backend):
             self.cluster.check_owned()
             initdb = find_binary("initdb")  # first: a missing binary must leave the old cluster be
             if self.cluster.run_as_other_user:
-                statedir.server_ids(required=True)
+                permissions.server_ids(required=True)
             with report.phase("remove"):
-                statedir.clear_tombstones(state_dir, _stop_buried_server)
+                tombstones.clear_tombstones(state_dir, _stop_buried_server)
                 self.cluster.remove()
                 _remove_own_pristines(state_dir)
             # a first reset, or a new PostgreSQL, initdb arguments, timezone: initdb (cold) first
@@ -137,7 +137,7 @@ class LocalBackend(Backend):
     def down(self) -> str:
         state_dir = self._private()
         self.cluster.check_owned()
-        leftovers = statedir.clear_tombstones(state_dir, _stop_buried_server)
+        leftovers = tombstones.clear_tombstones(state_dir, _stop_buried_server)
         leftovers += _remove_own_pristines(state_dir)
         swept = (
             f" (and {leftovers} leftover(s) of an interrupted run or an older version)" if leftovers else ""
@@ -172,7 +172,7 @@ def _remove_own_pristines(state_dir: Path) -> int:
     """Pristines an older version kept in each checkout's state directory (now one is shared)."""
     old = list(state_dir.glob(f"{Pristine.PREFIX}*"))
     for entry in old:
-        statedir.remove(entry, state_dir)
+        tombstones.remove(entry, state_dir)
     return len(old)
 
 
@@ -185,12 +185,12 @@ def _legacy_layout(path: Path) -> bool:
         return False
     for name in names:
         if name == "reset.lock":
-            if not statedir.is_regular_file(path / name):
+            if not nofollow.is_regular_file(path / name):
                 return False
         elif name == "cluster":
-            if not statedir.is_regular_file(path / name / MARKER):
+            if not nofollow.is_regular_file(path / name / MARKER):
                 return False
-        elif not name.startswith((Pristine.PREFIX, statedir.TOMBSTONE_PREFIX)):
+        elif not name.startswith((Pristine.PREFIX, tombstones.TOMBSTONE_PREFIX)):
             return False
     return True
 
@@ -235,7 +235,7 @@ def _clear(state_dir: Path) -> int:
     """Stop every server of ``state_dir`` (its cluster's, a buried one's) and remove all in it
     but its task lock, which the caller holds; how many servers were stopped."""
     stopped = [Cluster(state_dir / "cluster").remove()]
-    statedir.clear_tombstones(state_dir, lambda tomb: stopped.append(_stop_buried_server(tomb)))
+    tombstones.clear_tombstones(state_dir, lambda tomb: stopped.append(_stop_buried_server(tomb)))
     _remove_own_pristines(state_dir)
     return sum(stopped)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from leaddb import locks, platforms, statedir
+from leaddb import locks, nofollow, permissions, platforms, statedir, tombstones
 from leaddb.backends import cluster
 from leaddb.backends.cluster import SERVER_USER
 
@@ -83,24 +83,24 @@ class Pristine:
     @property
     def ready(self) -> bool:
         try:
-            return json.loads(statedir.read_utf8(self.root / "key.json")) == self.key
+            return json.loads(nofollow.read_utf8(self.root / "key.json")) == self.key
         except (OSError, ValueError):
             return False
 
     @property
     def password(self) -> str:
         """The superuser password ``initdb`` set; each copy replaces it (``Cluster.set_password``)."""
-        return statedir.read_utf8(self.root / "password").strip()
+        return nofollow.read_utf8(self.root / "password").strip()
 
     def build(self) -> None:
         """``initdb`` into a tombstone, moved into place whole; the caller holds the exclusive lock."""
-        ids = statedir.server_ids(required=True)
-        staging = statedir.new_tombstone(self.home, "pristine")
+        ids = permissions.server_ids(required=True)
+        staging = tombstones.new_tombstone(self.home, "pristine")
         if ids:
             platforms.chown(staging, ids[0], ids[1])  # initdb (as the server user) creates data/ in it
         password = secrets.token_urlsafe(18)
         pwfile = staging / "pwfile"
-        fd = statedir.open_nofollow(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        fd = nofollow.open_nofollow(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(password + "\n")
         if ids:
@@ -119,9 +119,9 @@ class Pristine:
             platforms.chown(staging, *platforms.effective_ids())
             cluster.chown_tree(staging, *platforms.effective_ids())
         for name, text in (("password", password + "\n"), ("key.json", json.dumps(self.key))):
-            statedir.replace_utf8(staging / name, text)
+            nofollow.replace_utf8(staging / name, text)
         for entry in self.home.glob(f"{self.PREFIX}*"):  # another key's: stale
-            statedir.remove(entry, self.home)
+            tombstones.remove(entry, self.home)
         platforms.rename(staging, self.root)  # retried on Windows while a scanner holds a file
 
 
@@ -146,7 +146,7 @@ def shared_pristine(initdb: Path, cold_phase: Callable[[], AbstractContextManage
         pristine = Pristine(home, initdb, key)
         if not pristine.ready:  # still: no other task built it while this one waited
             with cold_phase():
-                statedir.clear_tombstones(home)
+                tombstones.clear_tombstones(home)
                 pristine.build()
         yield pristine
 
@@ -159,6 +159,6 @@ def drop_pristines() -> Path | None:
         if home is None:
             return None
         for entry in home.glob(f"{Pristine.PREFIX}*"):
-            statedir.remove(entry, home)
-        statedir.clear_tombstones(home)
+            tombstones.remove(entry, home)
+        tombstones.clear_tombstones(home)
         return home

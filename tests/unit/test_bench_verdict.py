@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from leaddb import bench, console, report
+from leaddb import bench, console, plots, report, views
 from leaddb.backends.docker.floor import BARE_TEXT, TEXT
 
 IMAGE = "postgres:15"
@@ -118,7 +118,7 @@ def test_the_targets_table_says_which_misses_are_the_machines_and_why():
     at_floor = bench.judge("p50", 3.0, [6.9], [record(6.9, 6.1, 5.9)])
     passed = bench.judge("p95", 10.0, [6.9], [record(6.9, 6.1, 5.9)])
     with console.console.capture() as captured:
-        console.print_targets(_result([at_floor, passed]))
+        views.print_targets(_result([at_floor, passed]))
     text = captured.get()
     rows = {line.split()[1]: line for line in text.splitlines() if line.strip().startswith(("│ p", "p"))}
     assert "MISSED (this machine)" in rows["p50"] and "pass" in rows["p95"]
@@ -179,7 +179,7 @@ def test_db_bench_exits_5_only_for_a_miss_the_tool_is_to_blame_for(tmp_path, mon
     result = _result([bench.judge("p50", 3.0, totals, records)])
     monkeypatch.setattr(workflow, "_prepare", lambda options: (_Backend(), []))
     monkeypatch.setattr(bench, "run", lambda *args, **kwargs: result)
-    monkeypatch.setattr(bench, "plot", lambda *args: None)
+    monkeypatch.setattr(plots, "plot", lambda *args: None)
     options = workflow.Options(backend="docker", project_dir=tmp_path)
     with console.console.capture() as captured:
         if exit_code is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from unit_support import DECLARATION, SPEC_HEAD, compliant, printed
 
-from leaddb import migrations, platforms, rules
+from leaddb import migrations, platforms, rules, verdict
 from leaddb.errors import MigrationPathUnspecified
 from leaddb.rules import RulesBroken
 
@@ -28,13 +28,13 @@ def project_with(make_project, **extra) -> Path:
 
 def refusals(project: Path) -> list[str]:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return [v.describe() for v in err.value.violations]
 
 
 def message(project: Path) -> str:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return str(err.value)
 
 
@@ -179,7 +179,7 @@ def test_both_ways_of_reading_refuse_links_and_read_files(
     if not descriptors:
         monkeypatch.setattr(platforms, "DIRECTORY_READ", None)
     project = project_with(make_project, **{"0002_x.sql": compliant("0002_x.sql")})
-    assert [m.name for m in migrations.load(project)] == [FIRST, "0002_x.sql"]
+    assert [m.name for m in verdict.load(project)] == [FIRST, "0002_x.sql"]
     (project / "api/db/migrations/0003_y.sql").symlink_to(secret_file)
     assert refusals(project)[0].startswith('api/db/migrations/0003_y.sql: rule "naming": is a symbolic link')
 
@@ -290,7 +290,7 @@ def test_a_symlinked_migrations_directory_is_refused(make_project, tmp_path_fact
     (project / "api/db/migrations").rename(elsewhere / "migrations")
     (project / "api/db/migrations").symlink_to(elsewhere / "migrations")
     with pytest.raises(MigrationPathUnspecified) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert "the declared migrations directory `api/db/migrations` is a symbolic link" in str(err.value)
 
 
@@ -301,7 +301,7 @@ def test_a_symlinked_parent_of_the_migrations_directory_is_refused(make_project,
     (project / "api").rename(elsewhere / "api")
     (project / "api").symlink_to(elsewhere / "api")
     with pytest.raises(MigrationPathUnspecified) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert "`api/db/migrations` is reached through `api`, a symbolic link" in str(err.value)
 
 
@@ -327,7 +327,7 @@ def test_a_project_reached_through_a_link_is_fine(make_project, tmp_path_factory
         alias.symlink_to(project, target_is_directory=True)
     except OSError:
         pytest.skip("no symbolic links here")
-    assert [m.name for m in migrations.load(alias)] == [FIRST]
+    assert [m.name for m in verdict.load(alias)] == [FIRST]
 
 
 # -- what a message quotes of a file -------------------------------------------------------------------
@@ -413,7 +413,7 @@ def test_printed_helper_prints_what_the_rule_reads():
 
 def described(project: Path) -> list[tuple[str, int, str, str, str]]:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return [(v.file, v.line, v.rule, v.what, v.next_step) for v in err.value.violations]
 
 
@@ -475,7 +475,7 @@ def test_each_kind_of_entry_is_refused_with_its_next_step_and_the_scan_goes_on(m
 def test_a_file_of_exactly_the_size_bound_is_read(make_project, monkeypatch):
     content = compliant(FIRST)
     monkeypatch.setattr(migrations, "MAX_FILE_BYTES", len(content.encode()))
-    assert [m.name for m in migrations.load(make_project({FIRST: content}))] == [FIRST]
+    assert [m.name for m in verdict.load(make_project({FIRST: content}))] == [FIRST]
 
 
 def test_every_entry_that_cannot_be_looked_at_or_read_is_named(make_project, monkeypatch):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from leaddb import platforms, statedir
+from leaddb import permissions, platforms
 from leaddb.backends import cluster
 from leaddb.errors import BackendError
 
@@ -51,13 +51,13 @@ def _done():
 
 def test_the_server_user_is_required_only_as_root(monkeypatch):
     monkeypatch.setattr(platforms, "running_as_root", lambda: False)
-    assert statedir.server_ids(required=True) is None
+    assert permissions.server_ids(required=True) is None
     monkeypatch.setattr(platforms, "running_as_root", lambda: True)
     monkeypatch.setattr(platforms, "user_ids", lambda name: None)
-    assert statedir.server_ids() is None
+    assert permissions.server_ids() is None
     with pytest.raises(
         BackendError, match="the server must run as the 'postgres' user, which does not exist"
     ):
-        statedir.server_ids(required=True)
+        permissions.server_ids(required=True)
     monkeypatch.setattr(platforms, "user_ids", lambda name: (70, 71))
-    assert statedir.server_ids(required=True) == (70, 71)
+    assert permissions.server_ids(required=True) == (70, 71)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from unit_support import COMPOSE, DECLARATION, SPEC_HEAD, compliant
 
-from leaddb import migrations, rules
+from leaddb import migrations, rules, verdict
 from leaddb.compose import ComposeError
 from leaddb.errors import MigrationError, MigrationPathUnspecified
 
@@ -82,7 +82,7 @@ def test_spec_and_mount_disagree(make_project):
 
 
 def test_repo_migrations_are_ordered_and_contiguous(project_dir):
-    files = migrations.load(project_dir)
+    files = verdict.load(project_dir)
     assert [m.number for m in files] == list(range(1, len(files) + 1))
     assert all(rules.FILENAME.fullmatch(m.name) for m in files)
     assert [m.display() for m in files][0] == "api/db/migrations/0001_extensions.sql"
@@ -235,7 +235,7 @@ def test_files_are_read_as_utf8(make_project, monkeypatch):
     content = compliant(
         "0001_first.sql", "-- caf\u00e9 \u2014 \u00fcber\nCREATE TABLE IF NOT EXISTS t (id int);\n"
     )
-    (migration,) = migrations.load(make_project({"0001_first.sql": content}))
+    (migration,) = verdict.load(make_project({"0001_first.sql": content}))
     assert migration.text == content
 
 

@@ -1,6 +1,6 @@
 """The rule "printed in the spec": verbatim both ways. Every migration file is byte for byte the
 block the spec prints for it, and every block the spec prints is a file; checked by
-``migrations.load``, so by every task before it touches a server (issue 17, section 5: a file the
+``verdict.load``, so by every task before it touches a server (issue 17, section 5: a file the
 spec did not print passed lint, reset, reapply, status, drift and introspect)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from unit_support import DECLARATION, SPEC_HEAD, compliant, printed
 
-from leaddb import migrations, rules
+from leaddb import rules, verdict
 from leaddb.rules import RulesBroken
 from leaddb.spec import SPEC_FILENAME, Spec
 
@@ -23,7 +23,7 @@ ROLE = (
 
 def refusals(project: Path) -> list[tuple[str, int, str, str]]:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return [(v.file, v.line, v.rule, v.what) for v in err.value.violations]
 
 
@@ -158,7 +158,7 @@ def test_every_file_and_block_is_named_at_once(make_project):
 
 def test_the_repositorys_files_are_its_specs_blocks(project_dir):
     spec = Spec.load(project_dir / SPEC_FILENAME)
-    files = migrations.load(project_dir)
+    files = verdict.load(project_dir)
     assert [(m.name, m.text) for m in files] == [
         (Path(b.name).name, b.sql) for b in spec.blocks_of("migration")
     ]
@@ -187,7 +187,7 @@ def test_the_rule_has_its_next_step():
 
 def described(project: Path) -> list[tuple[str, int, str, str, str]]:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return [(v.file, v.line, v.rule, v.what, v.next_step) for v in err.value.violations]
 
 

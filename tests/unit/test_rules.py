@@ -1,4 +1,4 @@
-"""The spec's file rules ("Migrations: directory and tooling"), each checked by ``migrations.load``
+"""The spec's file rules ("Migrations: directory and tooling"), each checked by ``verdict.load``
 before anything is applied: one violation names the file, the line and the rule."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from unit_support import DECLARATION, SPEC_HEAD, compliant, printed
 
-from leaddb import bench, lint, migrations, rules
+from leaddb import generated, lint, migrations, rules, verdict
 from leaddb.errors import EXIT_FAILURE, MigrationError
 from leaddb.rules import RulesBroken, Violation
 from leaddb.spec import SPEC_FILENAME, Spec
@@ -22,7 +22,7 @@ HEADER = f"-- migration: {FILE}"
 def refused(make_project, files: dict[str, str | bytes], **kwargs) -> list[tuple[str, int, str, str]]:
     project = make_project(files, **kwargs)
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     return [(v.file, v.line, v.rule, v.what) for v in err.value.violations]
 
 
@@ -47,7 +47,7 @@ def differs(line: int, spec_line: int) -> tuple[int, str, str]:
 
 def loads(make_project, content: str, **kwargs) -> list[str]:
     """The statements ``load`` accepted from a one-file project (what would be sent)."""
-    (migration,) = migrations.load(make_project({NAME: content}, **kwargs))
+    (migration,) = verdict.load(make_project({NAME: content}, **kwargs))
     return [s.sql for s in migration.statements]
 
 
@@ -58,7 +58,7 @@ def test_a_compliant_file_loads_with_its_statements(make_project):
 
 def test_the_repository_and_the_specs_own_blocks_follow_every_rule(project_dir):
     spec = Spec.load(project_dir / SPEC_FILENAME)
-    files = migrations.load(project_dir)
+    files = verdict.load(project_dir)
     assert [m.name for m in files] == [Path(b.name).name for b in spec.blocks_of("migration")]
     blocks = [
         migrations.Migration(Path(b.name), n, b.sql) for n, b in enumerate(spec.blocks_of("migration"), 1)
@@ -67,7 +67,7 @@ def test_the_repository_and_the_specs_own_blocks_follow_every_rule(project_dir):
 
 
 def test_the_benchs_generated_migrations_follow_every_rule(tmp_path):
-    files = bench.generated_migrations(tmp_path, 3)
+    files = generated.generated_migrations(tmp_path, 3)
     assert rules.check_files(files, "api/db/migrations", set()) == []
     assert [f.name for f in migrations.discover(tmp_path)] == [f.name for f in files]
 
@@ -139,7 +139,7 @@ def test_a_directory_with_a_migration_name_is_refused(make_project):
     project = make_project({"0001_first.sql": compliant("0001_first.sql")})
     (project / "api/db/migrations/0002_dir.sql").mkdir()
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert [v.describe() for v in err.value.violations] == [
         'api/db/migrations/0002_dir.sql: rule "naming": not a regular file (a directory)'
     ]
@@ -147,7 +147,7 @@ def test_a_directory_with_a_migration_name_is_refused(make_project):
 
 def test_hidden_files_are_left_alone_as_the_entrypoint_leaves_them(make_project):
     project = make_project({"0001_first.sql": compliant("0001_first.sql"), ".gitkeep": ""})
-    assert [m.name for m in migrations.load(project)] == ["0001_first.sql"]
+    assert [m.name for m in verdict.load(project)] == ["0001_first.sql"]
 
 
 def test_an_empty_directory_is_refused(make_project):
@@ -294,7 +294,7 @@ def test_the_header_follows_the_declared_directory(make_project):
     (project / "db/schema").mkdir(parents=True)
     (project / "db/schema" / NAME).write_bytes(compliant(NAME).encode())
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert [v.describe() for v in err.value.violations] == [
         f'db/schema/{NAME}:1: rule "header": the header is `{HEADER}`; '
         f"this file's is `-- migration: db/schema/{NAME}`",
@@ -302,7 +302,7 @@ def test_the_header_follows_the_declared_directory(make_project):
         f"({SPEC_FILENAME}:12) from this line on",
     ]
     (project / "db/schema" / NAME).write_bytes(good.encode())
-    assert [m.name for m in migrations.load(project)] == [NAME]
+    assert [m.name for m in verdict.load(project)] == [NAME]
 
 
 # -- one transaction -----------------------------------------------------------------------------
@@ -639,7 +639,7 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
     }
     project = make_project(files)
     with pytest.raises(MigrationError) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert err.value.exit_code == EXIT_FAILURE
     lines = str(err.value).splitlines()
     assert lines[:10] == [
@@ -679,7 +679,7 @@ def test_all_violations_of_all_files_are_reported_sorted_by_file_and_line(make_p
 def test_one_violation_is_one_line_and_its_own_next_step(make_project):
     project = make_project({NAME: compliant(NAME, "DROP TABLE t;\n")})
     with pytest.raises(MigrationError) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert str(err.value) == (
         f'{FILE}:3: rule "not destructive": DROP on t\n'
         f"  next step: {rules.FIXES['not destructive']}; nothing was applied "
@@ -749,7 +749,7 @@ def test_no_violation_raises_nothing():
 def test_each_violation_names_its_next_step(make_project, content, next_step):
     project = make_project({NAME: content})
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     # a file without its header or its last newline also differs from its block in the spec
     (violation,) = [v for v in err.value.violations if v.rule != rules.PRINTED]
     assert violation.next_step == next_step
@@ -773,7 +773,7 @@ def test_a_directory_named_like_a_migration_names_its_next_step(make_project):
     project = make_project({"0001_a.sql": compliant("0001_a.sql")})
     (project / "api/db/migrations/0002_dir.sql").mkdir()
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert [v.next_step for v in err.value.violations] == ["move it out of the migrations directory"]
 
 
@@ -783,14 +783,14 @@ def test_an_empty_directory_names_its_next_step(make_project):
 
 def refused_violations(make_project, files) -> list[Violation]:
     with pytest.raises(RulesBroken) as err:
-        migrations.load(make_project(files))
+        verdict.load(make_project(files))
     return err.value.violations
 
 
 def test_the_hint_of_several_violations_lists_each_rules_fix_once(make_project):
     files = {NAME: compliant(NAME, "DROP TABLE a;\nDROP TABLE b;\n").replace("BEGIN;", "BEGIN; ")}
     with pytest.raises(RulesBroken) as err:
-        migrations.load(make_project(files))
+        verdict.load(make_project(files))
     assert err.value.hint == (
         f"fix each file above (the rules are in {SPEC_FILENAME}, "
         'section "Migrations: directory and tooling"):'
@@ -917,5 +917,5 @@ def test_a_directory_named_like_a_migration_is_the_whole_file(make_project):
     project = make_project({"0001_a.sql": compliant("0001_a.sql")})
     (project / "api/db/migrations/0002_dir.sql").mkdir()
     with pytest.raises(RulesBroken) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert [v.line for v in err.value.violations] == [0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leaddb import migrations, objects
+from leaddb import objects, verdict
 from leaddb import status as schema_status
 from leaddb.catalog import CatalogObject, Snapshot
 from leaddb.drift import owner_table
@@ -23,7 +23,7 @@ DUMP = "api/db/schema.snapshot.json"
 
 @pytest.fixture(scope="module")
 def files() -> list[Migration]:
-    return migrations.load(PROJECT)
+    return verdict.load(PROJECT)
 
 
 @pytest.fixture(scope="module")

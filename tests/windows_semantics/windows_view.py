@@ -20,7 +20,7 @@ gets its own ``__builtins__`` whose ``__import__`` hands out, in place of the re
   SIGBREAK/CTRL_C_EVENT/CTRL_BREAK_EVENT): no SIGKILL, SIGHUP, SIGQUIT, SIGUSR1, SIGALRM, alarm,
   setitimer, pthread_kill...; ``Signals`` and ``valid_signals()`` hold those only;
 * ``sys``: ``sys.platform == "win32"``, so ``leaddb.platforms.IS_WINDOWS`` is True and every
-  branch on it takes the Windows side (``statedir`` skips owner and mode checks, ``locks`` uses
+  branch on it takes the Windows side (``permissions`` skips owner and mode checks, ``locks`` uses
   ``msvcrt``, the local backend looks for ``initdb.exe``...);
 * ``subprocess``: ``preexec_fn``, ``user``, ``group``, ``extra_groups`` raise ``ValueError`` and
   ``pass_fds`` fails, as on Windows; ``start_new_session``, ``process_group``,
