@@ -92,14 +92,21 @@ class LocalBackend(Backend):
                 statedir.server_ids(required=True)
             with report.phase("remove"):
                 statedir.clear_tombstones(state_dir, _stop_buried_server)
-                self.cluster.remove()
+                _, old = self.cluster.bury()  # its server stopped; the tree removed below
                 _remove_own_pristines(state_dir)
             # a first reset, or a new PostgreSQL, initdb arguments, timezone: initdb (cold) first
             with shared_pristine(initdb, lambda: report.phase("initdb (cold)")) as pristine:
                 with report.phase("copy pristine"):
-                    state = self.cluster.create(pristine, dbname)
-            with report.phase("start"):
-                self.cluster.start()
+                    try:
+                        state = self.cluster.create(pristine, dbname)
+                    except OSError:
+                        if old is None:
+                            raise
+                        platforms.remove_tree(old)  # the room it held (a full disk): once more
+                        old = None
+                        state = self.cluster.create(pristine, dbname)
+            with report.phase("start"):  # the old tree is removed while the new server starts up
+                self.cluster.start(meanwhile=lambda: old and platforms.remove_tree(old))
         except OSError as exc:  # the state directory cannot be written or removed
             raise BackendError(
                 f"cannot create the local cluster under {state_dir}: {exc}",
