@@ -266,6 +266,12 @@ def can_identify_postmaster(*, windows: bool | None = None) -> bool:
     return not (IS_WINDOWS if windows is None else windows)
 
 
+def terminal_tables_need_rich(*, windows: bool | None = None) -> bool:
+    """Whether a table shown on a terminal is drawn by rich, which asks a Windows console what
+    it can show (a legacy console gets other box characters); elsewhere the tool draws it."""
+    return IS_WINDOWS if windows is None else windows
+
+
 def running_as_root(*, windows: bool = IS_WINDOWS) -> bool:
     return not windows and os.geteuid() == 0
 
