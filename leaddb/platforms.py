@@ -185,13 +185,15 @@ def _copy_file_posix(source: str, target: str, st: os.stat_result, owner: tuple[
         os.close(reading)
 
 
-def start_detached(argv: list[str], log: int, user: str | None) -> subprocess.Popen:
+def start_detached(argv: list[str], log: int, user: str | None, cwd: Path | None = None) -> subprocess.Popen:
     """Start a program that outlives this process (the postmaster), as ``pg_ctl start`` does:
     in a session of its own (a Ctrl-C at this terminal does not reach it), standard input from
-    nothing, its output appended to the open file ``log``, run as ``user`` (POSIX).
-    :func:`let_go` drops the handle once it runs."""
+    nothing, its output appended to the open file ``log``, run as ``user`` (POSIX), in ``cwd``
+    (where ``user`` may be: a checkout under root's home is not). :func:`let_go` keeps the
+    handle once it runs."""
     return subprocess.Popen(
         argv,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -320,7 +320,10 @@ class Cluster:
         launched = time.time()
         try:
             server = platforms.start_detached(
-                [postgres, "-D", str(self.data)], log, SERVER_USER if self.run_as_other_user else None
+                [postgres, "-D", str(self.data)],
+                log,
+                SERVER_USER if self.run_as_other_user else None,
+                cwd=self.data,
             )
         except OSError as exc:
             raise BackendError(

@@ -186,7 +186,7 @@ def stand_in(cluster, monkeypatch):
     started: list[subprocess.Popen] = []
     script = {"code": "import time; time.sleep(30)"}
 
-    def start_detached(argv, log, user):
+    def start_detached(argv, log, user, cwd=None):
         process = subprocess.Popen(
             [sys.executable, "-c", script["code"]], stdin=subprocess.DEVNULL, stdout=log
         )
