@@ -104,6 +104,14 @@ def test_each_reset_copies_a_new_empty_cluster_from_a_pristine_never_started(bac
             psycopg.connect(tcp(backend, stale)).close()
 
 
+def test_the_database_of_a_new_cluster_is_copied_file_by_file(backend, migration_files):
+    """CREATE DATABASE ... STRATEGY FILE_COPY on the cluster the reset just made (two requested
+    checkpoints, none else on a fresh copy), not WAL_LOG, which logs every block of template1."""
+    backend.reset(migration_files)
+    with psycopg.connect(backend.conninfo()) as conn:
+        assert conn.execute("SELECT checkpoints_req FROM pg_stat_bgwriter").fetchone()[0] >= 2
+
+
 def test_the_password_never_reaches_the_server_in_clear(backend, migration_files):
     backend.reset(migration_files)
     password = backend.cluster.state().password
