@@ -249,19 +249,25 @@ def _skip_comments(sql: str) -> str:
 
 # -- what psql reads otherwise than the server: meta-commands and variables ----------------------
 
-_IDENT = "A-Za-z0-9_\x80-\U0010ffff"
+# An identifier's characters: A-Za-z0-9_ and every non-ASCII character, written as what they are
+# not (ASCII ranges only): the class spelled with \x80-\U0010ffff costs re's compiler a loop over
+# 65,536 code points per use, 50 ms of every command's start-up (tests/unit/test_migrations.py
+# holds each form equal to the spelled-out one: every ASCII character, the boundaries above)
+IDENT_CHAR = r"[^\x00-/:-@\[-^`{-\x7f]"
+IDENT_START = r"[^\x00-@\[-^`{-\x7f]"  # not a digit
+IDENT_OR_DOLLAR = r"[^\x00-#%-/:-@\[-^`{-\x7f]"
 # psql's lexer (psqlscan.l), as far as it matters here: the tokens that open a quoted string, a
 # quoted identifier, a dollar-quoted body or a comment (inside them nothing is psql's), and
 # outside them `::`, a variable (`:name`, `:'name'`, `:"name"`, `:{?name}`) or a backslash
 _PSQL_TOKEN = re.compile(
-    rf"(?P<estring>(?<![{_IDENT}$])[Ee]')"
+    rf"(?P<estring>(?<!{IDENT_OR_DOLLAR})[Ee]')"
     r"|(?P<string>')"
     r'|(?P<identifier>")'
-    rf"|(?P<dollar>(?<![{_IDENT}$])\$(?:[A-Za-z_\x80-\U0010ffff][{_IDENT}]*+)?\$)"
+    rf"|(?P<dollar>(?<!{IDENT_OR_DOLLAR})\$(?:{IDENT_START}{IDENT_CHAR}*+)?\$)"
     r"|(?P<line_comment>--)"
     r"|(?P<block_comment>/\*)"
     r"|(?P<cast>::)"
-    rf"|(?P<variable>:(?:[{_IDENT}]++|'[{_IDENT}]++'|\"[{_IDENT}]++\"|\{{\?[{_IDENT}]++\}}))"
+    rf"|(?P<variable>:(?:{IDENT_CHAR}++|'{IDENT_CHAR}++'|\"{IDENT_CHAR}++\"|\{{\?{IDENT_CHAR}++\}}))"
     r"|(?P<backslash>\\)"
 )
 _ESCAPE_STRING_END = re.compile(r"(?:[^'\\]++|\\.|'')*+'", re.DOTALL)

@@ -1005,3 +1005,19 @@ def test_compose_binds_to_loopback_and_never_trusts_tcp(project_dir):
         assert "trust" not in env.get("POSTGRES_INITDB_ARGS", "")
         assert env.get("POSTGRES_PASSWORD"), "without a password the image would need trust"
         assert "trust" not in json.dumps(service.raw.get("command") or "")
+
+
+@pytest.mark.needs_pg_binaries
+def test_the_pg_ctl_lifecycle_windows_uses_starts_stops_and_tells_a_running_server(workspace, monkeypatch):
+    """Windows starts and stops the server through pg_ctl (POSIX does it itself): that path,
+    run here with pg_ctl's own waits, on the same cluster."""
+    assert workspace("db.reset").returncode == 0
+    cluster = workspace.backend.cluster
+    monkeypatch.setattr(platforms, "can_identify_postmaster", lambda: False)
+    assert cluster.is_running()
+    assert cluster.stop("fast") and not cluster.is_running()
+    cluster.start()
+    assert cluster.is_running()
+    with psycopg.connect(workspace.conninfo()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert cluster.stop("immediate") and not cluster.is_running()

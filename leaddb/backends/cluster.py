@@ -1,8 +1,9 @@
 """The executor: one local PostgreSQL cluster's lifecycle, as pytest-postgresql's executor has it
-(a data directory copied from the pristine, ``pg_ctl`` start, wait, stop, its log), and the one
-way its programs run (:func:`run_program`). It knows nothing of backends, databases or the
-migrations: ``leaddb/backends/local.py`` is the backend over it, ``leaddb/backends/pristine.py``
-the ``initdb`` output it copies.
+(a data directory copied from the pristine, start, wait, stop, its log: on POSIX the postmaster
+itself, started and signalled here, pg_ctl's work without its 100 ms polls; on Windows
+``pg_ctl``), and the one way its programs run (:func:`run_program`). It knows nothing of
+backends, databases or the migrations: ``leaddb/backends/local.py`` is the backend over it,
+``leaddb/backends/pristine.py`` the ``initdb`` output it copies.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,17 +131,6 @@ def chown_tree(top: Path, uid: int, gid: int) -> None:
             platforms.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
 
 
-class _CopyFailed(Exception):
-    """Ends a copy at its first failure (``copytree`` would go on through every file)."""
-
-
-def _copy_file(source: str, target: str) -> str:
-    try:
-        return shutil.copy(source, target)
-    except OSError as exc:
-        raise _CopyFailed(exc) from exc
-
-
 class Cluster:
     """One data directory, copied from the pristine, and the server running on it."""
 
@@ -228,18 +220,19 @@ class Cluster:
         state_dir = self.root.parent
         staging = tombstones.new_tombstone(state_dir, "cluster")
         nofollow.replace_utf8(staging / MARKER, "created by leaddb; safe to remove with `invoke db.down`\n")
-        try:
-            shutil.copytree(pristine.data, staging / "data", symlinks=True, copy_function=_copy_file)
-        except (_CopyFailed, shutil.Error) as failed:  # a full disk, most likely: say it once
-            error = failed.args[0] if isinstance(failed, _CopyFailed) else OSError(failed.args[0][0][2])
+        try:  # each entry the server user's as it is made: no second walk to chown them
+            platforms.copy_tree(pristine.data, staging / "data", ids)
+        except OSError:  # a full disk, most likely: said once, by the caller
             shutil.rmtree(staging, ignore_errors=True)  # not left to fill the disk until the next reset
-            raise error from None
+            raise
         socket_dir = str(self._make_socket_dir(staging)) if platforms.server_sockets_are_files() else ""
         state = ClusterState(free_port(), socket_dir, pristine.password, dbname)
         self._write_settings(state, staging / "data")
         self._write_state(state, staging)
+        nofollow.replace_utf8(staging / self.log.name, "")  # the server's, like the rest
         if ids:
-            chown_tree(staging, *ids)  # the directories and the files written above
+            for entry in os.scandir(staging):  # what was written above (data/ is theirs already)
+                platforms.chown(entry.path, *ids, follow_symlinks=False)
             platforms.chown(staging, *ids)
         platforms.rename(staging, self.root)  # retried on Windows while a scanner holds a file
         return state
@@ -286,11 +279,12 @@ class Cluster:
             + "".join(f"{key} = {value}\n" for key, value in settings.items()),
         )
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, meanwhile: Callable[[], object] | None = None) -> None:
         """Start the server; if another process has taken its port meanwhile, move the cluster
-        to a new free port and try once more."""
+        to a new free port and try once more. ``meanwhile`` is done once while the server
+        starts up (after it is launched, before the wait for it)."""
         try:
-            self._start(timeout)
+            self._start(timeout, meanwhile)
         except BackendError:
             if self.is_running():  # another task started it at the same moment: use that server
                 self._wait_ready(time.monotonic() + timeout)
@@ -306,9 +300,92 @@ class Cluster:
             self._write_state(state)
             self._start(timeout)
 
-    def _start(self, timeout: float) -> None:
-        """``pg_ctl start -w``: pg_ctl waits for the postmaster's own "ready" in postmaster.pid
-        (and tells a crashed server's stale file from the new one's)."""
+    def _start(self, timeout: float, meanwhile: Callable[[], object] | None = None) -> None:
+        if platforms.can_identify_postmaster():
+            self._launch(timeout, meanwhile or (lambda: None))
+        else:
+            if meanwhile is not None:
+                meanwhile()
+            self._pg_ctl_start(timeout)
+
+    def _launch(self, timeout: float, meanwhile: Callable[[], object] = lambda: None) -> None:
+        """``postgres -D`` started as ``pg_ctl start`` starts it (its own session, its output
+        appended to the log, as the server user), then waited for as ``pg_ctl -w`` waits: until
+        postmaster.pid names this very process as "ready", with a start time not older than this
+        launch (a crashed server's stale file is not the new one's); or until the process exits,
+        which is a failed start. Polled every few milliseconds where pg_ctl sleeps 100 ms."""
+        log_from = self._log_size()
+        postgres = str(find_binary("postgres"))
+        log = self._open_log()
+        launched = time.time()
+        try:
+            server = platforms.start_detached(
+                [postgres, "-D", str(self.data)],
+                log,
+                SERVER_USER if self.run_as_other_user else None,
+                cwd=self.data,
+            )
+        except OSError as exc:
+            raise BackendError(
+                f"starting the local PostgreSQL server: cannot run {postgres}: {exc}"
+            ) from None
+        finally:
+            os.close(log)
+        try:
+            meanwhile()
+        except BaseException:
+            platforms.let_go(server)
+            raise
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            exited = server.poll()
+            pid, status, started = self._postmaster_lock()
+            if pid == server.pid and status == "ready" and started is not None and started >= launched - 2:
+                platforms.let_go(server)
+                return
+            if exited is not None:
+                raise BackendError(
+                    f"the local PostgreSQL server exited during start-up (exit {exited})"
+                    + self._log_tail(log_from),
+                    hint="see the server log above; `invoke db.down` removes the cluster",
+                )
+            if time.monotonic() > deadline:
+                platforms.let_go(server)  # left starting, as pg_ctl -w leaves it
+                raise BackendError(
+                    f"the local PostgreSQL server was not ready within {timeout:.0f} s"
+                    + self._log_tail(log_from),
+                    hint="see the server log above; `invoke db.down` removes the cluster",
+                )
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.02)
+
+    def _open_log(self) -> int:
+        """The server log, opened for appending (made when missing), never through a link
+        planted at its name nor a second name of another file (the server user can write in
+        the cluster's directory), never blocking on a FIFO."""
+        refused = BackendError(
+            f"the server log {self.log} is not a regular file of its own (a link or another kind "
+            "of file was put in its place): refusing to write to it",
+            hint="`invoke db.reset --backend local` recreates the cluster",
+        )
+        try:
+            fd = nofollow.open_nofollow(
+                self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+            )
+        except OSError as exc:
+            if os.path.islink(self.log) or not os.path.isfile(self.log):
+                raise refused from None
+            raise BackendError(f"cannot open the server log {self.log}: {exc}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise refused
+        return fd
+
+    def _pg_ctl_start(self, timeout: float) -> None:
+        """``pg_ctl start -w`` (Windows: pg_ctl starts the postmaster with a restricted token
+        and waits for the postmaster's own "ready" in postmaster.pid)."""
         log_from = self._log_size()
         output = self.root / "pg_ctl.out"
         argv = [
@@ -355,18 +432,23 @@ class Cluster:
                 )
             time.sleep(0.02)
 
-    def _postmaster_lock(self) -> tuple[int | None, str | None]:
-        """The pid (line 1) and status (line 8: starting, stopping, ready or standby) of
-        ``postmaster.pid``, from one read; (None, None) when there is no file."""
+    def _postmaster_lock(self) -> tuple[int | None, str | None, int | None]:
+        """The pid (line 1), status (line 8: starting, stopping, ready or standby) and start
+        time (line 3, seconds since the epoch) of ``postmaster.pid``, from one read; (None,
+        None, None) when there is no file."""
         try:
             lines = nofollow.read_utf8(self.data / "postmaster.pid").splitlines()
         except (OSError, UnicodeDecodeError):
-            return None, None
+            return None, None, None
         try:
             pid = int(lines[0])
         except (IndexError, ValueError):
             pid = None  # the new postmaster has created the file but not written it yet
-        return pid, (lines[7].strip() if len(lines) > 7 else "starting")
+        try:
+            started = int(lines[2])
+        except (IndexError, ValueError):
+            started = None
+        return pid, (lines[7].strip() if len(lines) > 7 else "starting"), started
 
     def _is_our_postmaster(self, pid: int) -> bool:
         """``pid`` is alive and is this cluster's server, so that after a crash or a reboot a
@@ -396,8 +478,13 @@ class Cluster:
             return False
 
     def is_running(self) -> bool:
+        """Whether this cluster's server runs (POSIX: postmaster.pid names a live process that
+        is this cluster's postmaster; elsewhere, ``pg_ctl status``)."""
         if not self.data.is_dir():
             return False
+        if platforms.can_identify_postmaster():
+            pid = self._postmaster_lock()[0]
+            return pid is not None and self._is_our_postmaster(pid)
         done = subprocess.run(
             [str(find_binary("pg_ctl")), "-D", str(self.data), "status"],
             stdin=subprocess.DEVNULL,
@@ -408,15 +495,18 @@ class Cluster:
         return done.returncode == 0
 
     def stop(self, mode: str = "fast") -> bool:
-        """``pg_ctl stop -w`` in ``mode`` (fast, or immediate for a cluster about to be removed);
-        never when postmaster.pid names a pid that is not this cluster's server (after a crash
+        """Stop the server in ``mode`` (fast, or immediate for a cluster about to be removed),
+        and wait until it has stopped (POSIX: :meth:`_signal_stop`; elsewhere ``pg_ctl stop
+        -w``); never when postmaster.pid names a pid that is not this cluster's server (after a crash
         or a reboot the system may have given it to an unrelated process). Whether a server
         was stopped."""
         pid = self._postmaster_lock()[0]
         if pid is None:
             return False
-        if platforms.can_identify_postmaster() and not self._is_our_postmaster(pid):
-            return False  # a stale postmaster.pid: its pid is gone, or now another process's
+        if platforms.can_identify_postmaster():
+            if not self._is_our_postmaster(pid):
+                return False  # a stale postmaster.pid: its pid is gone, or now another process's
+            return self._signal_stop(pid, mode)
         if not self.is_running():
             return False
         self._run(
@@ -426,17 +516,45 @@ class Cluster:
         )
         return True
 
+    def _signal_stop(self, pid: int, mode: str, timeout: float = 60) -> bool:
+        """What ``pg_ctl stop -w`` does (POSIX): the mode's signal to the postmaster, then a wait
+        until it has removed postmaster.pid (its last act) or is gone, polled every few
+        milliseconds where pg_ctl sleeps 100 ms."""
+        try:
+            platforms.stop_postmaster(pid, mode)
+        except ProcessLookupError:
+            return False  # it ended meanwhile
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while self._postmaster_lock()[0] == pid and _alive(pid):
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"stopping the local PostgreSQL server: it did not stop within {timeout:.0f} s"
+                    f"{self._log_tail()}",
+                    hint="see the server log above; `invoke db.down` removes the cluster",
+                )
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.02)
+        return True
+
     def remove(self) -> bool:
         """Stop the server (immediate: the cluster is thrown away), bury the directory (one
         atomic rename into a tombstone: from then on an interruption leaves only garbage that
         the next reset or down removes, never a cluster without its marker), remove the
         tombstone. Whether a server was stopped."""
+        stopped, tomb = self.bury()
+        if tomb is not None:
+            platforms.remove_tree(tomb)
+        return stopped
+
+    def bury(self) -> tuple[bool, Path | None]:
+        """:meth:`remove` but the tombstone's removal, left to the caller (a reset removes it
+        while the new server starts): whether a server was stopped, and the tombstone."""
         self.check_owned()
         if not self.exists:
-            return False
+            return False, None
         stopped = self.stop("immediate")
-        tombstones.remove(self.root, self.root.parent)
-        return stopped
+        return stopped, tombstones.bury(self.root, self.root.parent)
 
     def conninfo(self, dbname: str | None = None) -> str:
         state = self.state()

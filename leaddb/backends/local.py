@@ -92,14 +92,21 @@ class LocalBackend(Backend):
                 permissions.server_ids(required=True)
             with report.phase("remove"):
                 tombstones.clear_tombstones(state_dir, _stop_buried_server)
-                self.cluster.remove()
+                _, old = self.cluster.bury()  # its server stopped; the tree removed below
                 _remove_own_pristines(state_dir)
             # a first reset, or a new PostgreSQL, initdb arguments, timezone: initdb (cold) first
             with shared_pristine(initdb, lambda: report.phase("initdb (cold)")) as pristine:
                 with report.phase("copy pristine"):
-                    state = self.cluster.create(pristine, dbname)
-            with report.phase("start"):
-                self.cluster.start()
+                    try:
+                        state = self.cluster.create(pristine, dbname)
+                    except OSError:
+                        if old is None:
+                            raise
+                        platforms.remove_tree(old)  # the room it held (a full disk): once more
+                        old = None
+                        state = self.cluster.create(pristine, dbname)
+            with report.phase("start"):  # the old tree is removed while the new server starts up
+                self.cluster.start(meanwhile=lambda: old and platforms.remove_tree(old))
         except OSError as exc:  # the state directory cannot be written or removed
             raise BackendError(
                 f"cannot create the local cluster under {state_dir}: {exc}",
@@ -107,7 +114,8 @@ class LocalBackend(Backend):
             ) from None
         with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
             state = self.cluster.set_password(conn, state)
-            janitor.create_database(conn, state.dbname)
+            # a new cluster of our own, fsync off: two checkpoints cost less than logging template1
+            janitor.create_database(conn, state.dbname, strategy="FILE_COPY")
         with report.phase("apply"):
             report.apply = self.apply(migrations)
         return report

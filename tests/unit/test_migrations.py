@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -508,3 +509,22 @@ def test_a_long_meta_command_or_variable_is_quoted_cut():
         "write the value itself; where a colon must be followed by a name (an array slice), put a space "
         "after the colon"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "spelled_out"),
+    [
+        ("IDENT_CHAR", "[A-Za-z0-9_\x80-\U0010ffff]"),
+        ("IDENT_START", "[A-Za-z_\x80-\U0010ffff]"),
+        ("IDENT_OR_DOLLAR", "[A-Za-z0-9_$\x80-\U0010ffff]"),
+    ],
+)
+def test_the_lexer_s_identifier_classes_are_the_spelled_out_ones(name, spelled_out):
+    """Written as what they are not (cheap to compile), they match exactly what psql's lexer
+    takes for an identifier's characters: every ASCII one, every boundary above it, and every
+    97th code point."""
+    points = {*range(0x180), 0x7FF, 0x800, 0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFFFF, 0x10000, 0x10FFFF}
+    every = "".join(map(chr, sorted(points | set(range(0, 0x110000, 97)))))
+    ours = re.findall(getattr(migrations, name), every)
+    assert ours == re.findall(spelled_out, every)
+    assert len(every) - 128 < len(ours) < len(every)  # all of non-ASCII, some of ASCII
