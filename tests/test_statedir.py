@@ -317,7 +317,9 @@ def test_the_suite_keeps_its_per_user_directory_out_of_the_users_own():
 @needs_root
 @pytest.mark.parametrize("how", ["another user's", "a link", "world-writable", "group-writable"])
 def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_dir, tmp_path, how):
-    import subprocess
+    """One task as a user runs it (``python -m invoke``, a child); the others in this process over
+    a copy of the project (tests/workspace.py): the same tasks.py, check and message."""
+    from workspace import Workspace
 
     target = tmp_path / "state"
     if how == "another user's":
@@ -338,20 +340,21 @@ def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_d
         target.chmod(0o775)
         expected = "has mode 0775: writable by the group or other users"
     before = sorted(p.name for p in (real if how == "a link" else target).iterdir())
-    env = {**os.environ, statedir.STATE_DIR_ENV: str(target), "INVOKE_DB_BACKEND": "local"}
-    for task in ("db.reset", "db.down", "db.apply"):
-        result = subprocess.run(
-            [sys.executable, "-m", "invoke", task],
-            cwd=project_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 1, (task, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr + result.stdout
-        assert f"the private directory {target} {expected}" in result.stderr, result.stderr
-        assert f"next step: point {statedir.STATE_DIR_ENV} at a directory of your own" in result.stderr
+    ws = Workspace(
+        project_dir,
+        prefix="leaddb-sd-",
+        env={statedir.STATE_DIR_ENV: str(target), "INVOKE_DB_BACKEND": "local"},
+    )
+    try:
+        for task in ("db.reset", "db.down", "db.apply"):
+            child = how == "another user's" and task == "db.reset"
+            result = ws(task) if child else ws.in_process(task)
+            assert result.returncode == 1, (task, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr + result.stdout
+            assert f"the private directory {target} {expected}" in result.stderr, result.stderr
+            assert f"next step: point {statedir.STATE_DIR_ENV} at a directory of your own" in result.stderr
+    finally:
+        ws.remove()
     assert sorted(p.name for p in (real if how == "a link" else target).iterdir()) == before  # untouched
 
 
