@@ -390,10 +390,17 @@ def checkout(project_dir, cache_home):
             timeout=300,
         )
 
+    def here(*args: str, extra: dict | None = None):
+        """The same task run in this process (tests/workspace.py)."""
+        from workspace import in_process, load_tasks
+
+        return in_process(root, load_tasks(root), {**env, **(extra or {})}, *args)
+
     invoke.root = root
     invoke.planted = planted
+    invoke.in_process = here
     yield invoke
-    invoke("db.down")
+    here("db.down")  # a clean-up, not a proof
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(planted, ignore_errors=True)
 
@@ -437,7 +444,7 @@ def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_nam
         assert listing(planted) == before  # nobody's files untouched
         assert (precious / "keep.txt").read_text(encoding="utf-8") == "root's\n"
         # pointed at it explicitly, it is refused: it is not root's
-        refused = checkout("db.down", extra={statedir.STATE_DIR_ENV: str(planted)})
+        refused = checkout.in_process("db.down", extra={statedir.STATE_DIR_ENV: str(planted)})
         assert refused.returncode == 1
         assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr
         assert listing(planted) == before
@@ -468,7 +475,7 @@ def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, t
     assert listing(planted) == before
     assert precious.read_text(encoding="utf-8") == "root's file\n"
     # pointed at it explicitly: refused before anything is written
-    refused = checkout("db.reset", extra={statedir.STATE_DIR_ENV: str(planted)})
+    refused = checkout.in_process("db.reset", extra={statedir.STATE_DIR_ENV: str(planted)})
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
     assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr
