@@ -7,7 +7,11 @@ directory is stopped. ``db.down --all`` removes everything of the user's; the pr
 output is one per user, shared by every checkout.
 
 Each test has a per-user directory of its own (LEADDB_CACHE_DIR), so the pointers it sees are its
-own; the tasks run as a user runs them (``python -m invoke`` in a copy of the project).
+own. The tasks run as a user runs them, ``python -m invoke`` in a copy of the project, in the
+end-to-end tests (a deleted checkout's server stopped by the next command; two checkouts building
+the pristine at once; ``db.down --all``, removing and refusing); elsewhere the same task runs in
+this process (``user.task``: the same tasks.py, arguments, sweep and messages, without a child's
+start-up), which is all the sweep and the pristine see of the command.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from workspace import in_process, load_tasks
 
 from leaddb import locks, platforms, statedir
 from leaddb.backends import local
@@ -45,6 +50,7 @@ class User:
         self.env = {**os.environ, "LEADDB_CACHE_DIR": str(self.dir), "INVOKE_DB_BACKEND": "local"}
         self.env.pop(statedir.STATE_DIR_ENV, None)
         self.checkouts: list[Path] = []
+        self._tasks: dict[Path, object] = {}
 
     def checkout(self, at: Path | None = None) -> Path:
         root = at or Path(tempfile.mkdtemp(prefix="leaddb-co-"))
@@ -65,6 +71,14 @@ class User:
             text=True,
             timeout=300,
         )
+        assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+        return done
+
+    def task(self, checkout: Path, *args: str) -> subprocess.CompletedProcess:
+        """The task run in this process (tests/workspace.py), as ``run`` runs it in a child."""
+        if checkout not in self._tasks:
+            self._tasks[checkout] = load_tasks(checkout)
+        done = in_process(checkout, self._tasks[checkout], self.env, *args)
         assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
         return done
 
@@ -128,8 +142,8 @@ def user(project_dir, user_home, monkeypatch):
             shutil.rmtree(checkout, ignore_errors=True)
 
 
-def reset(user: User, checkout: Path) -> tuple[Path, int]:
-    done = user.run(checkout, "db.reset")
+def reset(user: User, checkout: Path, *, child: bool = False) -> tuple[Path, int]:
+    done = (user.run if child else user.task)(checkout, "db.reset")
     assert done.returncode == 0, done.stderr
     state = user.state_dir(checkout)
     return state, postmaster(state)
@@ -140,7 +154,7 @@ def reset(user: User, checkout: Path) -> tuple[Path, int]:
 
 def test_a_deleted_checkouts_server_and_state_are_gone_after_the_next_command(user):
     doomed = user.checkout()
-    state, pid = reset(user, doomed)
+    state, pid = reset(user, doomed, child=True)
     with psycopg.connect(local.Cluster(state / "cluster").conninfo(), autocommit=True) as conn:
         conn.execute("DROP TABLE invoice_line_items")
     failed = user.run(doomed, "db.status")  # a failed task (exit 6) leaves its server running
@@ -173,7 +187,7 @@ def test_a_deleted_checkouts_pointer_whose_state_a_reboot_emptied_is_forgotten(u
     local.Cluster(state / "cluster").stop("immediate")
     shutil.rmtree(state)  # the reboot
     shutil.rmtree(doomed)
-    done = user.run(user.checkout(), "db.down")
+    done = user.task(user.checkout(), "db.down")
     assert "local: forgot 1 deleted checkout(s) whose state was gone already" in done.stdout, done.stdout
     assert "removed what" not in done.stdout
     assert not user.pointer(doomed).exists()
@@ -185,10 +199,10 @@ def test_a_checkout_made_again_at_the_same_path_is_not_gone(user):
     shutil.rmtree(first)
     user.checkout(at=first)  # a new clone at the same path, before any other command ran
     other = user.checkout()
-    done = user.run(other, "db.down")
+    done = user.task(other, "db.down")
     assert "deleted checkout" not in done.stdout
     assert alive(pid) and state.is_dir() and user.pointer(first).is_file()
-    applied = user.run(first, "db.apply")  # it goes on using its state
+    applied = user.task(first, "db.apply")  # it goes on using its state
     assert applied.returncode == 0, applied.stderr
     assert user.state_dir(first) == state and postmaster(state) == pid
 
@@ -205,7 +219,7 @@ def test_only_the_server_working_in_that_data_directory_is_stopped(user):
             f"{bystander.pid}\n{cluster.data}\n", encoding="utf-8", newline="\n"
         )
         shutil.rmtree(doomed)
-        done = user.run(user.checkout(), "db.down")
+        done = user.task(user.checkout(), "db.down")
         assert f"left ({doomed}): 0 server(s) stopped" in done.stdout, done.stdout
         assert bystander.poll() is None, "an unrelated process was signalled"
         assert not os.path.lexists(state)
@@ -235,7 +249,7 @@ def test_a_task_still_running_for_a_deleted_checkout_keeps_its_state_until_it_en
         assert holder.stdout.readline().strip() == "held"
         shutil.rmtree(doomed)
         other = user.checkout()
-        done = user.run(other, "db.down")
+        done = user.task(other, "db.down")
         assert done.returncode == 0, done.stderr  # the sweep never fails the task that runs it
         assert (
             f"local: kept {state} of {doomed}: another db.bench of {state} is running (pid {holder.pid};"
@@ -244,7 +258,7 @@ def test_a_task_still_running_for_a_deleted_checkout_keeps_its_state_until_it_en
         assert alive(pid) and state.is_dir() and user.pointer(doomed).is_file()
     finally:
         holder.communicate("\n", timeout=30)
-    done = user.run(other, "db.down")  # it ended: the next command removes it
+    done = user.task(other, "db.down")  # it ended: the next command removes it
     assert f"left ({doomed}): 1 server(s) stopped" in done.stdout
     assert gone_within(pid) and not os.path.lexists(state)
 
@@ -269,7 +283,7 @@ def listing(path: Path) -> dict[str, bytes | str]:
 
 
 def test_a_pointer_naming_a_directory_statedir_did_not_make_leaves_it_alone(user, tmp_path):
-    user.run(user.checkout(), "db.down")  # the user directory exists
+    user.task(user.checkout(), "db.down")  # the user directory exists
     precious = Path(tempfile.mkdtemp(prefix="leaddb-precious-", dir=statedir.scratch_root()))
     try:
         (precious / "cluster").mkdir()
@@ -288,7 +302,7 @@ def test_a_pointer_naming_a_directory_statedir_did_not_make_leaves_it_alone(user
             plant_pointer(user, gone[1], home_dir),
             plant_pointer(user, gone[2], Path("/etc")),  # ours as root, but no state directory
         ]
-        done = user.run(user.checkout(), "db.down")
+        done = user.task(user.checkout(), "db.down")
         assert done.returncode == 0, done.stderr
         for checkout, target in zip(gone, (precious, home_dir, Path("/etc")), strict=True):
             assert (
@@ -305,14 +319,14 @@ def test_a_pointer_naming_another_checkouts_directory_leaves_it_and_its_server_a
     live = user.checkout()
     state, pid = reset(user, live)
     planted = plant_pointer(user, tmp_path / "gone", state)  # a copy of live's pointer, for a gone path
-    done = user.run(user.checkout(), "db.down")
+    done = user.task(user.checkout(), "db.down")
     assert f"kept {state} of {tmp_path / 'gone'}: not a directory leaddb made for it" in done.stdout
     assert alive(pid) and state.is_dir() and not planted.exists()
-    assert user.run(live, "db.apply").returncode == 0  # live's own pointer and state untouched
+    assert user.task(live, "db.apply").returncode == 0  # live's own pointer and state untouched
 
 
 def test_pointers_that_do_not_read_as_statedir_writes_them_are_not_acted_on(user, tmp_path):
-    user.run(user.checkout(), "db.down")
+    user.task(user.checkout(), "db.down")
     victim = Path(tempfile.mkdtemp(prefix="leaddb-", dir=statedir.scratch_root()))
     try:
         (victim / "reset.lock").write_bytes(b"")
@@ -337,7 +351,7 @@ def test_pointers_that_do_not_read_as_statedir_writes_them_are_not_acted_on(user
         (user.dir / f"state-{link_key}.json").symlink_to(target)
         found = statedir.pointers(user.dir)
         assert [p.state_dir for p in found if p.state_dir == victim] == []
-        done = user.run(user.checkout(), "db.down")
+        done = user.task(user.checkout(), "db.down")
         assert "deleted checkout" not in done.stdout and "kept" not in done.stdout
         assert victim.is_dir() and (victim / "reset.lock").is_file()
         assert all((user.dir / name).exists() for name in odd)
@@ -355,7 +369,7 @@ def test_a_state_directory_made_before_markers_is_recognised_by_its_layout(user,
     old = state / "pristine-0123456789abcdef"
     shutil.copytree(user.shared() / next(p.name for p in user.shared().glob("pristine-*")), old)
     shutil.rmtree(doomed)
-    done = user.run(user.checkout(), "db.down")
+    done = user.task(user.checkout(), "db.down")
     assert f"left ({doomed}): 1 server(s) stopped" in done.stdout, done.stdout
     assert gone_within(pid) and not os.path.lexists(state)
     # the same with something of another kind in it: left alone
@@ -364,7 +378,7 @@ def test_a_state_directory_made_before_markers_is_recognised_by_its_layout(user,
     (state / statedir.STATE_MARKER).unlink()
     (state / "mine.txt").write_text("not the backend's\n", encoding="utf-8", newline="\n")
     shutil.rmtree(other)
-    done = user.run(user.checkout(), "db.down")
+    done = user.task(user.checkout(), "db.down")
     assert f"kept {state} of {other}: not a directory leaddb made for it" in done.stdout
     assert alive(pid) and (state / "mine.txt").is_file()
     local.Cluster(state / "cluster").stop("immediate")
@@ -375,7 +389,7 @@ def test_a_live_checkouts_state_made_before_markers_is_marked_on_its_next_use(us
     checkout = user.checkout()
     state, _ = reset(user, checkout)
     (state / statedir.STATE_MARKER).unlink()
-    assert user.run(checkout, "db.apply").returncode == 0
+    assert user.task(checkout, "db.apply").returncode == 0
     assert json.loads((state / statedir.STATE_MARKER).read_text(encoding="utf-8")) == {
         "checkout": str(checkout.resolve())
     }
@@ -387,15 +401,15 @@ def test_a_live_checkouts_state_made_before_markers_is_marked_on_its_next_use(us
 def test_checkouts_share_one_pristine_built_once(user):
     local.drop_pristines()  # as for a new user
     first, second = user.checkout(), user.checkout()
-    cold = user.run(first, "db.reset")
-    warm = user.run(second, "db.reset")
+    cold = user.task(first, "db.reset")
+    warm = user.task(second, "db.reset")
     assert "initdb (cold)" in cold.stdout and "initdb (cold)" not in warm.stdout
     shared = user.shared()
     assert len(list(shared.glob("pristine-*"))) == 1
     for checkout in (first, second):
         assert not list(user.state_dir(checkout).glob("pristine-*"))  # none per checkout
     # db.down leaves it for the next reset of any checkout
-    down = user.run(first, "db.down")
+    down = user.task(first, "db.down")
     assert f"the pristine initdb output every checkout copies stays in {shared}" in down.stdout
     assert len(list(shared.glob("pristine-*"))) == 1
 
@@ -428,7 +442,7 @@ def test_a_stale_pristine_of_an_older_version_is_removed_from_a_checkouts_state(
     old = state / "pristine-fedcba9876543210"
     old.mkdir()
     (old / "key.json").write_text("{}", encoding="utf-8", newline="\n")
-    done = user.run(checkout, "db.reset")
+    done = user.task(checkout, "db.reset")
     assert done.returncode == 0 and not old.exists()
 
 
@@ -445,7 +459,7 @@ def test_a_shared_pointer_naming_another_users_directory_is_re_pointed(user, tmp
         (user.dir / "shared.json").write_text(
             json.dumps({**statedir.SHARED_RECORD, "state_dir": str(theirs)}), encoding="utf-8", newline="\n"
         )
-        done = user.run(user.checkout(), "db.reset")
+        done = user.task(user.checkout(), "db.reset")
         assert done.returncode == 0, done.stderr
         assert user.shared() != theirs and os.lstat(user.shared()).st_uid == 0
         assert list(theirs.iterdir()) == []  # nothing written into it
@@ -487,7 +501,7 @@ def test_down_all_removes_everything_of_the_users_and_says_what(user):
         assert not os.path.lexists(path)
     assert sorted(p.name for p in user.dir.iterdir() if not p.name.endswith(".lock")) == []
     # and again: nothing left to say but that
-    again = user.run(here, "db.down", "--all")
+    again = user.task(here, "db.down", "--all")
     assert again.returncode == 0 and "(the pristine initdb output" not in again.stdout
 
 
@@ -506,7 +520,7 @@ def test_down_all_keeps_a_checkout_whose_task_runs_and_fails_naming_it(user):
     assert alive(pid) and state.is_dir()
     assert user.pointer(busy).is_file()  # still found by the next db.down --all (or sweep, once gone)
     assert user.shared() is None  # the rest was removed
-    again = user.run(user.checkout(), "db.down", "--all")  # the task ended: now it goes
+    again = user.task(user.checkout(), "db.down", "--all")  # the task ended: now it goes
     assert again.returncode == 0, again.stderr
     assert f"local: stopped 1 server(s), removed {state} of {busy} (" in again.stdout
     assert gone_within(pid) and not os.path.lexists(state)

@@ -334,7 +334,10 @@ def test_a_task_killed_at_any_step_leaves_what_reset_and_down_recover(
     if step == "unlink":  # half removed, yet no cluster without its marker: the half is a tombstone
         assert not backend.cluster.exists or nofollow.is_regular_file(backend.cluster.root / MARKER)
 
-    recovered = checkout(recovery)
+    # the issue's case recovers as a user runs it; the others with the same task in this process
+    # (tests/workspace.py): what the killed task left is on disk, and the recovery reads only that
+    issues_case = (task, step, signal_name, recovery) == ("db.reset", "unlink", "SIGINT", "db.down")
+    recovered = checkout(recovery) if issues_case else checkout.in_process(recovery)
     assert recovered.returncode == 0, recovered.stderr
     assert "Traceback" not in recovered.stderr + recovered.stdout
     assert checkout.tombstones() == []

@@ -76,7 +76,7 @@ class Workspace(SharedWorkspace):
 
     def remove(self) -> None:
         self.gate.release()  # its role goes with the cluster
-        self("db.down")
+        self.in_process("db.down")  # a clean-up, not a proof: no child's start-up
         super().remove()
 
 
@@ -89,6 +89,13 @@ def relations(conninfo: str) -> set[str]:
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace")
         return {r[0] for r in rows}
+
+
+def setup_reset(ws: Workspace) -> None:
+    """A reset cluster for the test to work on, the task run in this process (tests/workspace.py):
+    the reset is not what these tests prove (tests/test_tasks.py runs it as a user does)."""
+    result = ws.in_process("db.reset")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.fixture
@@ -394,8 +401,8 @@ def test_a_file_without_header_or_transaction_is_refused_by_every_task_before_it
     psql -f applies it, the first statement would stay; every task refuses the file up front."""
     scratch.write("0008_half.sql", "CREATE TABLE probe_half (id int);\nCREATE TABLE probe_half (id int);\n")
     before = catalog.snapshot_of(scratch.conninfo())
-    for task in ("db.apply", "db.reapply", "db.reset", "db.lint"):
-        result = scratch(task)
+    for task in ("db.apply", "db.reapply", "db.reset", "db.lint"):  # db.apply as a user runs it
+        result = scratch(task) if task == "db.apply" else scratch.in_process(task)
         assert result.returncode == 1, (task, result.stdout, result.stderr)
         message = clean(result)
         assert message.startswith("4 violations of the migration rules; nothing was applied:\n"), message
@@ -433,8 +440,8 @@ def spec_line(ws: Workspace, fragment: str) -> int:
 def test_spec_without_a_declaration_exits_2_citing_the_heading(scratch):
     edit_spec(scratch, "- Migrations directory: `api/db/migrations`\n", "")
     heading = spec_line(scratch, "## Migrations: directory and tooling")
-    for task in ("db.apply", "db.reapply", "db.reset"):
-        result = scratch(task)
+    for task in ("db.apply", "db.reapply", "db.reset"):  # db.apply as a user runs it
+        result = scratch(task) if task == "db.apply" else scratch.in_process(task)
         assert result.returncode == 2, (task, result.stdout)
         message = clean(result)
         assert message.startswith("MIGRATION_PATH_UNSPECIFIED: the spec does not declare")
@@ -504,7 +511,7 @@ def test_unterminated_fence_is_a_spec_error_citing_line_and_heading(refusing):
 
 @pytest.mark.needs_pg_binaries
 def test_four_concurrent_applies_all_succeed_and_equal_one_apply(workspace):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     single = catalog.snapshot_of(workspace.conninfo())
     dbname = workspace.backend.cluster.state().dbname
     with psycopg.connect(workspace.conninfo("postgres"), autocommit=True) as conn:
@@ -562,7 +569,7 @@ def test_down_and_applies_during_a_reset_are_refused_and_the_reset_completes(wor
 
 @pytest.mark.needs_pg_binaries
 def test_reset_and_down_during_an_apply_are_refused_and_the_apply_completes(workspace):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     workspace.gated_migration("0008_gate.sql", "probe_apply")
     first = workspace.popen("db.apply")
     try:
@@ -586,7 +593,7 @@ def test_reset_and_down_during_an_apply_are_refused_and_the_apply_completes(work
 def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
     """The first --fast reset builds the template database; a second reset meanwhile must
     not clone the half-built template, nor remove the server under it."""
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     workspace.gated_migration("0008_gate.sql", "probe_fast")
     first = workspace.popen("db.reset", "--fast")
     try:
@@ -607,8 +614,8 @@ def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
 
 @pytest.mark.needs_pg_binaries
 def test_fast_reset_with_a_session_open_on_the_template_is_a_clear_message(workspace):
-    assert workspace("db.reset").returncode == 0
-    assert workspace("db.reset", "--fast").returncode == 0  # builds the template
+    setup_reset(workspace)
+    assert workspace.in_process("db.reset", "--fast").returncode == 0  # builds the template
     with psycopg.connect(workspace.conninfo("postgres")) as conn:
         (template,) = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'leaddb\\_tpl\\_%'"
@@ -619,7 +626,7 @@ def test_fast_reset_with_a_session_open_on_the_template_is_a_clear_message(works
     message = clean(held)
     assert f"from '{template}': source database \"{template}\" is being accessed by other users" in message
     assert f"next step: close the sessions connected to '{template}'" in message
-    assert workspace("db.reset", "--fast").returncode == 0  # once they are closed
+    assert workspace.in_process("db.reset", "--fast").returncode == 0  # once they are closed
 
 
 # -- 4. crash ----------------------------------------------------------------------------------
@@ -636,7 +643,7 @@ def wait_until_gone(pid: int) -> None:
 @pytest.mark.needs_pg_binaries
 @pytest.mark.linux_only("SIGKILLs the postmaster, then awaits it and its children through /proc")
 def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fresh_db):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     workspace.gated_migration("0008_crash.sql", "crash_probe")
     applying = workspace.popen("db.apply")
     workspace.wait_entered(applying, busy=3)  # the gate's holder outlives the postmaster's death
@@ -749,7 +756,7 @@ def test_the_bystander_would_tell_a_stop_signal(tmp_path):
 @pytest.mark.linux_only("tells processes apart through /proc")
 @pytest.mark.parametrize("cwd_readable", [True, False], ids=["cwd readable", "no ptrace rights"])
 def test_stop_recognises_and_stops_this_clusters_own_server(workspace, monkeypatch, cwd_readable):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     cluster = workspace.backend.cluster
     assert cluster.is_running()
     if not cwd_readable:
@@ -763,7 +770,7 @@ def test_stop_recognises_and_stops_this_clusters_own_server(workspace, monkeypat
 
 @pytest.mark.needs_pg_binaries
 def test_port_taken_while_stopped_moves_the_cluster_to_a_free_port(workspace):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     workspace.backend.cluster.stop()
     old_port = workspace.backend.cluster.state().port
     with socket.socket() as squatter:
@@ -784,7 +791,7 @@ def test_port_taken_while_stopped_moves_the_cluster_to_a_free_port(workspace):
 
 @pytest.mark.needs_pg_binaries
 def test_start_failure_reports_this_starts_server_log_lines(workspace):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     cluster = workspace.backend.cluster
     cluster.stop()
     with (cluster.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
@@ -804,7 +811,7 @@ def test_start_failure_reports_this_starts_server_log_lines(workspace):
 )
 @pytest.mark.needs_pg_binaries
 def test_read_only_data_directory_is_a_clear_start_failure(workspace):
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     cluster = workspace.backend.cluster
     cluster.stop()
     cluster.data.chmod(0o500)
@@ -972,15 +979,19 @@ def test_dsn_password_never_appears_in_output_or_files(workspace, password_login
     wrong_db = dsn.replace(f"dbname={dbname}", "dbname=no_such_db")
     wrong_password = uri.replace(password, password[::-1])
 
-    def run(task: str, conninfo: str, expect: int) -> str:
-        result = workspace(task, "--backend", "dsn", "--dsn", conninfo)
+    def run(task: str, conninfo: str, expect: int, *, child: bool = True) -> str:
+        argv = (task, "--backend", "dsn", "--dsn", conninfo)
+        result = workspace(*argv) if child else workspace.in_process(*argv)
         assert result.returncode == expect, (task, result.stdout, result.stderr)
         clean(result)
         return result.stdout + result.stderr
 
+    # the reset and every failure (where libpq's own messages are shown) as a user runs them, in a
+    # child whose whole output is read; the tasks that succeed print only what leaddb prints,
+    # which the same tasks run in this process capture (tests/workspace.py)
     outputs = [run("db.reset", dsn, 0)]
     for task in ("db.apply", "db.reapply", "db.introspect", "db.drift", "db.down"):
-        outputs.append(run(task, uri, 0))
+        outputs.append(run(task, uri, 0, child=False))
     outputs.append(run("db.apply", wrong_db, 1))
     outputs.append(run("db.drift", wrong_password, 1))
     outputs.append(run("db.apply", f"host={host} password={password} junk", 1))

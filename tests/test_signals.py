@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from session_checks import apply_lock_is_free
+from workspace import in_process, load_tasks
 
 from leaddb import locks
 from leaddb.backends.local import scratch_root
@@ -239,10 +240,9 @@ def test_sigterm_to_a_local_apply_frees_the_task_lock_and_the_next_task_runs(tmp
     state = Path(tempfile.mkdtemp(prefix="leaddb-signals-", dir=scratch_root()))
     env = invoke_env(LEADDB_STATE_DIR=str(state), INVOKE_DB_BACKEND="local")
     invoke = [sys.executable, "-m", "invoke"]
+    tasks = load_tasks(root)
     try:
-        reset = subprocess.run(
-            [*invoke, "db.reset"], cwd=root, env=env, capture_output=True, text=True, timeout=300
-        )
+        reset = in_process(root, tasks, env, "db.reset")  # the cluster to work on (tests/workspace.py)
         assert reset.returncode == 0, reset.stderr
         from leaddb.backends.local import LocalBackend
 
@@ -266,7 +266,7 @@ def test_sigterm_to_a_local_apply_frees_the_task_lock_and_the_next_task_runs(tmp
         )
         assert again.returncode == 0, again.stderr
     finally:
-        subprocess.run([*invoke, "db.down"], cwd=root, env=env, capture_output=True, timeout=WAIT)
+        in_process(root, tasks, env, "db.down")  # a clean-up
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -317,7 +317,9 @@ def test_the_suite_keeps_its_per_user_directory_out_of_the_users_own():
 @needs_root
 @pytest.mark.parametrize("how", ["another user's", "a link", "world-writable", "group-writable"])
 def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_dir, tmp_path, how):
-    import subprocess
+    """One task as a user runs it (``python -m invoke``, a child); the others in this process over
+    a copy of the project (tests/workspace.py): the same tasks.py, check and message."""
+    from workspace import Workspace
 
     target = tmp_path / "state"
     if how == "another user's":
@@ -338,20 +340,21 @@ def test_leaddb_state_dir_that_is_not_private_is_refused_by_every_task(project_d
         target.chmod(0o775)
         expected = "has mode 0775: writable by the group or other users"
     before = sorted(p.name for p in (real if how == "a link" else target).iterdir())
-    env = {**os.environ, statedir.STATE_DIR_ENV: str(target), "INVOKE_DB_BACKEND": "local"}
-    for task in ("db.reset", "db.down", "db.apply"):
-        result = subprocess.run(
-            [sys.executable, "-m", "invoke", task],
-            cwd=project_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 1, (task, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr + result.stdout
-        assert f"the private directory {target} {expected}" in result.stderr, result.stderr
-        assert f"next step: point {statedir.STATE_DIR_ENV} at a directory of your own" in result.stderr
+    ws = Workspace(
+        project_dir,
+        prefix="leaddb-sd-",
+        env={statedir.STATE_DIR_ENV: str(target), "INVOKE_DB_BACKEND": "local"},
+    )
+    try:
+        for task in ("db.reset", "db.down", "db.apply"):
+            child = how == "another user's" and task == "db.reset"
+            result = ws(task) if child else ws.in_process(task)
+            assert result.returncode == 1, (task, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr + result.stdout
+            assert f"the private directory {target} {expected}" in result.stderr, result.stderr
+            assert f"next step: point {statedir.STATE_DIR_ENV} at a directory of your own" in result.stderr
+    finally:
+        ws.remove()
     assert sorted(p.name for p in (real if how == "a link" else target).iterdir()) == before  # untouched
 
 
@@ -387,10 +390,17 @@ def checkout(project_dir, cache_home):
             timeout=300,
         )
 
+    def here(*args: str, extra: dict | None = None):
+        """The same task run in this process (tests/workspace.py)."""
+        from workspace import in_process, load_tasks
+
+        return in_process(root, load_tasks(root), {**env, **(extra or {})}, *args)
+
     invoke.root = root
     invoke.planted = planted
+    invoke.in_process = here
     yield invoke
-    invoke("db.down")
+    here("db.down")  # a clean-up, not a proof
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(planted, ignore_errors=True)
 
@@ -434,7 +444,7 @@ def test_roots_down_never_deletes_what_nobody_planted_at_the_old_predictable_nam
         assert listing(planted) == before  # nobody's files untouched
         assert (precious / "keep.txt").read_text(encoding="utf-8") == "root's\n"
         # pointed at it explicitly, it is refused: it is not root's
-        refused = checkout("db.down", extra={statedir.STATE_DIR_ENV: str(planted)})
+        refused = checkout.in_process("db.down", extra={statedir.STATE_DIR_ENV: str(planted)})
         assert refused.returncode == 1
         assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr
         assert listing(planted) == before
@@ -465,7 +475,7 @@ def test_roots_reset_never_follows_nobodys_link_at_the_old_lock_path(checkout, t
     assert listing(planted) == before
     assert precious.read_text(encoding="utf-8") == "root's file\n"
     # pointed at it explicitly: refused before anything is written
-    refused = checkout("db.reset", extra={statedir.STATE_DIR_ENV: str(planted)})
+    refused = checkout.in_process("db.reset", extra={statedir.STATE_DIR_ENV: str(planted)})
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
     assert f"the private directory {planted} belongs to nobody (uid 65534)" in refused.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from printed import edit_printed
+from workspace import in_process, load_tasks
 
 from leaddb import janitor
 from leaddb.backends.local import scratch_root
@@ -45,7 +46,12 @@ def project_copy(project_dir: Path, env: dict[str, str]):
             timeout=300,
         )
 
+    def here(*args: str) -> subprocess.CompletedProcess:
+        """The same task run in this process (tests/workspace.py)."""
+        return in_process(root, load_tasks(root), {**os.environ, **env}, *args)
+
     invoke.root = root
+    invoke.in_process = here
     return invoke
 
 
@@ -56,7 +62,7 @@ def workspace(project_dir):
     invoke = project_copy(project_dir, {"LEADDB_STATE_DIR": str(state), "INVOKE_DB_BACKEND": "local"})
     invoke.state = state
     yield invoke
-    invoke("db.down")
+    invoke.in_process("db.down")  # a clean-up, not a proof: no child's start-up
     shutil.rmtree(invoke.root, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
 
@@ -202,11 +208,12 @@ NOWHERE = "host=127.0.0.1 port=1 dbname=leadgen user=postgres connect_timeout=5"
     ids=lambda task: " ".join(task),
 )
 def test_a_file_the_spec_does_not_print_is_refused_before_any_server_is_touched(project_dir, task):
-    """Against a server nothing listens on: a task that got as far as connecting would say so."""
+    """Against a server nothing listens on: a task that got as far as connecting would say so.
+    db.reset as a user runs it (a child); the other tasks in this process, the same tasks.py."""
     invoke = project_copy(project_dir, {"INVOKE_DB_BACKEND": "dsn", "INVOKE_DB_DSN": NOWHERE})
     try:
         (invoke.root / "api/db/migrations/0008_x.sql").write_text(UNPRINTED, encoding="utf-8", newline="\n")
-        result = invoke(*task)
+        result = invoke(*task) if task == ("db.reset",) else invoke.in_process(*task)
         output = result.stdout + result.stderr
         assert result.returncode == 1, output
         assert "Traceback" not in output and "cannot connect" not in output

@@ -83,33 +83,10 @@ class Workspace:
         )
 
     def in_process(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        """The task run here, as ``invoke`` runs it: exit code, stdout and stderr captured, the
-        environment and working directory as the child would have them, restored afterwards."""
+        """The task run here, as ``invoke`` runs it (:func:`in_process`)."""
         if self._tasks is None:
-            spec = importlib.util.spec_from_file_location(
-                f"leaddb_ws_tasks_{secrets.token_hex(4)}", self.root / "tasks.py"
-            )
-            self._tasks = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(self._tasks)
-        program = invoke.Program(namespace=self._tasks.ns, name="invoke", binary="invoke")
-        out, err = io.StringIO(), io.StringIO()
-        bugs = self.root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
-        bugs.mkdir(mode=0o700, exist_ok=True)
-        wanted = {**self.env, **(env or {})}
-        changes = {k: v for k, v in wanted.items() if os.environ.get(k) != v}
-        with (
-            environment(changes),
-            mock.patch.object(tempfile, "tempdir", str(bugs)),
-            contextlib.chdir(self.root),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            try:
-                program.run(["invoke", *args], exit=True)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return subprocess.CompletedProcess(self.argv(*args), code, out.getvalue(), err.getvalue())
+            self._tasks = load_tasks(self.root)
+        return in_process(self.root, self._tasks, {**self.env, **(env or {})}, *args)
 
     def write(self, name: str, content: str | bytes) -> Path:
         """A migration file, printed in the copy's spec as well (rule "printed in the spec")."""
@@ -120,6 +97,41 @@ class Workspace:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def load_tasks(root: Path):
+    """The ``tasks.py`` of a copy of the project, loaded as a module of its own."""
+    spec = importlib.util.spec_from_file_location(
+        f"leaddb_ws_tasks_{secrets.token_hex(4)}", root / "tasks.py"
+    )
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
+def in_process(root: Path, tasks, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The task run in this process, as ``invoke`` runs it in a child in ``root`` with ``env`` as
+    its environment: exit code, stdout and stderr captured; the environment and the working
+    directory as the child would have them, restored afterwards."""
+    program = invoke.Program(namespace=tasks.ns, name="invoke", binary="invoke")
+    out, err = io.StringIO(), io.StringIO()
+    bugs = root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
+    bugs.mkdir(mode=0o700, exist_ok=True)
+    changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    with (
+        environment(changes),
+        mock.patch.object(tempfile, "tempdir", str(bugs)),
+        contextlib.chdir(root),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            program.run(["invoke", *args], exit=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    argv = [sys.executable, "-m", "invoke", *args]
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def clean(result: subprocess.CompletedProcess, *secrets_: str) -> str:
