@@ -522,6 +522,26 @@ def test_a_sweep_drops_nothing_it_cannot_prove_is_a_dead_runs(server):
                 time.sleep(0.05)
 
 
+def test_someone_elses_session_keeps_a_dead_runs_scratch_database_until_it_ends(server):
+    """Only a client session of someone else's holds the sweep back (the server's own workers,
+    autovacuum's, do not): with one open on it the database stays; once it ends, it goes."""
+    conninfo = server.conninfo("postgres")
+    run, name = start_scratch_run(conninfo)
+    run.kill()
+    run.communicate(timeout=WAIT)
+    with janitor.maintenance(conninfo) as conn:
+        deadline = time.monotonic() + WAIT
+        while conn.execute(  # the dead run's session, gone (the server notices by itself)
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the dead run's session never ended"
+            time.sleep(0.05)
+        with psycopg.connect(server.conninfo(name), application_name="someone else"):
+            assert name not in janitor.sweep(conn)
+            assert janitor.database_oid(conn, name) is not None
+        assert name in janitor.sweep(conn)
+
+
 def lock_held(scene, name: str) -> bool:
     key = janitor.scratch_lock_key(name)
     with scene.connect() as conn:
