@@ -17,6 +17,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PureWindowsPath
@@ -203,14 +204,15 @@ def start_detached(argv: list[str], log: int, user: str | None, cwd: Path | None
     )
 
 
-_DETACHED: list[subprocess.Popen] = []  # handles of processes meant to outlive this one
-
-
-def let_go(process: subprocess.Popen) -> None:
-    """Keep the handle of a process meant to outlive this one (dropped, ``Popen`` would warn
-    that its child still runs), and reap those of earlier ones that have ended since."""
-    _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
-    _DETACHED.append(process)
+def let_go(process: subprocess.Popen) -> threading.Thread:
+    """Leave a process meant to outlive this one (the postmaster) to itself, as ``pg_ctl
+    start`` does. It stays this process's child, so a daemon thread waits for it: it is reaped
+    the moment it ends, and never lingers as a zombie that still holds its pid (and, for a
+    killed postmaster, its shared memory) while a process that lives on (an in-process run,
+    an embedding program) goes on. The thread, for a caller that wants to join it."""
+    reaper = threading.Thread(target=process.wait, name=f"reaper of pid {process.pid}", daemon=True)
+    reaper.start()
+    return reaper
 
 
 # How a postmaster is asked to stop (PostgreSQL's documented signals; pg_ctl sends the same).
