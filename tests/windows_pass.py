@@ -204,15 +204,13 @@ def _names_platform(module: str, name: str = "", _seen: set | None = None) -> li
         for node in nodes:
             found |= _hits(node)
             # what the body imports where it runs (a lazy import) reaches as a top-level one does
-            inner = [n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)]
+            uses, inner = _uses(node)
             bindings = {**bindings, **_bindings(tree, inner)}
-            for child in ast.walk(node):
-                if isinstance(child, ast.Name) and child.id != name:
-                    if child.id in defined:
-                        found |= set(_names_platform(module, child.id, seen))
-                    elif child.id in bindings and bindings[child.id][0].startswith("leaddb"):
-                        target = bindings[child.id]
-                        found |= set(_names_platform(*target, seen))
+            for used in dict.fromkeys(used for used, _member in uses if used and used != name):
+                if used in defined:
+                    found |= set(_names_platform(module, used, seen))
+                elif used in bindings and bindings[used][0].startswith("leaddb"):
+                    found |= set(_names_platform(*bindings[used], seen))
         return sorted(found)
     found = _hits(tree)
     for target in bindings.values():
