@@ -15,7 +15,8 @@
 #      boots on disk, the idempotent re-run, the \dt and \d+ checks, and a container on the
 #      project network reaching postgres:5432 (which the FORWARD DROP would stop without the
 #      engine's own rule);
-#   2. the tasks on the same engine: `nox -s verify` (db.reset, db.reapply, … and a short bench:
+#   2. the tasks on the same engine: `nox -s verify`, its backend left to `auto`, which must take
+#      this engine (db.reset, db.reapply, … and a short bench:
 #      LEADDB_CI_BENCH_RUNS, default 3; its verdict splits a missed target into the image's bare
 #      boot, the migrations and the tool; a miss at this machine's floor exits 0, said), then
 #      `invoke db.reapply` and `invoke db.down` by name;
@@ -141,7 +142,8 @@ EOF
 # -- 2. the tasks by name, and the short bench ------------------------------------------------------
 step=$SECONDS
 log "the tasks by name: verify (reset, reapply, …, bench: $BENCH_RUNS runs), reapply, down"
-on_host python -m nox -R -s verify -- --backend docker --bench-runs "$BENCH_RUNS"
+on_host python -m nox -R -s verify -- --bench-runs "$BENCH_RUNS" | tee "$scratch/verify.log"
+grep -q '^backend: docker (auto: engine at ' "$scratch/verify.log" || fail "verify's --backend auto did not take the engine"
 on_host "${invoke[@]}" db.reapply --backend docker
 on_host "${invoke[@]}" db.down --backend docker
 log "tasks and bench on disk: $((SECONDS - step)) s"
