@@ -54,15 +54,15 @@ def source(tmp_path):
     top = tmp_path / "pristine"
     (top / "base" / "1").mkdir(parents=True)
     (top / "global").mkdir(mode=0o750)
-    (top / "PG_VERSION").write_text("15\n", encoding="utf-8")
+    (top / "PG_VERSION").write_text("15\n", encoding="utf-8", newline="\n")
     (top / "empty").write_bytes(b"")
     (top / "base" / "1" / "1259").write_bytes(os.urandom(300_000))  # several sendfile calls' worth
     (top / "global" / "pg_control").write_bytes(b"\0" * 8192)
     (top / "global" / "pg_control").chmod(0o640)
-    (top / "script").write_text("#!/bin/sh\n", encoding="utf-8")
+    (top / "script").write_text("#!/bin/sh\n", encoding="utf-8", newline="\n")
     (top / "script").chmod(0o755)
     outside = tmp_path / "outside.txt"
-    outside.write_text("not to be copied\n", encoding="utf-8")
+    outside.write_text("not to be copied\n", encoding="utf-8", newline="\n")
     (top / "pg_wal").symlink_to(outside)  # a link stays a link, never followed
     top.chmod(0o700)
     return top
@@ -235,7 +235,7 @@ def test_start_waits_for_its_own_postmaster_not_a_stale_ready_file(cluster, stan
 @pytest.mark.posix_only("the postmaster is started directly on POSIX only")
 def test_a_postmaster_that_exits_during_start_up_is_a_failure_with_this_start_s_log(cluster, stand_in):
     script, _ = stand_in
-    cluster.log.write_text("FATAL: an older start's line\n", encoding="utf-8")
+    cluster.log.write_text("FATAL: an older start's line\n", encoding="utf-8", newline="\n")
     script["code"] = "import sys; print('FATAL:  this start failed', flush=True); sys.exit(1)"
     with pytest.raises(BackendError) as failed:
         cluster._launch(timeout=30)
