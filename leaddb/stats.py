@@ -154,7 +154,8 @@ class TargetVerdict:
 def _adds(value: float) -> str:
     from leaddb.console import seconds
 
-    return seconds(value) if value >= 0.0005 else "nothing measurable"
+    # shown only when it rounds to 1 ms or more: 0.5 ms itself rounds (half to even) to "0 ms"
+    return seconds(value) if value > 0.0005 else "nothing measurable"
 
 
 def judge(target: str, limit: float, totals: Sequence[float], records: Sequence[dict]) -> TargetVerdict:

@@ -6,6 +6,7 @@ words; which misses are this machine's and which are the tool's; what verify rec
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -192,3 +193,54 @@ def test_db_bench_exits_5_only_for_a_miss_the_tool_is_to_blame_for(tmp_path, mon
     text = captured.get()
     assert result.verdict[0].why in text
     assert ("TIMING TARGET MISSED ON THIS MACHINE" in text) is (exit_code is None)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (0.2, "200 ms"),
+        (math.nextafter(0.0005, 1), "1 ms"),  # the least that rounds to 1 ms
+        (0.0005, "nothing measurable"),  # rounds (half to even) to 0 ms: not "adds 0 ms"
+        (0.0, "nothing measurable"),
+        (-0.3, "nothing measurable"),  # noise: the reset beat the bare run
+    ],
+)
+def test_a_part_is_shown_only_when_it_shows_at_least_a_millisecond(value, said):
+    from leaddb import stats
+
+    assert stats._adds(value) == said
+
+
+def test_a_backend_with_a_floor_but_no_bare_boot_has_nothing_to_split_the_miss_by():
+    with_floor_only = record(3.4, 2.8, 2.6)
+    del with_floor_only["bare floor"]
+    verdict = bench.judge("p50", 3.0, [3.4], [with_floor_only])
+    assert (verdict.outcome, verdict.floor, verdict.migrations, verdict.tool) == (
+        bench.MISSED,
+        None,
+        None,
+        None,
+    )
+    assert verdict.why == (
+        "p50 3.40 s > 3.00 s: this backend has no bare boot to compare with, so the miss is the tool's "
+        "to explain (see the phases above)"
+    )
+
+
+def test_a_bare_boot_without_a_subject_is_called_the_servers():
+    records = [record(6.9, 6.1, 5.9)]
+    del records[0]["bare floor"]["subject"]
+    verdict = bench.judge("p50", 3.0, [6.9], records)
+    assert verdict.why.startswith("p50 6.90 s > 3.00 s: a bare server boot alone takes 5.90 s here;")
+
+
+@pytest.mark.parametrize(
+    ("total", "tool"),
+    [(3.2, "200 ms"), (5.0, "2.00 s")],  # the tool's share under the limit, and over it
+)
+def test_a_bare_run_exactly_at_the_target_meets_it_so_the_miss_is_the_tools(total, tool):
+    # a target is met at its limit (p50 <= 3 s passes), by the reset or by a bare run alike
+    verdict = bench.judge("p50", 3.0, [total], [record(total, 3.0, 2.5)])
+    assert verdict.outcome == bench.MISSED
+    assert f"the tool {tool};" in verdict.why
+    assert verdict.why.endswith("a bare `docker run` of the same container meets it here (3.00 s)")

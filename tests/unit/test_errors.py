@@ -57,3 +57,57 @@ def test_a_rules_violation_is_a_migration_error_exiting_1():
     error = RulesBroken([Violation("f.sql", 1, "header", "x")])
     assert isinstance(error, errors.MigrationError) and error.exit_code == errors.EXIT_FAILURE
     assert error.code is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "shown", "message", "hint"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/x/status.json"),
+            None,  # the path the error names
+            "cannot write the status to /x/status.json: Permission denied",
+            "check its permissions (and those of the directories above it) for the user you run as",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/x/status.json"),
+            "status.json",  # the path as the user gave it
+            "cannot write the status to status.json: Permission denied",
+            "check its permissions (and those of the directories above it) for the user you run as",
+        ),
+        (  # an errno without a hint of its own, or none at all: the general next step
+            OSError(5, "Input/output error", "/x/status.json"),
+            None,
+            "cannot write the status to /x/status.json: Input/output error",
+            "check the path, its permissions and the disk",
+        ),
+        (
+            OSError("the file changed while it was read"),
+            "status.json",
+            "cannot write the status to status.json: the file changed while it was read",
+            "check the path, its permissions and the disk",
+        ),
+        (
+            OSError(),  # no reason given: the exception's kind stands for it
+            "status.json",
+            "cannot write the status to status.json: OSError",
+            "check the path, its permissions and the disk",
+        ),
+        (  # no file named: a socket, a pipe
+            BrokenPipeError(32, "Broken pipe"),
+            None,
+            "BrokenPipeError: Broken pipe",
+            "the operating system refused what the task asked for; see the reason, then run it again",
+        ),
+    ],
+)
+def test_a_file_error_is_one_message_naming_the_path_the_reason_and_the_next_step(exc, shown, message, hint):
+    error = errors.file_error(exc, "write the status to", shown)
+    assert isinstance(error, errors.FileError) and error.exit_code == errors.EXIT_FAILURE
+    assert error.detail == message
+    assert error.hint == hint
+
+
+def test_a_stop_signal_is_named_by_its_message_and_exits_128_plus_its_number():
+    stop = errors.Stopped("SIGTERM", 15)
+    assert isinstance(stop, KeyboardInterrupt)  # the same clean-up as Ctrl-C
+    assert (str(stop), stop.signal_name, stop.exit_code) == ("SIGTERM", "SIGTERM", 143)

@@ -592,3 +592,106 @@ def test_a_hidden_character_names_its_own_line_after_a_blank_first_line(make_pro
 def test_a_long_file_name_is_cut_in_the_description():
     described_ = rules.Violation("f" * 400, 1, rules.TEXT, "x").describe()
     assert described_ == f'{"f" * 298} …: rule "text": x'
+
+
+def test_the_scan_goes_on_past_an_entry_that_is_not_a_migration_name(make_project):
+    """Every entry is judged: one that sorts first and is misnamed hides none after it."""
+    files = {"0001-early.sql": "x\n", FIRST: compliant(FIRST), "0003_x.sql": compliant("0003_x.sql")}
+    assert refusals(make_project(files)) == [
+        'api/db/migrations/0001-early.sql: rule "naming": not a migration file name (expected '
+        "NNNN_snake_name.sql, ^[0-9]{4}_[a-z0-9_]+\\.sql$)",
+        'api/db/migrations/0003_x.sql: rule "naming": expected number 0002, found 0003',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filename", "shown"),
+    [(None, "api/db/migrations"), (FIRST, f"api/db/migrations/{FIRST}")],
+    ids=["the directory", "a file in it"],
+)
+def test_an_os_error_while_the_directory_is_read_is_one_message_naming_the_path_as_shown(
+    make_project, monkeypatch, filename, shown
+):
+    """Beyond what the rules name (a refusal to open or look up): the user's to fix, not a bug."""
+    from leaddb.errors import FileError
+
+    project = project_with(make_project)
+    named = None if filename is None else str(project / "api/db/migrations" / filename)
+
+    def fail(self):
+        raise OSError(5, "Input/output error", named)
+
+    monkeypatch.setattr(migrations._Directory, "names", fail)
+    with pytest.raises(FileError) as err:
+        migrations.load(project)
+    assert (err.value.detail, err.value.hint) == (
+        f"cannot read {shown}: Input/output error",
+        "check the path, its permissions and the disk",
+    )
+
+
+class _Reading:
+    """A migration file opened for reading, as the test wants it read: every read recorded, or
+    failing with ``error``."""
+
+    def __init__(self, f, reads: list[int], error: OSError | None):
+        self.f, self.reads, self.error = f, reads, error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def read(self, size=-1):
+        if self.error:
+            raise self.error
+        data = self.f.read(size)
+        self.reads.append(len(data))
+        return data
+
+
+def read_through(monkeypatch, reads: list[int], error: OSError | None = None, before=None) -> None:
+    """Migration files read as :class:`_Reading` reads them (``before(path)`` first, if given);
+    nothing else (the spec, the compose file) is read otherwise."""
+    real_read, real_fdopen = migrations._Directory.read, os.fdopen
+
+    def read(self, name, seen):
+        if before:
+            before(self.path / name)
+        os.fdopen = lambda fd, *a, **k: _Reading(real_fdopen(fd, *a, **k), reads, error)
+        try:
+            return real_read(self, name, seen)
+        finally:
+            os.fdopen = real_fdopen
+
+    monkeypatch.setattr(migrations._Directory, "read", read)
+
+
+def test_a_file_that_grew_past_the_bound_is_read_one_byte_past_it_and_no_further(make_project, monkeypatch):
+    content = compliant(FIRST)
+    project = make_project({FIRST: content})
+    monkeypatch.setattr(migrations, "MAX_FILE_BYTES", len(content.encode()))
+
+    def grow(path):  # after lstat saw it within the bound
+        with open(path, "ab") as f:
+            f.write(b"-- more\n" * 100)
+
+    reads: list[int] = []
+    read_through(monkeypatch, reads, before=grow)
+    assert refusals(project) == [
+        f'api/db/migrations/{FIRST}: rule "naming": grew past what a migration file may hold '
+        f"({migrations.MAX_FILE_BYTES} bytes) while it was read"
+    ]
+    assert sum(reads) == migrations.MAX_FILE_BYTES + 1
+
+
+def test_a_file_whose_read_fails_is_one_violation_naming_the_reason(make_project, monkeypatch):
+    project = project_with(make_project)
+    read_through(monkeypatch, [], OSError(5, "Input/output error"))
+    assert described(project) == [
+        (f"api/db/migrations/{FIRST}", 0, "naming", "cannot be read: Input/output error", UNREADABLE)
+    ]

@@ -57,6 +57,8 @@ def findings(sql: str, spec: Spec = EMPTY_SPEC) -> list[tuple[str, str, int]]:
         ("DROP TYPE public.lead_status;", ("DROP", "public.lead_status")),
         ("DROP DOMAIN d;", ("DROP", "d")),
         ("DROP FUNCTION f(int), g();", ("DROP", "f, g")),
+        ("DROP ROLE a, b;", ("DROP ROLE", "a, b")),
+        ("DROP OWNED BY a, CURRENT_USER;", ("DROP OWNED", "a, CURRENT_USER")),
         ("ALTER TYPE lead_status RENAME TO status;", ("RENAME", "lead_status")),
         ("ALTER SCHEMA s RENAME TO t;", ("RENAME", "s")),
         ("ALTER FUNCTION f(int) RENAME TO g;", ("RENAME", "f")),

@@ -212,6 +212,17 @@ def test_a_last_statement_without_a_semicolon_is_whole():
     assert [(s.sql, s.line, s.end_line) for s in statements] == [("SELECT 1", 1, 1), ("SELECT\n  2", 2, 3)]
 
 
+def test_a_statement_is_kept_to_its_last_character_whatever_it_is():
+    text = "ALTER TABLE t RENAME TO X;\nSELECT 'a;' AS X;\nSELECT 1 AS \"X;\";\nSELECT 2 AS XX"
+    statements = migrations.split_statements(text, "f.sql")
+    assert [s.sql for s in statements] == [
+        "ALTER TABLE t RENAME TO X",
+        "SELECT 'a;' AS X",
+        'SELECT 1 AS "X;"',
+        "SELECT 2 AS XX",
+    ]
+
+
 def test_an_indented_meta_command_is_refused():
     with pytest.raises(MigrationError, match=r"f.sql:2: rule \"plain SQL\": psql meta-command `\\i`"):
         migrations.split_statements("SELECT 1;\n   \\i x.sql\n", "f.sql")

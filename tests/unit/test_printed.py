@@ -117,6 +117,18 @@ def test_a_block_naming_a_file_outside_the_directory_or_twice(make_project):
     assert "outside the migrations directory `api/db/migrations`" in found[1][3]
 
 
+def test_a_block_outside_the_directory_is_refused_for_where_it_is_only_not_for_its_order(make_project):
+    """Its number says nothing of the apply order: the directory's files are all that is applied."""
+    files = {A: compliant(A)}
+    outside = "```sql\n-- migration: db/other/0002_b.sql\nBEGIN;\nCOMMIT;\n```\n"
+    project = make_project(
+        files, spec=SPEC_HEAD + DECLARATION + outside + "\n" + printed(files), print_files=False
+    )
+    found = refusals(project)
+    assert [(f, rule) for f, _, rule, _ in found] == [("db/other/0002_b.sql", "printed in the spec")]
+    assert "outside the migrations directory `api/db/migrations`" in found[0][3]
+
+
 def test_blocks_in_another_order_than_the_files_are_refused(make_project):
     """drift applies the spec's blocks in the spec's order, the tasks the files in name order."""
     files = {A: compliant(A), B: compliant(B)}

@@ -273,6 +273,23 @@ def test_the_first_line_is_the_header_naming_the_file(make_project, first, what)
     assert found == [(1, "header", what), differs(1, 12)]  # its block names the file on line 1
 
 
+def test_a_wrong_header_is_quoted_up_to_100_characters_and_the_fix_names_the_right_one():
+    def found(text: str) -> list[tuple[str, int, str, str, str]]:
+        return [(v.file, v.line, v.rule, v.what, v.fix) for v in rules.check_header(FILE, text, HEADER)]
+
+    wrong = "-- migration: " + "x" * 200
+    fix = f"make the first line `{HEADER}`, the file's own path"
+    assert found(f"{wrong}\nBEGIN;\n") == [
+        (FILE, 1, "header", f"the header is `{wrong[:98]} …`; this file's is `{HEADER}`", fix)
+    ]
+    assert found(f"{wrong[:100]}\nBEGIN;\n") == [
+        (FILE, 1, "header", f"the header is `{wrong[:100]}`; this file's is `{HEADER}`", fix)
+    ]
+    assert found("-- the enums\n") == [
+        (FILE, 1, "header", f"the first line is `-- the enums`, not the header `{HEADER}`", fix)
+    ]
+
+
 def test_a_header_after_a_blank_first_line_is_not_the_header(make_project):
     found = [
         (line, rule, what) for _, line, rule, what in refused(make_project, {NAME: "\n" + compliant(NAME)})
@@ -381,8 +398,10 @@ def test_one_transaction_accepted(make_project, body, statements):
 )
 def test_one_transaction_refused(make_project, body, line, what):
     found = refused(make_project, {NAME: f"{HEADER}\n{body}"})
-    ((found_line, found_what),) = [(n, w) for _, n, rule, w in found if rule == "one transaction"]
-    assert found_line == line
+    ((found_file, found_line, found_what),) = [
+        (f, n, w) for f, n, rule, w in found if rule == "one transaction"
+    ]
+    assert (found_file, found_line) == (FILE, line)
     assert found_what.startswith(what), found_what
     # a database, server, session or maintenance command is not schema either
     beyond = what.split(" cannot")[0] in BEYOND_A_TRANSACTION_AND_THE_SCHEMA
@@ -607,6 +626,17 @@ def test_a_do_block_plpgsql_cannot_parse_is_refused_as_unreadable(make_project):
         3,
         "plain SQL",
         'a DO block PL/pgSQL cannot parse ("undeclared" is not a known variable): no check can read it',
+    )
+
+
+def test_the_plpgsql_parsers_message_is_quoted_up_to_80_characters(make_project):
+    body = "DO $$\nBEGIN\n    FOR r IN EXECUTE 'SELECT 1' LOOP\n        NULL;\n    END LOOP;\nEND\n$$;\n"
+    message = "loop variable of loop over rows must be a record variable or list of scalar variables"
+    assert len(message) > 80
+    assert only(make_project, compliant(NAME, body)) == (
+        3,
+        "plain SQL",
+        f"a DO block PL/pgSQL cannot parse ({message[:78]} …): no check can read it",
     )
 
 

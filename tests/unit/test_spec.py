@@ -270,7 +270,7 @@ def test_a_loaded_spec_keeps_its_path_and_a_missing_one_says_how_to_restore_it(t
     assert Spec.load(tmp_path / SPEC_FILENAME).path == tmp_path / SPEC_FILENAME
     with pytest.raises(SpecError) as err:
         Spec.load(tmp_path / "missing.md")
-    assert err.value.hint == f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
+    assert err.value.hint == RESTORE
 
 
 def test_resolving_the_directory_says_how_to_declare_it(make_project):
@@ -319,6 +319,9 @@ def test_a_mount_that_disagrees_with_the_declaration_says_how_to_fix_it(make_pro
 GOOD = "# Spec\n\n## Migrations\n\n```sql\n-- migration: api/db/migrations/0001_a.sql\nSELECT 1;\n```\n"
 
 
+RESTORE = f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
+
+
 def _load(tmp_path: Path, content: str | bytes) -> Spec:
     path = tmp_path / SPEC_FILENAME
     if isinstance(content, str):
@@ -350,10 +353,7 @@ def test_a_directory_or_missing_spec_is_one_message(tmp_path):
     (tmp_path / SPEC_FILENAME).mkdir()
     with pytest.raises(SpecError) as err:
         Spec.load(tmp_path / SPEC_FILENAME)
-    assert str(err.value) == (
-        f"{SPEC_FILENAME} is a directory, not the spec\n"
-        f"  next step: restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
-    )
+    assert str(err.value) == (f"{SPEC_FILENAME} is a directory, not the spec\n  next step: {RESTORE}")
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_heading(tmp_path):
@@ -398,19 +398,28 @@ def test_a_spec_path_that_cannot_be_read_is_one_message(tmp_path):
     with pytest.raises(SpecError) as err:  # ENAMETOOLONG: an OSError that is not "missing"
         Spec.load(tmp_path / ("x" * 300))
     assert str(err.value).startswith(f"{SPEC_FILENAME} cannot be read: File name too long")
-    assert err.value.hint == f"restore {SPEC_FILENAME} at the project root (git checkout -- {SPEC_FILENAME})"
+    assert err.value.hint == RESTORE
 
 
 def test_a_spec_beyond_the_size_bound_is_one_message(tmp_path, monkeypatch):
     from leaddb import spec as spec_module
 
-    monkeypatch.setattr(spec_module, "MAX_SPEC_BYTES", 100)
-    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 100)
+    monkeypatch.setattr(spec_module, "MAX_SPEC_BYTES", 2048)
+    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 2045)
     with pytest.raises(SpecError) as err:
         Spec.load(tmp_path / SPEC_FILENAME)
-    assert str(err.value).startswith(f"{SPEC_FILENAME} is larger than 0 KiB: not the spec")
-    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 96)  # exactly the bound: read
+    assert str(err.value) == f"{SPEC_FILENAME} is larger than 2 KiB: not the spec\n  next step: {RESTORE}"
+    (tmp_path / SPEC_FILENAME).write_bytes(b"# S\n" + b"x" * 2044)  # exactly the bound: read
     assert Spec.load(tmp_path / SPEC_FILENAME).sections[0].heading == "S"
+
+
+def test_a_spec_is_read_no_further_than_one_byte_past_its_bound(tmp_path):
+    """Enough to tell that it is too large, and no more: the file may be anything."""
+    from leaddb import spec as spec_module
+
+    (tmp_path / SPEC_FILENAME).write_bytes(b"x" * 100)
+    assert spec_module._read_bytes(tmp_path / SPEC_FILENAME, 10) == b"x" * 11
+    assert spec_module._read_bytes(tmp_path / SPEC_FILENAME, 100) == b"x" * 100
 
 
 @pytest.mark.posix_only("FIFOs and device nodes are POSIX's (os.mkfifo, os.mknod)")
@@ -420,7 +429,9 @@ def test_a_spec_that_is_a_fifo_is_refused_rather_than_waited_on(tmp_path):
     os.mkfifo(tmp_path / SPEC_FILENAME)
     with pytest.raises(SpecError) as err:
         Spec.load(tmp_path / SPEC_FILENAME)
-    assert str(err.value).startswith(f"{SPEC_FILENAME} is not a regular file")
+    assert str(err.value) == (
+        f"{SPEC_FILENAME} is not a regular file (a FIFO, socket or device)\n  next step: {RESTORE}"
+    )
 
 
 def test_section_at_matches_a_walk_of_every_heading():

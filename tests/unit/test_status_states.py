@@ -497,3 +497,16 @@ def test_counts_and_states_of_a_report():
     extra = schema_status.Report("r", [], [schema_status.Extra("table", "t")])
     assert extra.drifted and extra.exit_code == 3
     assert extra.summary() == "0 migration files: ; 1 extra object(s)"
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(1, "t1"), (5, "t1, t2, t3, t4, t5"), (6, "t1, t2, t3, t4, t5, …"), (13, "t1, t2, t3, t4, t5, …")],
+)
+def test_the_note_on_tables_elsewhere_names_the_schema_the_count_at_most_five_and_the_next_step(count, shown):
+    tables = [f"t{n}" for n in range(1, count + 1)]
+    assert schema_status.elsewhere_note("myschema", tables) == (
+        f"schema 'myschema' holds {count} of the tables the migrations create ({shown}): applied there "
+        "under another search_path (a role's or a database's setting)? These tasks apply and read schema "
+        "public only, whatever the search_path; move or drop those tables, then `invoke db.apply`"
+    )

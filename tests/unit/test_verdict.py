@@ -477,3 +477,20 @@ def test_the_files_effects_are_read_anew_when_anything_changed(make_project, hom
         )
     assert _effects_of(effects.of(found)) == _effects_of(real(found))
     assert read == [1]
+
+
+def test_without_a_code_version_no_spec_reading_is_cached_or_taken_from_the_cache(
+    home, judged, tmp_path, monkeypatch
+):
+    """The code cannot be read, so its version is unknown: an entry may hold another code's
+    reading, and none is used, not even one an older version filed under no key at all."""
+    path = tmp_path / spec.SPEC_FILENAME
+    path.write_text(EDGES, encoding="utf-8", newline="\n")
+    monkeypatch.setattr(cache, "code_version", lambda: None)
+    another = {"sections": [["Another spec", 1, 1]], "blocks": [], "declarations": [], "targets": {}}
+    assert cache.store(spec.CACHE_PREFIX, None, another, spec.CACHE_KEEP)
+    planted = entries(home, spec.CACHE_PREFIX)
+    for _ in range(2):
+        assert [s.heading for s in spec.Spec.load(path).sections] == ["First", "Targets"]
+    assert judged["markdown"] == 2  # parsed each time
+    assert entries(home, spec.CACHE_PREFIX) == planted  # and nothing stored
