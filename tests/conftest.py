@@ -21,12 +21,15 @@ from platform_marks import skip_off_platform, windows_semantics
 from leaddb import compose, janitor, migrations, statedir, verdict
 from leaddb.backends.local import find_binary
 
-# CI gates every landing: there the property tests draw the same examples on every run (a
-# failure replays exactly, and a run never fails on a case the last one did not try); a
-# developer's run keeps exploring, and what it finds becomes an @example.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI") and not os.environ.get("LEADDB_MUTATION"):
-    settings.load_profile("ci")
+# No time limit per example: these machines get loaded (a first numpy call took 560 ms beside
+# two CPU hogs), and a slow example is no wrong one. CI gates every landing: there the property
+# tests draw the same examples on every run (a failure replays exactly, and a run never fails on
+# a case the last one did not try); a developer's run keeps exploring, and what it finds
+# becomes an @example.
+settings.register_profile("developer", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+if not os.environ.get("LEADDB_MUTATION"):
+    settings.load_profile("ci" if os.environ.get("CI") else "developer")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
