@@ -623,7 +623,7 @@ def test_an_os_error_while_the_directory_is_read_is_one_message_naming_the_path_
 
     monkeypatch.setattr(migrations._Directory, "names", fail)
     with pytest.raises(FileError) as err:
-        migrations.load(project)
+        verdict.load(project)
     assert (err.value.detail, err.value.hint) == (
         f"cannot read {shown}: Input/output error",
         "check the path, its permissions and the disk",
