@@ -68,10 +68,11 @@ def table(title: str, columns: list[str], rows: list[list], *, right: set[int] |
     rich chooses); with a rich console already made (a capture), through it."""
     right = right or set()
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    if _made is None and not _needs_rich(columns, cells):
+    lines = any("\n" in c for c in columns) or any("\n" in c for row in cells for c in row)
+    if _made is None and not lines and not _needs_rich(columns, cells):
         _write_plain(title, columns, cells, right)
         return
-    if len(rows) > PLAIN_ROWS:
+    if len(rows) > PLAIN_ROWS and not lines:  # a cell of several lines: rich lays it out
         _print_plain(title, columns, cells, right)
         return
     from rich.table import Table

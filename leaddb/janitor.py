@@ -155,11 +155,13 @@ def sweep(conn: psycopg.Connection) -> list[str]:
         try:
             # only the dead run used it: a session still there is that run's own (a statement the
             # server has not yet noticed the client is gone for), ended with the database; anyone
-            # else's keeps it for a later sweep. Only client sessions count: an autovacuum worker
-            # visiting the new database is the server's own, and DROP DATABASE ends it itself
+            # else's keeps it for a later sweep. An autovacuum worker visiting the new database
+            # does not count (the server's own; DROP DATABASE ends it itself); a session this
+            # role may not inspect (backend_type NULL: another role's) does
             (others,) = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-                "AND backend_type = 'client backend' AND coalesce(application_name, '') NOT LIKE %s",
+                "AND backend_type IS DISTINCT FROM 'autovacuum worker' "
+                "AND coalesce(application_name, '') NOT LIKE %s",
                 (name, runner.APPLICATION_PREFIX.replace("_", "\\_") + "%"),
             ).fetchone()
             if others:

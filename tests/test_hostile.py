@@ -473,7 +473,7 @@ def start_scratch_run(conninfo: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     while not (line := run.stdout.readline()).startswith("made "):  # after what its sweep says
-        assert line, run.communicate()
+        assert line, run.communicate()[1][-600:]
     return run, line.split()[1]
 
 
@@ -540,6 +540,35 @@ def test_someone_elses_session_keeps_a_dead_runs_scratch_database_until_it_ends(
             assert name not in janitor.sweep(conn)
             assert janitor.database_oid(conn, name) is not None
         assert name in janitor.sweep(conn)
+
+
+def test_a_session_the_sweeper_may_not_inspect_keeps_a_dead_runs_scratch_database(scene):
+    """Another role's session, seen by a role without pg_read_all_stats, has no backend_type
+    (NULL): it still counts as someone else's, though the role could end it (pg_signal_backend)."""
+    sweeper, password = scene.role("sweeper", "CREATEDB")
+    other, other_password = scene.role("other")
+    with scene.connect() as conn:
+        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(ident(sweeper)))
+    conninfo = scene.dsn(sweeper, password, dbname="postgres")
+    run, name = start_scratch_run(conninfo)
+    run.kill()
+    run.communicate(timeout=WAIT)
+    try:
+        with (
+            psycopg.connect(scene.dsn(other, other_password, dbname=name)),
+            psycopg.connect(conninfo) as conn,
+        ):
+            conn.autocommit = True
+            deadline = time.monotonic() + WAIT
+            while lock_held(scene, name):  # the dead run's session, and its lock, ended
+                assert time.monotonic() < deadline, "the killed run's lock was never released"
+                time.sleep(0.05)
+            assert name not in janitor.sweep(conn)
+            assert janitor.database_oid(conn, name) is not None
+    finally:
+        with scene.connect() as conn:
+            conn.autocommit = True
+            janitor.drop_database(conn, name)
 
 
 def lock_held(scene, name: str) -> bool:

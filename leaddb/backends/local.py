@@ -115,7 +115,9 @@ class LocalBackend(Backend):
         with report.phase("createdb"), janitor.maintenance(self.cluster.conninfo("postgres")) as conn:
             state = self.cluster.set_password(conn, state)
             # a new cluster of our own, fsync off: two checkpoints cost less than logging template1
-            janitor.create_database(conn, state.dbname, strategy="FILE_COPY")
+            # (STRATEGY is PostgreSQL 15's; an older initdb on PATH gets the default)
+            strategy = "FILE_COPY" if conn.info.server_version >= 150000 else None
+            janitor.create_database(conn, state.dbname, strategy=strategy)
         with report.phase("apply"):
             report.apply = self.apply(migrations)
         return report

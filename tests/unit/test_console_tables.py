@@ -79,6 +79,20 @@ def test_a_short_table_is_drawn_without_rich_as_rich_draws_it(capsys, monkeypatc
     )
 
 
+@pytest.mark.parametrize("count", [2, 60])  # short, and past PLAIN_ROWS
+def test_a_cell_of_several_lines_is_drawn_as_rich_draws_it(capsys, monkeypatch, count):
+    """db.status's detail column and an extra object's definition hold several lines."""
+    monkeypatch.setattr(console, "_made", None)
+    rows = [
+        ["missing", "table t", "column a\ncolumn b"],
+        *[["ok", f"table u{i}", ""] for i in range(count - 1)],
+    ]
+    console.table("status", ["state", "object", "detail"], rows)
+    assert capsys.readouterr().out == drawn_by_rich_table(
+        "status", ["state", "object", "detail"], rows, set()
+    )
+
+
 def test_an_output_without_box_characters_gets_rich_s_ascii_box(monkeypatch):
     from rich.table import Table
 
