@@ -22,7 +22,7 @@ from unittest import mock
 import invoke
 from printed import write_printed
 
-from leaddb import migrations, verdict
+from leaddb import console, janitor, migrations, verdict
 
 PROJECT_FILES = ("tasks.py", "docker-compose.yml", "Technical-Architecture-Specification.md")
 
@@ -118,9 +118,12 @@ def in_process(root: Path, tasks, env: dict[str, str], *args: str) -> subprocess
     bugs = root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
     bugs.mkdir(mode=0o700, exist_ok=True)
     changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    changes |= {k: None for k in os.environ if k not in env}  # what the child would not have
     with (
         environment(changes),
         mock.patch.object(tempfile, "tempdir", str(bugs)),
+        mock.patch.object(janitor, "_swept", set()),  # a new process: its once-per-process sweep
+        mock.patch.object(console, "_made", None),  # and no rich console made yet
         contextlib.chdir(root),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),

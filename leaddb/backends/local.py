@@ -106,7 +106,7 @@ class LocalBackend(Backend):
                         old = None
                         state = self.cluster.create(pristine, dbname)
             with report.phase("start"):  # the old tree is removed while the new server starts up
-                self.cluster.start(meanwhile=lambda: old and platforms.remove_tree(old))
+                self.cluster.start(meanwhile=lambda: _remove_buried(old))
         except OSError as exc:  # the state directory cannot be written or removed
             raise BackendError(
                 f"cannot create the local cluster under {state_dir}: {exc}",
@@ -176,6 +176,18 @@ class LocalBackend(Backend):
 
 
 # -- what checkouts leave behind -----------------------------------------------------------
+
+
+def _remove_buried(old: Path | None) -> None:
+    """The old cluster's tree, removed while the new server starts up. It is a tombstone
+    already: a failure to remove it leaves it to the next reset or ``db.down`` (and never stops
+    or fails the new cluster, which is running by then)."""
+    if old is None:
+        return
+    try:
+        platforms.remove_tree(old)
+    except OSError as exc:
+        say(f"local: the old cluster's files in {old} are left for the next reset or db.down ({exc})")
 
 
 def _remove_own_pristines(state_dir: Path) -> int:
