@@ -114,6 +114,15 @@ PLANTED_TESTS = {
 }
 
 
+def test_a_name_windows_lacks_counts_when_read_by_its_string():
+    """Library code such as ``NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)`` names it too."""
+    import ast
+
+    assert "os.O_NOFOLLOW" in windows_pass._hits(ast.parse("NOFOLLOW = getattr(os, 'O_NOFOLLOW', 0)"))
+    assert "os.setsid" in windows_pass._hits(ast.parse("hasattr(os, 'setsid')"))
+    assert not windows_pass._hits(ast.parse("getattr(os, 'getcwd')"))
+
+
 @pytest.mark.parametrize("case", sorted(PLANTED_TESTS))
 def test_a_test_that_reaches_what_windows_changes_is_kept(case):
     source, found = PLANTED_TESTS[case]

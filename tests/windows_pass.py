@@ -160,6 +160,18 @@ def _hits(node: ast.AST) -> frozenset[str]:
             module, name = child.value.id, child.attr
             if (module, name) in PLATFORM_ATTRIBUTES or module in VIEWED and _view().posix_only(module, name):
                 found.add(f"{module}.{name}")
+        elif (  # getattr(os, "O_NOFOLLOW", 0): the same name, read by its string
+            isinstance(child, ast.Call)
+            and isinstance(child.func, ast.Name)
+            and child.func.id in ("getattr", "hasattr")
+            and len(child.args) >= 2
+            and isinstance(child.args[0], ast.Name)
+            and isinstance(child.args[1], ast.Constant)
+            and isinstance(child.args[1].value, str)
+        ):
+            module, name = child.args[0].id, child.args[1].value
+            if (module, name) in PLATFORM_ATTRIBUTES or module in VIEWED and _view().posix_only(module, name):
+                found.add(f"{module}.{name}")
     return frozenset(found)
 
 
