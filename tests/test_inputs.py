@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import re
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-import invoke
 import psycopg
 import pytest
 import yaml
@@ -37,7 +35,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
-from workspace import environment
+from workspace import run_task
 
 from leaddb import catalog, compose, janitor, migrations, runner, tombstones
 from leaddb.backends import NAMES
@@ -149,21 +147,7 @@ class Arena:
         path.write_bytes(content)
 
     def __call__(self, *argv: str, env: dict[str, str | None] | None = None) -> Outcome:
-        program = invoke.Program(namespace=self.tasks.ns, name="invoke", binary="invoke")
-        out, err = io.StringIO(), io.StringIO()
-        with (
-            environment({**self.base_env, **(env or {})}),
-            mock.patch.object(tempfile, "tempdir", str(self.tmp)),
-            contextlib.chdir(self.root),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            try:
-                program.run(["invoke", *argv], exit=True)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return Outcome(code, out.getvalue(), err.getvalue())
+        return Outcome(*run_task(self.root, self.tasks, {**self.base_env, **(env or {})}, self.tmp, *argv))
 
     def check_nothing_else_changed(self) -> None:
         assert self.repo_state() == self.repo_digest, "the repository's own files changed"

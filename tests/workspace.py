@@ -109,32 +109,45 @@ def load_tasks(root: Path):
     return tasks
 
 
-def in_process(root: Path, tasks, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """The task run in this process, as ``invoke`` runs it in a child in ``root`` with ``env`` as
-    its environment: exit code, stdout and stderr captured; the environment and the working
-    directory as the child would have them, restored afterwards."""
+def run_task(
+    root: Path, tasks, changes: dict[str, str | None], tempdir: Path, *args: str, patches=()
+) -> tuple[int, str, str]:
+    """``invoke <args>`` run in this process over ``tasks``, in ``root``, with ``changes`` to the
+    environment (None: removed) and ``tempdir`` for tempfile, all restored afterwards (and
+    ``patches``, context managers, held meanwhile): its exit code, stdout and stderr."""
     program = invoke.Program(namespace=tasks.ns, name="invoke", binary="invoke")
     out, err = io.StringIO(), io.StringIO()
-    bugs = root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
-    bugs.mkdir(mode=0o700, exist_ok=True)
-    changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
-    changes |= {k: None for k in os.environ if k not in env}  # what the child would not have
-    with (
-        environment(changes),
-        mock.patch.object(tempfile, "tempdir", str(bugs)),
-        mock.patch.object(janitor, "_swept", set()),  # a new process: its once-per-process sweep
-        mock.patch.object(console, "_made", None),  # and no rich console made yet
-        contextlib.chdir(root),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
+    with contextlib.ExitStack() as held:
+        for patch in patches:
+            held.enter_context(patch)
+        held.enter_context(environment(changes))
+        held.enter_context(mock.patch.object(tempfile, "tempdir", str(tempdir)))
+        held.enter_context(contextlib.chdir(root))
+        held.enter_context(contextlib.redirect_stdout(out))
+        held.enter_context(contextlib.redirect_stderr(err))
         try:
             program.run(["invoke", *args], exit=True)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
+
+
+def in_process(root: Path, tasks, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The task run in this process, as ``invoke`` runs it in a child in ``root`` with ``env`` as
+    its environment: exit code, stdout and stderr captured; the environment and the working
+    directory as the child would have them, restored afterwards."""
+    bugs = root / ".bug-reports"  # a bug report (tempfile) lands here, not in /tmp
+    bugs.mkdir(mode=0o700, exist_ok=True)
+    changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    changes |= {k: None for k in os.environ if k not in env}  # what the child would not have
+    fresh = (  # a new process: its once-per-process sweep, and no rich console made yet
+        mock.patch.object(janitor, "_swept", set()),
+        mock.patch.object(console, "_made", None),
+    )
+    code, out, err = run_task(root, tasks, changes, bugs, *args, patches=fresh)
     argv = [sys.executable, "-m", "invoke", *args]
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def clean(result: subprocess.CompletedProcess, *secrets_: str) -> str:
