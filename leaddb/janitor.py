@@ -15,7 +15,9 @@ suite's) are marked as they are made, and their maker holds a session-level advi
 the name (``scratch_lock_key``) in the maintenance database from before it creates the
 database until after it drops it. A run killed in between leaves a marked database whose lock
 the server released with the run's session: the next run's :func:`sweep` drops exactly those,
-never a database a live run still holds.
+never a database a live run still holds. A run killed between ``CREATE DATABASE`` and its
+``COMMENT`` (two statements, a few milliseconds: the first cannot run in a transaction) leaves
+an unmarked database, which nothing proves is ours: no sweep drops it.
 """
 
 from __future__ import annotations

@@ -100,14 +100,15 @@ class Scene:
                 for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))
             }
 
-    def marked(self, dbname: str | None = None) -> bool:
-        """Whether the database carries the reset's mark, made for it (its own oid)."""
+    def marked(self, dbname: str | None = None, kind: str = MARK) -> bool:
+        """Whether the database carries the mark of ``kind`` (the reset's, by default), made for
+        it (its own oid)."""
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT oid, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                 (dbname or self.dbname,),
             ).fetchone()
-        return row is not None and janitor.is_marked(row[1], int(row[0]), MARK)
+        return row is not None and janitor.is_marked(row[1], int(row[0]), kind)
 
     def snapshot(self, dbname: str | None = None) -> catalog.Snapshot:
         return catalog.snapshot_of(self.server.conninfo(dbname or self.dbname))
