@@ -14,6 +14,7 @@ builds, swaps, kills and races run ``python -m invoke`` as users do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -544,18 +545,42 @@ def test_what_the_rebuilt_database_lacks_stops_the_swap(scene, migration_files, 
     assert scene.databases() == {scene.dbname}
 
 
+@contextlib.contextmanager
+def server_directory(server, tag: str):
+    """An empty directory the server may make a tablespace in, on the server's host: the local
+    test cluster's (this machine) or the Docker test server's container; removed after."""
+    kind = type(server).__name__
+    if kind == "LocalBackend":
+        location = Path(tempfile.mkdtemp(prefix="leaddb-tests-space-"))
+        server_user = platforms.user_ids("postgres") if platforms.running_as_root() else None
+        if server_user:  # the server runs as postgres
+            platforms.chown(location, *server_user)
+        try:
+            yield str(location)
+        finally:
+            shutil.rmtree(location, ignore_errors=True)
+    elif kind == "DockerBackend":
+        container = server.resources.running_container()
+        location = f"/var/lib/postgresql/leaddb-tests-space-{tag}"
+        made = container.exec_run(["mkdir", "-m", "0700", location], user="postgres")
+        assert made.exit_code == 0, made.output
+        try:
+            yield location
+        finally:
+            container.exec_run(["rm", "-rf", "--", location], user="postgres")
+    else:  # a server given by --dsn: its host is not ours to write on
+        pytest.skip("makes a tablespace directory on the server's host: not on a server given by --dsn")
+
+
 def test_a_rebuilt_database_stays_in_its_tablespace(scene, migration_files, server):
-    if type(server).__name__ != "LocalBackend":
-        pytest.skip("makes a tablespace directory on the server's host (the local test cluster's)")
-    location = Path(tempfile.mkdtemp(prefix="leaddb-tests-space-"))  # the server must reach it
-    server_user = platforms.user_ids("postgres") if platforms.running_as_root() else None
-    if server_user:  # the server runs as postgres
-        platforms.chown(location, *server_user)
     space = f"dsn_{scene.tag}_space"
+    with server_directory(server, scene.tag) as location:
+        rebuilt_in_its_tablespace(scene, migration_files, space, location)
+
+
+def rebuilt_in_its_tablespace(scene, migration_files, space: str, location: str) -> None:
     with scene.connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(ident(space), sql.Literal(str(location)))
-        )
+        conn.execute(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(ident(space), sql.Literal(location)))
     try:
         with scene.connect() as conn:
             conn.execute(
@@ -567,7 +592,6 @@ def test_a_rebuilt_database_stays_in_its_tablespace(scene, migration_files, serv
         scene.remove()
         with scene.connect() as conn:
             conn.execute(sql.SQL("DROP TABLESPACE {}").format(ident(space)))
-        shutil.rmtree(location, ignore_errors=True)
 
 
 # -- names -----------------------------------------------------------------------------------------
