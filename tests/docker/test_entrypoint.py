@@ -273,31 +273,26 @@ def scram_matches(verifier: str, password: str) -> bool:
     return hashlib.sha256(client_key).digest() == stored_key
 
 
-def test_host_auth_method_and_missing_password(tmp_path, labelled, image, volume, docker_client):
-    trusting = start(labelled, image, volume, env={"POSTGRES_HOST_AUTH_METHOD": "trust"})
-    wait_for_log(trusting, READY, count=2)
+def test_host_auth_method_command_arguments_and_missing_password(
+    tmp_path, labelled, image, volume, docker_client
+):
+    """POSTGRES_HOST_AUTH_METHOD and the command's arguments (both on one boot: the arguments
+    reach the final server, which trusts TCP clients), then no password at all: refused."""
+    trusting = start(
+        labelled,
+        image,
+        volume,
+        env={"POSTGRES_HOST_AUTH_METHOD": "trust"},
+        command=["-c", "listen_addresses=127.0.0.1", "-c", "port=6543"],
+    )
+    output = wait_for_log(trusting, READY, count=2)
+    assert 'listening on IPv4 address "127.0.0.1", port 6543' in output
     code, hba = trusting.exec_run(["tail", "-n", "1", f"{PGDATA}/pg_hba.conf"])
     assert hba.decode().strip() == "host all all all trust"
-    assert psql(trusting, "SELECT 1", user="postgres", db="postgres", host="127.0.0.1", password="") == (
-        0,
-        "1",
-    )
+    assert psql(
+        trusting, "SHOW port", user="postgres", db="postgres", port=6543, host="127.0.0.1", password=""
+    ) == (0, "6543")
 
     refused = start(labelled, image, labelled.volume())
     assert wait_for_exit(refused) != 0
     assert "superuser password is not specified" in logs(refused)
-
-
-def test_command_arguments_reach_the_final_server(tmp_path, labelled, image, volume):
-    container = start(
-        labelled,
-        image,
-        volume,
-        env={"POSTGRES_PASSWORD": "pw"},
-        command=["-c", "listen_addresses=127.0.0.1", "-c", "port=6543"],
-    )
-    output = wait_for_log(container, READY, count=2)
-    assert 'listening on IPv4 address "127.0.0.1", port 6543' in output
-    assert psql(
-        container, "SHOW port", user="postgres", db="postgres", port=6543, host="127.0.0.1", password="pw"
-    ) == (0, "6543")
