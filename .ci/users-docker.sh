@@ -30,6 +30,11 @@
 #   LEADDB_CI_INVOKE                  how to run invoke (default .nox/verify/bin/invoke)
 #   LEADDB_CI_USERS_DOCKER_RUN_DIR    the engine's run dir (default /run/leaddb-ci-disk)
 #   LEADDB_CI_USERS_DOCKER_DATA_ROOT  its data root, on disk (default /var/lib/leaddb-ci-disk/docker)
+#   LEADDB_CI_USERS_DOCKER_GATE       a FIFO: once the acceptance sequence has passed, wait for a
+#                                     line on it before step 2, whose bench times the tool and must
+#                                     not share the machine with other work (.ci/run runs steps 1
+#                                     and 3's engine in the background beside its Windows pass and
+#                                     opens the gate after it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -140,6 +145,12 @@ sys.exit(1 if clashes else 0)
 EOF
 
 # -- 2. the tasks by name, and the short bench ------------------------------------------------------
+if [[ -n "${LEADDB_CI_USERS_DOCKER_GATE:-}" ]]; then
+    step=$SECONDS
+    log "waiting for the machine to be free of other work before the bench (the gate)"
+    read -r _ <"$LEADDB_CI_USERS_DOCKER_GATE"
+    log "gate open after $((SECONDS - step)) s"
+fi
 step=$SECONDS
 log "the tasks by name: verify (reset, reapply, …, bench: $BENCH_RUNS runs), reapply, down"
 on_host python -m nox -R -s verify -- --bench-runs "$BENCH_RUNS" | tee "$scratch/verify.log"

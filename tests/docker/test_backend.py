@@ -32,9 +32,32 @@ def fetch(backend, query: str):
 def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
     make_backend, project, project_name, docker_client
 ):
+    """What one reset creates, how it times its phases, and a clean reapply on it (one container
+    for the three: none of them changes what the others look at)."""
     backend = make_backend()
-    report = backend.reset(migrations_of(project))
+    files = migrations_of(project)
+    started = time.perf_counter()
+    report = backend.reset(files)
+    wall = time.perf_counter() - started
     assert report.apply is None  # the image ran the init files
+
+    # the phases: ordered, each timed, and every one inside the call; no bound on the untimed
+    # rest: that would be a timing assertion, and a loaded machine stretches it (issue 10, item 7)
+    assert [p.name for p in report.phases] == PHASES
+    assert all(p.seconds >= 0 for p in report.phases)
+    assert report.seconds("initdb") > 0 and report.seconds("restart") > 0
+    assert report.total <= wall
+    engine_timed = sum(p.seconds for p in report.phases if p.name not in ("create", "ready"))
+    assert 0 < engine_timed < wall
+
+    # a reapply of the same files: clean, each file reported as it ends
+    seen = []
+    result = backend.apply(files, reapply=True, on_file=seen.append)
+    assert [f.migration.name for f in result.files] == list(GOOD_MIGRATIONS)
+    assert seen == result.files
+    assert [f.statements for f in result.files] == [1, 1]
+    assert result.files[0].notices == ('relation "widgets" already exists, skipping',)
+    assert all(f.seconds >= 0 for f in result.files) and result.seconds > 0
 
     containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL}project={project_name}"})
     assert [c.name for c in containers] == [f"{project_name}-postgres-1"]
@@ -96,8 +119,12 @@ def test_reset_creates_exactly_the_compose_labelled_container_and_volume(
 def test_a_service_on_the_project_network_reaches_it_as_postgres(
     make_backend, project, project_name, labelled, image, docker_client
 ):
+    """And the service's shm_size reaches the container (on the same boot)."""
+    _add_to_service(project, "    shm_size: 256mb\n")
     backend = make_backend()
     backend.reset(migrations_of(project))
+    container = docker_client.containers.get(backend.container_name)
+    assert container.attrs["HostConfig"]["ShmSize"] == 256 * 1024 * 1024
     client = labelled.run(
         image,
         entrypoint=[],
@@ -128,19 +155,6 @@ def test_second_reset_starts_from_an_empty_volume(make_backend, project):
     assert "Skipping initialization" not in output
     assert fetch(backend, "SELECT count(*) FROM widgets") == [(0,)]
     assert fetch(backend, "SELECT to_regclass('not_from_migrations')") == [(None,)]
-
-
-def test_reapply_is_clean(make_backend, project):
-    backend = make_backend()
-    files = migrations_of(project)
-    backend.reset(files)
-    seen = []
-    result = backend.apply(files, reapply=True, on_file=seen.append)
-    assert [f.migration.name for f in result.files] == list(GOOD_MIGRATIONS)
-    assert seen == result.files
-    assert [f.statements for f in result.files] == [1, 1]
-    assert result.files[0].notices == ('relation "widgets" already exists, skipping',)
-    assert all(f.seconds >= 0 for f in result.files) and result.seconds > 0
 
 
 def test_non_idempotent_reapply_names_file_line_and_statement(make_backend, project):
@@ -231,21 +245,6 @@ def test_foreign_containers_are_never_touched(make_backend, project, project_nam
         backend.reset(migrations_of(project))
     impostor.reload()
     assert impostor.status == "running"
-
-
-def test_phase_timings_are_ordered_and_add_up(make_backend, project):
-    backend = make_backend()
-    started = time.perf_counter()
-    report = backend.reset(migrations_of(project))
-    wall = time.perf_counter() - started
-    assert [p.name for p in report.phases] == PHASES
-    assert all(p.seconds >= 0 for p in report.phases)
-    assert report.seconds("initdb") > 0 and report.seconds("restart") > 0
-    # every phase lies inside the call; no bound on the untimed rest: that would be a timing
-    # assertion, and a loaded machine stretches it (issue 10, item 7)
-    assert report.total <= wall
-    engine_timed = sum(p.seconds for p in report.phases if p.name not in ("create", "ready"))
-    assert 0 < engine_timed < wall
 
 
 def test_missing_image_and_taken_port_are_clear(make_backend, project):
@@ -421,6 +420,15 @@ def test_password_file_secret_is_read_in_the_container_and_never_shown(make_back
     assert "s3cret" not in backend.describe()
     assert "password=***" in backend.describe()
 
+    # the same file saved with a CRLF ending (Notepad): refused by the tool, by name, unshown
+    (project / "secrets" / "pg_password").write_bytes(b"s3cret from a file\r\n")
+    with pytest.raises(BackendError) as refused:
+        make_backend(POSTGRES_PASSWORD="").start()
+    message = str(refused.value)
+    assert message.startswith("POSTGRES_PASSWORD_FILE /run/secrets/pg_password (container ")
+    assert "ends in a carriage return (a CRLF line ending)" in message
+    assert "Set-Content -NoNewline" in message and "s3cret" not in message
+
 
 def test_password_file_missing_in_the_container_is_a_clear_message(make_backend, project):
     """The secret is named but not mounted: the image itself refuses to initialise, and the
@@ -453,26 +461,6 @@ def test_service_settings_the_backend_cannot_apply_are_refused_by_name(make_back
     assert "x-note" not in message
     assert "restart: a container restarted after a failed init file skips initialisation" in message
     assert "`docker compose up -d postgres` and use `--backend dsn`" in message
-
-
-def test_shm_size_is_applied_to_the_container(make_backend, project, docker_client):
-    _add_to_service(project, "    shm_size: 256mb\n")
-    backend = make_backend()
-    backend.reset(migrations_of(project))
-    container = docker_client.containers.get(backend.container_name)
-    assert container.attrs["HostConfig"]["ShmSize"] == 256 * 1024 * 1024
-
-
-def test_password_file_with_a_crlf_ending_is_refused_by_the_tool(make_backend, project):
-    _compose_with_password_file(project, mount=True)
-    make_backend(POSTGRES_PASSWORD="").reset(migrations_of(project))
-    (project / "secrets" / "pg_password").write_bytes(b"s3cret from a file\r\n")
-    with pytest.raises(BackendError) as refused:
-        make_backend(POSTGRES_PASSWORD="").start()
-    message = str(refused.value)
-    assert message.startswith("POSTGRES_PASSWORD_FILE /run/secrets/pg_password (container ")
-    assert "ends in a carriage return (a CRLF line ending)" in message
-    assert "Set-Content -NoNewline" in message and "s3cret" not in message
 
 
 # -- the bench's floor: a bare `docker run` of the same container --------------------------

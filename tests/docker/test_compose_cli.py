@@ -74,26 +74,11 @@ def state(docker_client, container_id: str) -> tuple:
     return attrs["Id"], attrs["State"]["StartedAt"], attrs["RestartCount"], attrs["State"]["Status"]
 
 
-def test_compose_ps_exec_and_down_manage_what_reset_created(
+def test_compose_up_after_reset_keeps_the_container_running_with_its_data(
     compose, make_backend, project, project_name, docker_client
 ):
-    backend = make_backend()
-    backend.reset(discover(project / "api" / "db" / "migrations"))
-    container = docker_client.containers.get(f"{project_name}-postgres-1")
-    assert compose("ps", "-q").split() == [container.id]
-    user, db = backend.user, backend.dbname
-    count = compose(
-        "exec", "-T", "postgres", "psql", "-U", user, "-d", db, "-tAc", "SELECT count(*) FROM widgets"
-    )
-    assert count.strip() == "0"
-    compose("down", "-v")
-    assert docker_client.containers.list(all=True, filters={"name": f"{project_name}-postgres-1"}) == []
-    assert docker_client.volumes.list(filters={"name": f"{project_name}_pgdata"}) == []
-
-
-def test_compose_up_after_reset_keeps_the_container_running_with_its_data(
-    compose, make_backend, project, docker_client
-):
+    """And `docker compose ps`, `exec` and `down -v` then manage the container reset created
+    (the same one: `up` kept it)."""
     backend = make_backend()
     backend.reset(discover(project / "api" / "db" / "migrations"))
     before = state(docker_client, backend.resources.container().id)
@@ -113,6 +98,18 @@ def test_compose_up_after_reset_keeps_the_container_running_with_its_data(
     assert after[2] == 0 and after[3] == "running"
     with psycopg.connect(backend.conninfo(), connect_timeout=5) as conn:
         assert conn.execute("SELECT name FROM widgets").fetchall() == [("kept",)]
+
+    container = docker_client.containers.get(f"{project_name}-postgres-1")
+    assert container.id == before[0]
+    assert compose("ps", "-q").split() == [container.id]
+    user, db = backend.user, backend.dbname
+    count = compose(
+        "exec", "-T", "postgres", "psql", "-U", user, "-d", db, "-tAc", "SELECT count(*) FROM widgets"
+    )
+    assert count.strip() == "1"
+    compose("down", "-v")
+    assert docker_client.containers.list(all=True, filters={"name": f"{project_name}-postgres-1"}) == []
+    assert docker_client.volumes.list(filters={"name": f"{project_name}_pgdata"}) == []
 
 
 @pytest.fixture

@@ -57,14 +57,22 @@ def psql_in(container) -> list[str]:
     return [line for line in output.decode("utf-8", "replace").splitlines() if line.startswith("psql ")]
 
 
-def test_a_blocked_psql_apply_is_reported_and_given_up_naming_file_and_line(
+def test_a_blocked_psql_apply_is_given_up_and_a_stopped_one_ends_psql_and_its_session(
     make_backend, project, monkeypatch
 ):
+    """Both on one container (each leaves it as it found it: no psql, no session, the apply lock
+    free, the blocked file's change rolled back)."""
     said: list[str] = []
     monkeypatch.setattr("leaddb.console.say", said.append)
     backend = make_backend()
     backend.reset(discover(project / "api" / "db" / "migrations"))
     files = blocked_project(project, backend.conninfo())
+    reported_and_given_up(backend, files, said)
+    stopped_ends_psql_and_its_session(backend, files)
+
+
+def reported_and_given_up(backend, files, said: list[str]) -> None:
+    """Past the lock limit: reported while it waits, then given up, naming the file and line."""
     with psycopg.connect(backend.conninfo(), application_name="holder (test)") as holder:
         holder.execute("LOCK TABLE gadgets IN ACCESS EXCLUSIVE MODE")
         with waits.limits(waits.Limits(lock=2, report_after=0.3)), pytest.raises(WaitTimeout) as failure:
@@ -85,13 +93,10 @@ def test_a_blocked_psql_apply_is_reported_and_given_up_naming_file_and_line(
     assert apply_lock_is_free(backend.conninfo())
 
 
-def test_a_stopped_psql_apply_ends_psql_and_its_session(make_backend, project):
+def stopped_ends_psql_and_its_session(backend, files) -> None:
     """SIGTERM while psql waits in the container: psql's session is ended on the server (killing
     psql alone would leave it waiting for the lock, holding the apply lock), then psql."""
-    backend = make_backend()
-    backend.reset(discover(project / "api" / "db" / "migrations"))
     conninfo = backend.conninfo()
-    files = blocked_project(project, conninfo)
     container = backend.client.containers.get(backend.container_name)
     with psycopg.connect(conninfo) as holder:
         holder.execute("LOCK TABLE gadgets IN ACCESS EXCLUSIVE MODE")
