@@ -74,6 +74,25 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def stat_tree(path: Path) -> list[tuple]:
+    """``path`` and, for a directory, everything under it (links not followed): each entry's
+    name, mode, size and modification time (None for an entry that is missing)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return [(".", None)]
+    entries = [(".", info.st_mode, info.st_size, info.st_mtime_ns)]
+    if path.is_dir() and not path.is_symlink():
+        for top, dirs, files in os.walk(path):
+            for name in sorted(dirs) + sorted(files):
+                item = Path(top, name)
+                info = item.lstat()
+                entries.append(
+                    (item.relative_to(path).as_posix(), info.st_mode, info.st_size, info.st_mtime_ns)
+                )
+    return entries
+
+
 class Arena:
     """A copy of the project, its tasks run in-process, and a database of its own."""
 
@@ -91,6 +110,7 @@ class Arena:
         )
         self.tasks = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.tasks)
+        self._watch: psycopg.Connection | None = None
         self.repo_digest = self.repo_state()
         self.pristine_digest = tree_digest(pristine)
         self.server_digest = self.server_state()
@@ -113,25 +133,45 @@ class Arena:
         return digest.hexdigest()
 
     def server_state(self) -> tuple:
-        with psycopg.connect(self.maintenance, autocommit=True) as conn:
-            databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
-            roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
-            # what our roles own in any other database (a task that wrote outside ours, e.g. into
-            # 'postgres' through a DSN without dbname)
-            elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
+        # one session for every check (a new one per example cost a connection and a server
+        # process each time); made again if the server ended it
+        if self._watch is None or self._watch.closed or self._watch.broken:
+            self._watch = psycopg.connect(self.maintenance, autocommit=True)
+        conn = self._watch
+        databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+        roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
+        # what our roles own in any other database (a task that wrote outside ours, e.g. into
+        # 'postgres' through a DSN without dbname)
+        elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
         return databases, roles, elsewhere
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def reports(self) -> set[str]:
         return {p.name for p in self.tmp.glob("leaddb-bug-*")}
 
     def restore(self) -> None:
+        """The copy as the pristine one: what is not in it removed, and each of its files and
+        directories that differs (by its tree's names, kinds, sizes and times: copies keep the
+        pristine's times, a write changes them) copied again; the rest is left as it is."""
+        kept = ("tasks.py", "__pycache__", *PROJECT_FILES[1:], *PROJECT_DIRS)
         for path in self.root.iterdir():
-            if path.name not in ("tasks.py", "__pycache__"):
+            if path.name not in kept:
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        for name in PROJECT_DIRS:
-            shutil.copytree(self.pristine / name, self.root / name)
-        for name in PROJECT_FILES[1:]:
-            shutil.copy(self.pristine / name, self.root / name)
+        for name in (*PROJECT_DIRS, *PROJECT_FILES[1:]):
+            target = self.root / name
+            if stat_tree(target) == stat_tree(self.pristine / name):
+                continue
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            if name in PROJECT_DIRS:
+                shutil.copytree(self.pristine / name, target)
+            else:
+                shutil.copy2(self.pristine / name, target)
 
     def write(self, relative: str, content: bytes | None) -> None:
         path = self.root / relative
@@ -177,7 +217,7 @@ def arena(server, template_db):
     for target in (root, pristine):
         target.mkdir()
         for name in PROJECT_FILES:
-            shutil.copy(PROJECT_DIR / name, target / name)
+            shutil.copy2(PROJECT_DIR / name, target / name)
         for name in PROJECT_DIRS:
             shutil.copytree(PROJECT_DIR / name, target / name)
     state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-state-", dir=scratch_root()))
@@ -194,8 +234,9 @@ def arena(server, template_db):
                 )
             )
     tcp = {"host": host, "port": port, "dbname": name}
+    arena = None
     try:
-        yield Arena(
+        arena = Arena(
             root,
             pristine,
             state,
@@ -203,8 +244,11 @@ def arena(server, template_db):
             weak_dsn=make_conninfo(user=weak, password="weak-password", **tcp),
             maintenance=server.conninfo("postgres"),
         )
+        yield arena
     finally:
         try:
+            if arena is not None:
+                arena.close()
             with janitor.maintenance(server.conninfo("postgres")) as conn:
                 janitor.drop_database(conn, name)
                 for role in (admin, weak):  # each on its own: one failure must not keep the other
