@@ -695,7 +695,7 @@ def test_a_reset_killed_mid_build_leaves_the_old_database_and_releases_its_lock(
         assert time.monotonic() < deadline, "the killed reset's lock was never released"
         time.sleep(0.05)
     printed.remove_printed(workspace.root, "0008_gate.sql")
-    again = workspace("db.reset", "--dsn", scene.dsn())
+    again = workspace.in_process("db.reset", "--dsn", scene.dsn())  # what the kill left is on the server
     assert again.returncode == 0, again.stderr
     assert f"dropping '{scene.dbname}{NEW_SUFFIX}', left behind by an interrupted reset" in again.stdout
     assert scene.databases() == {scene.dbname}
@@ -873,12 +873,12 @@ def test_without_connect_on_postgres_apply_runs_unlocked_and_reset_is_refused(sc
     with scene.connect() as conn:
         conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
     try:
-        apply = workspace("db.apply", "--dsn", dsn)
+        apply = workspace.in_process("db.apply", "--dsn", dsn)
         assert apply.returncode == 0, apply.stderr
         clean(apply, password)
         note = "note: db.apply runs without the task lock: the DSN's role cannot connect to the 'postgres'"
         assert note in apply.stdout
-        reset = workspace("db.reset", "--dsn", dsn)
+        reset = workspace.in_process("db.reset", "--dsn", dsn)
         assert reset.returncode == 1
         message = clean(reset, password)
         assert message.startswith(f"cannot connect to user={owner} password=*** dbname=postgres ")
