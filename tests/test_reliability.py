@@ -662,7 +662,7 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
         wait_until_gone(pid)  # would make the new server refuse to start
 
     workspace.release()
-    again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
+    again = workspace.in_process("db.apply")  # starts the stopped cluster (crash recovery), then applies
     assert again.returncode == 0, again.stderr + (workspace.state / "cluster/server.log").read_text(
         encoding="utf-8", errors="replace"
     )
