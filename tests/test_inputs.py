@@ -32,6 +32,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
+from invoke import Exit
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
@@ -352,23 +353,38 @@ def test_bench_results_directory_is_checked_before_the_runs(ws):
     assert_one_message(outcome, 1, f"benchmarks/results: {ws.root / 'benchmarks'} (in ")
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "start"),
-    [
-        ("invoke.yaml", "db: {backend: [\n", "invoke.yaml:2:1: not valid YAML"),
-        ("invoke.yaml", "db: 5\n", "invoke.yaml: db is int, not a mapping of settings"),
-        ("invoke.yml", "- db\n", "invoke.yml: the top level is list"),
-        ("invoke.json", '{"db": 1', "invoke.json:1: not valid JSON"),
-        (
-            "invoke.yaml",
-            "db:\n  backend: nonsense\n",
-            "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
-        ),
-    ],
-)
-def test_invoke_config_file_is_one_message(ws, name, content, start):
+# the file's form is checked as tasks.py is imported, before invoke merges it: two cases as a
+# user meets them (a child: in-process runs get the namespace directly and read no config
+# file), one of them a value only invoke's merge brings to the task; the other forms below
+CONFIG_FILES = {
+    "not YAML": ("invoke.yaml", "db: {backend: [\n", "invoke.yaml:2:1: not valid YAML"),
+    "a value, not a section": ("invoke.yaml", "db: 5\n", "invoke.yaml: db is int, not a mapping of settings"),
+    "a list at the top": ("invoke.yml", "- db\n", "invoke.yml: the top level is list"),
+    "not JSON": ("invoke.json", '{"db": 1', "invoke.json:1: not valid JSON"),
+    "an unknown backend": (
+        "invoke.yaml",
+        "db:\n  backend: nonsense\n",
+        "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
+    ),
+}
+CONFIG_FILES_END_TO_END = ("not YAML", "an unknown backend")
+
+
+@pytest.mark.parametrize("case", [c for c in CONFIG_FILES if c not in CONFIG_FILES_END_TO_END])
+def test_an_invoke_config_file_of_the_wrong_form_stops_the_import_of_tasks_py(ws, case):
+    name, content, start = CONFIG_FILES[case]
+    ws.write(name, content.encode())
+    with pytest.raises(Exit) as stopped:
+        load_tasks(ws.root)
+    assert stopped.value.code == 1
+    assert str(stopped.value.message).startswith(start), stopped.value.message
+
+
+@pytest.mark.parametrize("case", CONFIG_FILES_END_TO_END)
+def test_invoke_config_file_is_one_message(ws, case):
     """invoke merges the project's config file itself (a subprocess: in-process runs get the
     namespace directly and read no config file)."""
+    name, content, start = CONFIG_FILES[case]
     ws.write(name, content.encode())
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "db.apply"],
