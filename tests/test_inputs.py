@@ -136,6 +136,14 @@ class Arena:
     def server_state(self) -> tuple:
         # one session for every check (a new one per example cost a connection and a server
         # process each time); made again if the server ended it
+        try:
+            return self._server_state()
+        except psycopg.OperationalError:
+            self.close()
+            self._watch = None
+            return self._server_state()
+
+    def _server_state(self) -> tuple:
         if self._watch is None or self._watch.closed or self._watch.broken:
             self._watch = psycopg.connect(self.maintenance, autocommit=True)
         conn = self._watch
