@@ -1,6 +1,6 @@
 """Side by side with the peers: our whole commands against what a user could run instead.
 
-    python benchmarks/peers.py [--runs N] [--only GROUP[,GROUP]] [--json FILE]
+    python benchmarks/peers.py [--runs N] [--only GROUP[,GROUP]] [--json FILE] [--no-warm-up]
     nox -s peers -- --runs 5
 
 One run, interleaved (round 1: every contender once, round 2: every contender once, ...),
@@ -1322,8 +1322,11 @@ def run(args: argparse.Namespace) -> Report:
                 {"key": c.key, "group": c.group, "role": c.role, "label": c.label} for c in contenders
             ]
             report.machine = machine(harness, args)
-            say(f"warm-up round (untimed; checks each contender works): {len(contenders)} contenders")
-            for c in contenders:
+            if args.warm_up:
+                say(f"warm-up round (untimed; checks each contender works): {len(contenders)} contenders")
+            else:
+                report.notes.append("no warm-up round (--no-warm-up): the first round met cold caches")
+            for c in contenders if args.warm_up else ():
                 if not c.warm:
                     continue
                 if c.prepare:
@@ -1382,6 +1385,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds any one program may take (default 300)"
+    )
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="no untimed warm-up round (the first timed round then meets cold caches: for a check "
+        "that the harness runs, not for figures)",
     )
     args = parser.parse_args(argv)
     only = [g.strip() for chunk in args.only for g in chunk.split(",") if g.strip()]

@@ -32,10 +32,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
+from invoke import Exit
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
-from workspace import run_task
+from workspace import load_tasks, run_task
 
 from leaddb import catalog, compose, janitor, migrations, runner, tombstones
 from leaddb.backends import NAMES
@@ -74,6 +75,25 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def stat_tree(path: Path) -> list[tuple]:
+    """``path`` and, for a directory, everything under it (links not followed): each entry's
+    name, mode, size and modification time (None for an entry that is missing)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return [(".", None)]
+    entries = [(".", info.st_mode, info.st_size, info.st_mtime_ns)]
+    if path.is_dir() and not path.is_symlink():
+        for top, dirs, files in os.walk(path):
+            for name in sorted(dirs) + sorted(files):
+                item = Path(top, name)
+                info = item.lstat()
+                entries.append(
+                    (item.relative_to(path).as_posix(), info.st_mode, info.st_size, info.st_mtime_ns)
+                )
+    return entries
+
+
 class Arena:
     """A copy of the project, its tasks run in-process, and a database of its own."""
 
@@ -91,6 +111,7 @@ class Arena:
         )
         self.tasks = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.tasks)
+        self._watch: psycopg.Connection | None = None
         self.repo_digest = self.repo_state()
         self.pristine_digest = tree_digest(pristine)
         self.server_digest = self.server_state()
@@ -113,25 +134,53 @@ class Arena:
         return digest.hexdigest()
 
     def server_state(self) -> tuple:
-        with psycopg.connect(self.maintenance, autocommit=True) as conn:
-            databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
-            roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
-            # what our roles own in any other database (a task that wrote outside ours, e.g. into
-            # 'postgres' through a DSN without dbname)
-            elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
+        # one session for every check (a new one per example cost a connection and a server
+        # process each time); made again if the server ended it
+        try:
+            return self._server_state()
+        except psycopg.OperationalError:
+            self.close()
+            self._watch = None
+            return self._server_state()
+
+    def _server_state(self) -> tuple:
+        if self._watch is None or self._watch.closed or self._watch.broken:
+            self._watch = psycopg.connect(self.maintenance, autocommit=True)
+        conn = self._watch
+        databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+        roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
+        # what our roles own in any other database (a task that wrote outside ours, e.g. into
+        # 'postgres' through a DSN without dbname)
+        elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
         return databases, roles, elsewhere
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def reports(self) -> set[str]:
         return {p.name for p in self.tmp.glob("leaddb-bug-*")}
 
     def restore(self) -> None:
+        """The copy as the pristine one: what is not in it removed, and each of its files and
+        directories that differs (by its tree's names, kinds, sizes and times: copies keep the
+        pristine's times, a write changes them) copied again; the rest is left as it is."""
+        kept = ("tasks.py", "__pycache__", *PROJECT_FILES[1:], *PROJECT_DIRS)
         for path in self.root.iterdir():
-            if path.name not in ("tasks.py", "__pycache__"):
+            if path.name not in kept:
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        for name in PROJECT_DIRS:
-            shutil.copytree(self.pristine / name, self.root / name)
-        for name in PROJECT_FILES[1:]:
-            shutil.copy(self.pristine / name, self.root / name)
+        for name in (*PROJECT_DIRS, *PROJECT_FILES[1:]):
+            target = self.root / name
+            if stat_tree(target) == stat_tree(self.pristine / name):
+                continue
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            if name in PROJECT_DIRS:
+                shutil.copytree(self.pristine / name, target)
+            else:
+                shutil.copy2(self.pristine / name, target)
 
     def write(self, relative: str, content: bytes | None) -> None:
         path = self.root / relative
@@ -177,7 +226,7 @@ def arena(server, template_db):
     for target in (root, pristine):
         target.mkdir()
         for name in PROJECT_FILES:
-            shutil.copy(PROJECT_DIR / name, target / name)
+            shutil.copy2(PROJECT_DIR / name, target / name)
         for name in PROJECT_DIRS:
             shutil.copytree(PROJECT_DIR / name, target / name)
     state = Path(tempfile.mkdtemp(prefix="leaddb-inputs-state-", dir=scratch_root()))
@@ -194,8 +243,9 @@ def arena(server, template_db):
                 )
             )
     tcp = {"host": host, "port": port, "dbname": name}
+    arena = None
     try:
-        yield Arena(
+        arena = Arena(
             root,
             pristine,
             state,
@@ -203,8 +253,11 @@ def arena(server, template_db):
             weak_dsn=make_conninfo(user=weak, password="weak-password", **tcp),
             maintenance=server.conninfo("postgres"),
         )
+        yield arena
     finally:
         try:
+            if arena is not None:
+                arena.close()
             with janitor.maintenance(server.conninfo("postgres")) as conn:
                 janitor.drop_database(conn, name)
                 for role in (admin, weak):  # each on its own: one failure must not keep the other
@@ -308,23 +361,38 @@ def test_bench_results_directory_is_checked_before_the_runs(ws):
     assert_one_message(outcome, 1, f"benchmarks/results: {ws.root / 'benchmarks'} (in ")
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "start"),
-    [
-        ("invoke.yaml", "db: {backend: [\n", "invoke.yaml:2:1: not valid YAML"),
-        ("invoke.yaml", "db: 5\n", "invoke.yaml: db is int, not a mapping of settings"),
-        ("invoke.yml", "- db\n", "invoke.yml: the top level is list"),
-        ("invoke.json", '{"db": 1', "invoke.json:1: not valid JSON"),
-        (
-            "invoke.yaml",
-            "db:\n  backend: nonsense\n",
-            "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
-        ),
-    ],
-)
-def test_invoke_config_file_is_one_message(ws, name, content, start):
+# the file's form is checked as tasks.py is imported, before invoke merges it: two cases as a
+# user meets them (a child: in-process runs get the namespace directly and read no config
+# file), one of them a value only invoke's merge brings to the task; the other forms below
+CONFIG_FILES = {
+    "not YAML": ("invoke.yaml", "db: {backend: [\n", "invoke.yaml:2:1: not valid YAML"),
+    "a value, not a section": ("invoke.yaml", "db: 5\n", "invoke.yaml: db is int, not a mapping of settings"),
+    "a list at the top": ("invoke.yml", "- db\n", "invoke.yml: the top level is list"),
+    "not JSON": ("invoke.json", '{"db": 1', "invoke.json:1: not valid JSON"),
+    "an unknown backend": (
+        "invoke.yaml",
+        "db:\n  backend: nonsense\n",
+        "INVOKE_DB_BACKEND (or db.backend in invoke.yaml): unknown",
+    ),
+}
+CONFIG_FILES_END_TO_END = ("not YAML", "an unknown backend")
+
+
+@pytest.mark.parametrize("case", [c for c in CONFIG_FILES if c not in CONFIG_FILES_END_TO_END])
+def test_an_invoke_config_file_of_the_wrong_form_stops_the_import_of_tasks_py(ws, case):
+    name, content, start = CONFIG_FILES[case]
+    ws.write(name, content.encode())
+    with pytest.raises(Exit) as stopped:
+        load_tasks(ws.root)
+    assert stopped.value.code == 1
+    assert str(stopped.value.message).startswith(start), stopped.value.message
+
+
+@pytest.mark.parametrize("case", CONFIG_FILES_END_TO_END)
+def test_invoke_config_file_is_one_message(ws, case):
     """invoke merges the project's config file itself (a subprocess: in-process runs get the
     namespace directly and read no config file)."""
+    name, content, start = CONFIG_FILES[case]
     ws.write(name, content.encode())
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "db.apply"],
@@ -625,20 +693,27 @@ def test_a_read_only_checkout_reads_and_says_what_it_cannot_write(arena, tmp_pat
             assert "Traceback" not in done.stdout + done.stderr and "internal error" not in done.stderr, done
             return done
 
-        assert run("db.lint").returncode == 0
-        assert run("db.status").returncode == 0
-        dump = run("db.dump")
+        tasks = load_tasks(root)  # the others in this process (tests/workspace.py), on the same mount
+
+        def here(*argv: str) -> Outcome:
+            done = Outcome(*run_task(root, tasks, arena.base_env, arena.tmp, *argv))
+            assert "Traceback" not in done.text and "internal error" not in done.err, done
+            return done
+
+        assert here("db.lint").code == 0
+        assert here("db.status").code == 0
+        dump = run("db.dump")  # one as a user runs it
         assert dump.returncode == 1
         assert "api/db/schema.snapshot.json: cannot be written: Read-only file system" in dump.stderr
-        erd = run("db.erd")
-        assert erd.returncode == 1
-        assert erd.stderr.startswith("cannot write the diagram to docs/schema.md: Read-only file system")
-        assert "next step: the file system is read-only" in erd.stderr
-        verify = run("db.verify")
-        assert verify.returncode == 1
-        assert verify.stderr.startswith(
+        erd = here("db.erd")
+        assert erd.code == 1
+        assert erd.err.startswith("cannot write the diagram to docs/schema.md: Read-only file system")
+        assert "next step: the file system is read-only" in erd.err
+        verify = here("db.verify")
+        assert verify.code == 1
+        assert verify.err.startswith(
             f"--report-dir (default {root / 'reports'}): the directory {root} is not writable"
-        ), verify.stderr
+        ), verify.err
     finally:
         subprocess.run(["umount", str(root)], check=False, timeout=60)
 

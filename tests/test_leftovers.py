@@ -157,7 +157,7 @@ def test_a_deleted_checkouts_server_and_state_are_gone_after_the_next_command(us
     state, pid = reset(user, doomed, child=True)
     with psycopg.connect(local.Cluster(state / "cluster").conninfo(), autocommit=True) as conn:
         conn.execute("DROP TABLE invoice_line_items")
-    failed = user.run(doomed, "db.status")  # a failed task (exit 6) leaves its server running
+    failed = user.task(doomed, "db.status")  # a failed task (exit 6) leaves its server running
     assert failed.returncode == 6, failed.stdout + failed.stderr
     assert alive(pid) and state.is_dir() and user.pointer(doomed).is_file()
     shutil.rmtree(doomed)  # the checkout goes away (CI removes its clone)
@@ -176,7 +176,7 @@ def test_a_deleted_checkouts_server_and_state_are_gone_after_the_next_command(us
     assert not user.pointer(doomed).exists()
     assert not user.pointer(doomed).with_suffix(".lock").exists()
     # said once: the next command has nothing to say
-    again = user.run(elsewhere, "db.down")
+    again = user.task(elsewhere, "db.down")  # in process: the sweep reads only what is on disk
     assert "deleted checkout" not in again.stdout
 
 

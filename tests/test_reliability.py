@@ -1,9 +1,11 @@
 """Faults and bad input through the tasks, as a user meets them: one clear message, the exit code,
 no traceback, and the database in a known state afterwards (issue 6, items 1-6; local backend).
 
-Every test drives ``python -m invoke`` in a copy of the project with a local-cluster state dir of
-its own. Slow steps inside a migration wait on a gate the test controls (a row lock it holds, see
-tests/printed.py), never on a sleep.
+Every test drives the tasks in a copy of the project with a local-cluster state dir of its own:
+``python -m invoke`` where the process is the point (the task holding the lock, killed, racing),
+in process (tests/workspace.py) where the refusal or the message is. Slow steps inside a
+migration wait on a gate the test controls (a row lock it holds, see tests/printed.py), never on
+a sleep.
 The tests that run that cluster are marked ``needs_pg_binaries``; the others (refusals before any
 server is needed, the DSN backend on the session's server) run wherever the suite runs.
 """
@@ -550,8 +552,8 @@ def test_down_and_applies_during_a_reset_are_refused_and_the_reset_completes(wor
     first = workspace.popen("db.reset")
     try:
         workspace.wait_entered(first)
-        for task in ("db.down", "db.apply", "db.reapply"):
-            second = workspace(task)
+        for task in ("db.down", "db.apply", "db.reapply"):  # in process: the refusal is the point
+            second = workspace.in_process(task)
             assert second.returncode == 1, (task, second.stdout)
             message = clean(second)
             assert message.startswith(
@@ -574,8 +576,8 @@ def test_reset_and_down_during_an_apply_are_refused_and_the_apply_completes(work
     first = workspace.popen("db.apply")
     try:
         workspace.wait_entered(first)
-        for task in (("db.reset",), ("db.reset", "--fast"), ("db.down",)):
-            second = workspace(*task)
+        for task in (("db.reset",), ("db.reset", "--fast"), ("db.down",)):  # in process, as above
+            second = workspace.in_process(*task)
             assert second.returncode == 1, (task, second.stdout)
             message = clean(second)
             assert message.startswith(
@@ -598,7 +600,7 @@ def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
     first = workspace.popen("db.reset", "--fast")
     try:
         workspace.wait_entered(first)
-        for second in (workspace("db.reset", "--fast"), workspace("db.reset")):
+        for second in (workspace.in_process("db.reset", "--fast"), workspace.in_process("db.reset")):
             assert second.returncode == 1
             message = clean(second)
             assert message.startswith(f"another db.reset of {workspace.state / 'cluster'} is running (pid ")
@@ -607,7 +609,7 @@ def test_a_reset_while_a_fast_reset_builds_its_template_is_refused(workspace):
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert "probe_fast" in relations(workspace.conninfo())
-    again = workspace("db.reset", "--fast")  # from the finished template
+    again = workspace.in_process("db.reset", "--fast")  # from the finished template
     assert again.returncode == 0, again.stderr
     assert "probe_fast" in relations(workspace.conninfo())
 
@@ -660,7 +662,7 @@ def test_server_killed_mid_apply_then_reapply_equals_a_clean_apply(workspace, fr
         wait_until_gone(pid)  # would make the new server refuse to start
 
     workspace.release()
-    again = workspace("db.apply")  # starts the stopped cluster (crash recovery), then applies
+    again = workspace.in_process("db.apply")  # starts the stopped cluster (crash recovery), then applies
     assert again.returncode == 0, again.stderr + (workspace.state / "cluster/server.log").read_text(
         encoding="utf-8", errors="replace"
     )
@@ -778,7 +780,7 @@ def test_port_taken_while_stopped_moves_the_cluster_to_a_free_port(workspace):
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port))
         squatter.listen()
-        result = workspace("db.apply")
+        result = workspace.in_process("db.apply")
         assert result.returncode == 0, result.stderr
     new_port = workspace.backend.cluster.state().port
     assert new_port != old_port
@@ -796,7 +798,7 @@ def test_start_failure_reports_this_starts_server_log_lines(workspace):
     cluster.stop()
     with (cluster.data / "postgresql.conf").open("a", encoding="utf-8", newline="\n") as conf:
         conf.write("shared_buffers = 'plenty'\n")
-    result = workspace("db.apply")
+    result = workspace.in_process("db.apply")
     assert result.returncode == 1
     message = clean(result)
     assert "the local PostgreSQL server exited during start-up" in message
@@ -816,13 +818,13 @@ def test_read_only_data_directory_is_a_clear_start_failure(workspace):
     cluster.stop()
     cluster.data.chmod(0o500)
     try:
-        result = workspace("db.apply")
+        result = workspace.in_process("db.apply")
     finally:
         cluster.data.chmod(0o700)
     assert result.returncode == 1
     message = clean(result)
     assert 'could not create lock file "postmaster.pid": Permission denied' in message
-    assert workspace("db.apply").returncode == 0  # writable again: it starts
+    assert workspace.in_process("db.apply").returncode == 0  # writable again: it starts
 
 
 @pytest.fixture
@@ -892,7 +894,7 @@ def test_full_disk_during_initdb_is_a_clear_message(workspace, full_disk, tmp_pa
 @pytest.mark.linux_only("fills a small tmpfs")
 def test_full_disk_during_the_copy_of_the_pristine_is_a_clear_message(workspace, full_disk):
     state = full_disk / "state"
-    result = workspace("db.reset", env={"LEADDB_STATE_DIR": str(state)})
+    result = workspace.in_process("db.reset", env={"LEADDB_STATE_DIR": str(state)})
     assert result.returncode == 1
     message = clean(result)
     assert message.startswith(
@@ -1022,7 +1024,7 @@ def test_compose_binds_to_loopback_and_never_trusts_tcp(project_dir):
 def test_the_pg_ctl_lifecycle_windows_uses_starts_stops_and_tells_a_running_server(workspace, monkeypatch):
     """Windows starts and stops the server through pg_ctl (POSIX does it itself): that path,
     run here with pg_ctl's own waits, on the same cluster."""
-    assert workspace("db.reset").returncode == 0
+    setup_reset(workspace)
     cluster = workspace.backend.cluster
     monkeypatch.setattr(platforms, "can_identify_postmaster", lambda: False)
     assert cluster.is_running()

@@ -195,9 +195,8 @@ def test_a_signal_to_a_waiting_apply_ends_its_server_session_and_says_what_was_l
     assert "next step: `invoke db.apply` applies the rest" in err
     assert "Traceback" not in out + err
     assert apply_lock_is_free(db)
-    again = subprocess.run(
-        argv, cwd=workspace, env=invoke_env(), capture_output=True, text=True, timeout=WAIT
-    )
+    # the next apply, in process (tests/workspace.py): what the signalled one left is on the server
+    again = in_process(workspace, load_tasks(workspace), invoke_env(), *argv[3:])
     assert again.returncode == 0, again.stderr  # nothing left to wait for
     assert "waiting:" not in again.stdout
 
@@ -261,9 +260,7 @@ def test_sigterm_to_a_local_apply_frees_the_task_lock_and_the_next_task_runs(tmp
         assert "the apply lock is free" in err
         with locks.hold(state / "reset.lock", "db.reset", "the test"):  # the task lock is free
             pass
-        again = subprocess.run(
-            [*invoke, "db.reset"], cwd=root, env=env, capture_output=True, text=True, timeout=300
-        )
+        again = in_process(root, tasks, env, "db.reset")  # in process, as the clean-up
         assert again.returncode == 0, again.stderr
     finally:
         in_process(root, tasks, env, "db.down")  # a clean-up

@@ -149,7 +149,9 @@ def test_drift_exits_3_naming_only_the_changed_index(on_test_server):
 
 
 def test_status_and_erd_tasks_exit_codes_and_the_stale_diagram(on_test_server):
-    assert on_test_server("db.reset").returncode == 0
+    # the steps between the checks run in this process (tests/workspace.py): each task meets a
+    # child in this test or in test_reset_reapply_introspect_drift_down
+    assert on_test_server.in_process("db.reset").returncode == 0
     status = on_test_server("db.status", "--json", "status.json")
     assert status.returncode == 0, status.stderr
     assert "status: 7 migration files: 7 applied" in status.stdout
@@ -169,13 +171,13 @@ def test_status_and_erd_tasks_exit_codes_and_the_stale_diagram(on_test_server):
     schema_md = on_test_server.root / "docs/schema.md"
     text = schema_md.read_text(encoding="utf-8").replace("bigint amount_cents", "int amount")
     schema_md.write_text(text, encoding="utf-8", newline="\n")
-    assert on_test_server("db.apply").returncode == 0
+    assert on_test_server.in_process("db.apply").returncode == 0
     drift = on_test_server("db.drift")
     assert drift.returncode == 3, drift.stderr
     assert drift.stderr.startswith("SCHEMA_DRIFT: docs/schema.md is stale: first difference at line")
     assert "run `invoke db.erd`" in drift.stderr and "Traceback" not in drift.stderr
-    assert on_test_server("db.erd").returncode == 0
-    assert on_test_server("db.drift").returncode == 0
+    assert on_test_server.in_process("db.erd").returncode == 0
+    assert on_test_server.in_process("db.drift").returncode == 0
 
 
 # issue 17: a file the spec does not print passed every task; its guarded dynamic SQL made a
