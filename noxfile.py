@@ -85,6 +85,21 @@ def verify(session: nox.Session) -> None:
     session.run("invoke", "db.verify", *session.posargs, **STOP_GRACE)
 
 
+# The suite runs in worker processes (pytest-xdist), one per core up to four: each worker has its
+# own test server and per-user directory (tests/conftest.py). Work stealing: a few tests take many
+# seconds, most a fraction of one. `nox -s tests -- -n 0` runs it in one process.
+WORKERS = ("-n", "auto", "--maxprocesses", "4", "--dist", "worksteal")
+
+
+def _workers_chosen(args: list[str]) -> bool:
+    """Whether the arguments already say how many workers (``-n 0``: none), or turn xdist off."""
+    return any(
+        arg.startswith(("-n", "--numprocesses", "--maxprocesses", "--dist"))
+        or arg in ("no:xdist", "-pno:xdist")
+        for arg in args
+    )
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (schema constraints, runner, backends, drift, bench)."""
@@ -93,7 +108,8 @@ def tests(session: nox.Session) -> None:
     if os.environ.get("LEADDB_TEST_WINDOWS_SEMANTICS") == "1":  # the view: tests/windows_semantics/
         paths = [str(Path("tests/windows_semantics").resolve()), os.environ.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env=env)
+    args = session.posargs or ["-q"]
+    session.run("python", "-m", "pytest", *args, *([] if _workers_chosen(args) else WORKERS), env=env)
 
 
 @nox.session

@@ -125,13 +125,34 @@ def pytest_collection_modifyitems(config, items):
     if left_out:
         config.hook.pytest_deselected(items=[item for item in items if item in left_out])
         items[:] = [item for item in items if item not in left_out]
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"windows semantics: {len(left_out)} tests deselected, the same on every platform "
-                "(tests/windows_pass.py: each reaches nothing Windows semantics changes; SQL through "
-                "psycopg, text and data in memory)"
-            )
+        line = (
+            f"windows semantics: {len(left_out)} tests deselected, the same on every platform "
+            "(tests/windows_pass.py: each reaches nothing Windows semantics changes; SQL through "
+            "psycopg, text and data in memory)"
+        )
+        if hasattr(config, "workeroutput"):  # a pytest-xdist worker: its output is not shown
+            config.workeroutput[DESELECTED_LINE] = line
+        else:
+            _say(config, line)
+
+
+DESELECTED_LINE = "leaddb_windows_deselected"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller, as a worker ends: the line of the Windows pass's deselection,
+    which each worker collected and deselected alike, said once."""
+    line = getattr(node, "workeroutput", {}).get(DESELECTED_LINE)
+    if line and not getattr(node.config, "leaddb_deselected_said", False):
+        node.config.leaddb_deselected_said = True
+        _say(node.config, "\n" + line)  # after the progress dots, on a line of its own
+
+
+def _say(config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def _function_name(item) -> str | None:

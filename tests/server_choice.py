@@ -24,6 +24,7 @@ deselects them explicitly, ``-m "not needs_pg_binaries and not needs_psql"``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -303,6 +304,19 @@ def tcp_address(conninfo: str) -> tuple[str, int]:
         return host, int(params.get("port") or 5432)
     with psycopg.connect(conninfo, connect_timeout=10) as conn:
         return "127.0.0.1", int(conn.execute("SHOW port").fetchone()[0])
+
+
+# The names the suite's fixtures give the databases and roles they make and remove (janitor's
+# leaddb_t_<hex>, a scene's dsn_<hex>_admin, an arena's inputs_<hex>...: secrets.token_hex(4)).
+# On a server shared by --dsn, pytest-xdist's other workers make and drop such names while a test
+# runs: a test that checks the server's names outside its own leaves these out. The tasks' own
+# names never take this form (leaddb_tpl_ has 16 hex digits).
+OTHER_TESTS_NAME = re.compile(r"[a-z]+(?:_[a-z]+)*_[0-9a-f]{8}(?:_[a-z]+)?")
+
+
+def other_tests_name(name: str, ours: tuple[str, ...] = ()) -> bool:
+    """Whether ``name`` is one another test of the suite may make or drop meanwhile (not ``ours``)."""
+    return name not in ours and OTHER_TESTS_NAME.fullmatch(name) is not None
 
 
 def owned_elsewhere(conn: psycopg.Connection, roles: list[str], database: str) -> list[tuple[str, int]]:

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from invoke import Exit
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from server_choice import owned_elsewhere, skip_unless_superuser, tcp_address
+from server_choice import other_tests_name, owned_elsewhere, skip_unless_superuser, tcp_address
 from workspace import load_tasks, run_task
 
 from leaddb import catalog, compose, janitor, migrations, runner, tombstones
@@ -149,6 +149,10 @@ class Arena:
         conn = self._watch
         databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
         roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
+        # not those other tests make and drop meanwhile (xdist's workers on one --dsn server)
+        ours = (self.dbname, *self.roles)
+        databases = [row for row in databases if not other_tests_name(row[0], ours)]
+        roles = [row for row in roles if not other_tests_name(row[0], ours)]
         # what our roles own in any other database (a task that wrote outside ours, e.g. into
         # 'postgres' through a DSN without dbname)
         elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)

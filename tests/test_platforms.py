@@ -185,10 +185,27 @@ def test_a_user_that_does_not_exist_has_no_ids():
     assert platforms.user_ids("no-such-user-leaddb", windows=False) is None
 
 
-def test_nox_mutation_on_windows_says_where_mutmut_runs_and_fails(monkeypatch):
-    """mutmut refuses Windows; the session says so, with the next step, before installing anything."""
+def noxfile_with_fake_nox(monkeypatch, session_class):
+    """noxfile.py, loaded with a stand-in for nox (its sessions plain functions of a session)."""
     import importlib.util
     import sys
+    import types
+
+    fake = types.ModuleType("nox")
+    fake.options = types.SimpleNamespace()
+    fake.session = lambda function: function
+    fake.Session = session_class
+    monkeypatch.setitem(sys.modules, "nox", fake)
+    spec = importlib.util.spec_from_file_location(
+        "noxfile_under_test", Path(__file__).parent.parent / "noxfile.py"
+    )
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    return noxfile
+
+
+def test_nox_mutation_on_windows_says_where_mutmut_runs_and_fails(monkeypatch):
+    """mutmut refuses Windows; the session says so, with the next step, before installing anything."""
     import types
 
     class Stop(Exception):
@@ -201,21 +218,50 @@ def test_nox_mutation_on_windows_says_where_mutmut_runs_and_fails(monkeypatch):
         def install(self, *args):
             pytest.fail("installed the mutation lock on Windows")
 
-    fake = types.ModuleType("nox")
-    fake.options = types.SimpleNamespace()
-    fake.session = lambda function: function
-    fake.Session = Session
-    monkeypatch.setitem(sys.modules, "nox", fake)
-    spec = importlib.util.spec_from_file_location(
-        "noxfile_under_test", Path(__file__).parent.parent / "noxfile.py"
-    )
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
+    noxfile = noxfile_with_fake_nox(monkeypatch, Session)
     monkeypatch.setattr(noxfile, "sys", types.SimpleNamespace(platform="win32"))
     with pytest.raises(Stop) as stopped:
         noxfile.mutation(Session())
     assert str(stopped.value).startswith("mutmut does not run on Windows")
     assert "Next step: run this session in WSL" in str(stopped.value)
+
+
+@pytest.mark.parametrize(
+    "posargs, workers",
+    [
+        ([], True),  # the README's command: the suite in worker processes
+        (["-q", "-m", "not posix_only"], True),  # .ci/run's Windows pass: its own arguments, workers too
+        (["tests/test_x.py", "-n", "0"], False),  # in one process
+        (["-n3"], False),
+        (["--numprocesses=2"], False),
+        (["-p", "no:xdist"], False),
+    ],
+)
+def test_nox_tests_runs_the_suite_in_workers_unless_the_arguments_say_how(monkeypatch, posargs, workers):
+    """`nox -s tests` adds pytest-xdist's workers (one per core, work stealing) to whatever it runs,
+    unless the arguments already choose: `-n 0` runs the suite in one process."""
+    ran = []
+
+    class Session:
+        def __init__(self):
+            self.posargs = posargs
+
+        def install(self, *args):
+            pass
+
+        def run_install(self, *args, **kwargs):
+            return ""
+
+        def run(self, *args, **kwargs):
+            ran.append(list(args))
+
+    noxfile = noxfile_with_fake_nox(monkeypatch, Session)
+    monkeypatch.setattr(noxfile, "_stop_on_signals", lambda: None)
+    noxfile.tests(Session())
+    (pytest_run,) = [args for args in ran if args[:3] == ["python", "-m", "pytest"]]
+    assert pytest_run[3 : 3 + max(len(posargs), 1)] == (posargs or ["-q"])  # theirs first, as given
+    added = pytest_run[3 + max(len(posargs), 1) :]
+    assert added == (["-n", "auto", "--maxprocesses", "4", "--dist", "worksteal"] if workers else [])
 
 
 def test_the_windows_guide_shows_the_engine_address_the_auto_choice_prints(monkeypatch):

@@ -272,3 +272,24 @@ def test_no_test_reaches_into_the_session_servers_backend():
     ]
     assert not found, "\n".join(found)
     assert REACHES_INTO_THE_SERVER.search("state = server.cluster.state()")
+
+
+def test_the_names_other_tests_make_meanwhile_are_told_from_the_servers_and_the_tasks_own():
+    """On one --dsn server, xdist's other workers make and drop databases and roles while a test
+    runs: what a check of "nothing outside ours changed" leaves out, and nothing else."""
+    from leaddb import fast, janitor
+
+    made_by_fixtures = [
+        f"{janitor.SCRATCH_PREFIX}t_{secrets.token_hex(4)}",
+        f"{janitor.SCRATCH_PREFIX}template_{secrets.token_hex(4)}",
+        f"dsn_{secrets.token_hex(4)}",
+        f"dsn_{secrets.token_hex(4)}_admin",
+        f"dsnref_{secrets.token_hex(4)}",
+        f"inputs_weak_{secrets.token_hex(4)}",
+        f"leaddb_gate_{secrets.token_hex(4)}",
+    ]
+    assert all(server_choice.other_tests_name(name) for name in made_by_fixtures)
+    not_theirs = ["postgres", "template1", "leadgen", "inputs_admin", f"{fast.TEMPLATE_PREFIX}{'ab' * 8}"]
+    assert not any(server_choice.other_tests_name(name) for name in not_theirs)
+    ours = made_by_fixtures[2]
+    assert not server_choice.other_tests_name(ours, (ours,))

@@ -155,6 +155,18 @@ def _run_child(root: Path, *, windows: bool) -> subprocess.CompletedProcess:
     )
 
 
+def test_the_process_that_runs_the_tests_is_under_the_view_exactly_when_the_run_asks():
+    """CI's Windows pass runs its tests in pytest-xdist's workers: each must start under the view
+    (the variable and PYTHONPATH inherited, sitecustomize installing it), or the pass proves nothing
+    there. Asserted in whichever process runs this test; without the variable, no view anywhere."""
+    from leaddb import platforms
+
+    asked = os.environ.get(WINDOWS_SEMANTICS_ENV) == "1"
+    assert ("windows_view" in sys.modules and windows_view().installed()) is asked
+    if asked:
+        assert platforms.IS_WINDOWS and not hasattr(os, "geteuid")  # the library's view, and this module's
+
+
 def test_under_windows_semantics_the_library_takes_its_windows_branches(tmp_path):
     root = _copy_of_leaddb(tmp_path)
     viewed = _run_child(root, windows=True)

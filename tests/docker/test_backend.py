@@ -505,8 +505,8 @@ def test_the_floor_boots_the_same_container_with_nothing_of_ours_beside_it_and_l
     (binding,) = bare["HostConfig"]["PortBindings"]["5432/tcp"]
     assert binding["HostIp"] == "127.0.0.1" and binding["HostPort"] != str(backend.port.host_port)
 
-    assert not docker_client.containers.list(all=True, filters={"label": floor.LABEL})
-    assert not docker_client.volumes.list(filters={"label": floor.LABEL})
+    assert not docker_client.containers.list(all=True, filters={"label": f"{floor.LABEL}={project_name}"})
+    assert not docker_client.volumes.list(filters={"label": f"{floor.LABEL}={project_name}"})
 
 
 def test_the_floor_leaves_a_container_of_its_name_without_its_label_alone(
