@@ -1,20 +1,23 @@
 """The per-user cache of drift's expected snapshot, without a server: what keys an entry, when
 an entry is read back, and what ``cached_expected_snapshot`` says it did. The server's own
 part (``drift.server_key``, ``drift.expected_snapshot``) is stood in for; tests/test_drift.py
-holds them against a live server."""
+holds them against a live server. What those two do with the server's answers (which database
+gets the spec's SQL, what a failure says, the key's names) is held here at their seams."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from leaddb import cache, catalog, drift
+from leaddb import cache, catalog, drift, janitor
 from leaddb.catalog import CatalogObject, Snapshot
+from leaddb.errors import MigrationError, SpecError
 from leaddb.spec import Spec
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -252,3 +255,90 @@ def test_an_entry_that_cannot_be_written_is_said(built, tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "write", lambda path, text: False)
     found = drift.cached_expected_snapshot(spec_with(tmp_path), Backend())
     assert found.source == f"built; not cached: cannot write in {cache.directory()}"
+
+
+# -- the server's part, at its seams ----------------------------------------------------------
+
+
+@pytest.fixture
+def seams(monkeypatch) -> list:
+    """The scratch database janitor makes, and the catalog's snapshot of a database: recorded."""
+    calls = []
+
+    @contextmanager
+    def scratch_database(conninfo, *, purpose, template=None):
+        calls.append(("made", conninfo, purpose, template))
+        try:
+            yield "leaddb_scratch_1"
+        finally:  # as janitor's: dropped however the block ends
+            calls.append(("dropped", "leaddb_scratch_1"))
+
+    def snapshot_of(conninfo):
+        calls.append(("snapshot", conninfo))
+        return snapshot("expected")
+
+    monkeypatch.setattr(janitor, "scratch_database", scratch_database)
+    monkeypatch.setattr(catalog, "snapshot_of", snapshot_of)
+    return calls
+
+
+class Applying(Backend):
+    def __init__(self, calls: list, error: Exception | None = None) -> None:
+        self.calls, self.error = calls, error
+
+    def apply(self, migrations, *, dbname=None):
+        self.calls.append(("applied", list(migrations), dbname))
+        if self.error:
+            raise self.error
+
+
+def test_the_expected_snapshot_is_the_specs_sql_applied_to_a_scratch_database(seams, tmp_path):
+    spec = spec_with(tmp_path)
+    assert drift.expected_snapshot(spec, Applying(seams)) == snapshot("expected")
+    assert seams == [
+        ("made", "dbname=postgres", "spec", None),  # from template0, on the maintenance database
+        ("applied", drift.spec_migrations(spec), "leaddb_scratch_1"),
+        ("snapshot", "dbname=leaddb_scratch_1"),  # taken before the scratch database is dropped
+        ("dropped", "leaddb_scratch_1"),
+    ]
+
+
+def test_a_spec_whose_own_sql_fails_is_a_spec_error_saying_why(seams, tmp_path):
+    failure = MigrationError('0001_core.sql line 3: relation "nowhere" does not exist')
+    with pytest.raises(SpecError) as caught:
+        drift.expected_snapshot(spec_with(tmp_path), Applying(seams, failure))
+    assert caught.value.detail == f"the spec's own SQL does not apply: {failure.detail}"
+    assert caught.value.hint == "fix the spec block"
+    assert caught.value.__suppress_context__  # one message, not the runner's traceback beneath it
+    assert [c[0] for c in seams] == ["made", "applied", "dropped"]  # nothing snapshotted
+
+
+def test_the_server_key_is_the_servers_answer_by_column(monkeypatch):
+    asked = []
+
+    class Column:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            asked.append("closed")
+
+        def execute(self, query):
+            asked.append(query)
+            self.description = [Column("version"), Column("timezone")]
+            return self
+
+        def fetchone(self):
+            return ("PostgreSQL 15.0", "UTC")
+
+    def maintenance(conninfo):
+        asked.append(conninfo)
+        return Connection()
+
+    monkeypatch.setattr(janitor, "maintenance", maintenance)
+    assert drift.server_key("dbname=postgres") == SERVER
+    assert asked == ["dbname=postgres", drift.SERVER_KEY, "closed"]
