@@ -195,6 +195,14 @@ def server(request):
 
 
 @pytest.fixture(scope="session")
+def shared_server(request) -> bool:
+    """Whether other pytest-xdist workers use the session's server meanwhile (a --dsn server;
+    each worker starts a local or Docker one of its own): checks of the whole server's names
+    then leave out those other tests make (server_choice.other_tests_name)."""
+    return server_choice.shared_by_workers(request.config.stash[CHOICE].kind, os.environ)
+
+
+@pytest.fixture(scope="session")
 def keeper(server):
     """The session that makes, marks and drops the suite's own databases (``janitor``'s scratch
     databases) and holds their locks while the run lives: a run killed midway leaves marked

@@ -309,9 +309,18 @@ def tcp_address(conninfo: str) -> tuple[str, int]:
 # The names the suite's fixtures give the databases and roles they make and remove (janitor's
 # leaddb_t_<hex>, a scene's dsn_<hex>_admin, an arena's inputs_<hex>...: secrets.token_hex(4)).
 # On a server shared by --dsn, pytest-xdist's other workers make and drop such names while a test
-# runs: a test that checks the server's names outside its own leaves these out. The tasks' own
-# names never take this form (leaddb_tpl_ has 16 hex digits).
+# runs: a test that checks the server's names outside its own leaves these out, there and only
+# there (``shared_by_workers``). The tasks' scratch databases (leaddb_bench_<hex>, leaddb_spec_…)
+# take this form too, so on such a server a task's scratch database left behind goes unseen by
+# that check: with a server of each worker's own (the local cluster, a container: CI) nothing is
+# left out.
 OTHER_TESTS_NAME = re.compile(r"[a-z]+(?:_[a-z]+)*_[0-9a-f]{8}(?:_[a-z]+)?")
+
+
+def shared_by_workers(server_kind: str, environ: Mapping[str, str]) -> bool:
+    """Whether other pytest-xdist workers use the same server meanwhile: a ``--dsn`` server (each
+    worker starts a local or Docker server of its own), with more than one worker."""
+    return server_kind == "dsn" and int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1
 
 
 def other_tests_name(name: str, ours: tuple[str, ...] = ()) -> bool:

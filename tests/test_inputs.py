@@ -35,7 +35,12 @@ from hypothesis import strategies as st
 from invoke import Exit
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from server_choice import other_tests_name, owned_elsewhere, skip_unless_superuser, tcp_address
+from server_choice import (
+    other_tests_name,
+    owned_elsewhere,
+    skip_unless_superuser,
+    tcp_address,
+)
 from workspace import load_tasks, run_task
 
 from leaddb import catalog, compose, janitor, migrations, runner, tombstones
@@ -97,8 +102,10 @@ def stat_tree(path: Path) -> list[tuple]:
 class Arena:
     """A copy of the project, its tasks run in-process, and a database of its own."""
 
-    def __init__(self, root: Path, pristine: Path, state: Path, dsn: str, weak_dsn: str, maintenance: str):
-        self.root, self.pristine, self.state = root, pristine, state
+    def __init__(
+        self, root: Path, pristine: Path, state: Path, dsn: str, weak_dsn: str, maintenance: str, shared: bool
+    ):
+        self.root, self.pristine, self.state, self.shared = root, pristine, state, shared
         self.dsn, self.weak_dsn, self.maintenance = dsn, weak_dsn, maintenance
         self.dbname = conninfo_to_dict(dsn)["dbname"]
         self.roles = (conninfo_to_dict(dsn)["user"], conninfo_to_dict(weak_dsn)["user"])
@@ -149,10 +156,10 @@ class Arena:
         conn = self._watch
         databases = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
         roles = conn.execute("SELECT rolname, rolcreatedb, rolsuper FROM pg_roles ORDER BY 1").fetchall()
-        # not those other tests make and drop meanwhile (xdist's workers on one --dsn server)
-        ours = (self.dbname, *self.roles)
-        databases = [row for row in databases if not other_tests_name(row[0], ours)]
-        roles = [row for row in roles if not other_tests_name(row[0], ours)]
+        if self.shared:  # not those other tests make and drop meanwhile (xdist's workers on one --dsn server)
+            ours = (self.dbname, *self.roles)
+            databases = [row for row in databases if not other_tests_name(row[0], ours)]
+            roles = [row for row in roles if not other_tests_name(row[0], ours)]
         # what our roles own in any other database (a task that wrote outside ours, e.g. into
         # 'postgres' through a DSN without dbname)
         elsewhere = owned_elsewhere(conn, list(self.roles), self.dbname)
@@ -220,7 +227,7 @@ class Arena:
 
 
 @pytest.fixture(scope="module")
-def arena(server, template_db):
+def arena(server, template_db, shared_server):
     """The workspace copy, a migrated database, a superuser with a password (the DSN users would
     pass, over TCP) and a role without rights, all of the module's own, on the suite's server
     (whichever backend it is: only its interface is used)."""
@@ -256,6 +263,7 @@ def arena(server, template_db):
             dsn=make_conninfo(user=admin, password=password, **tcp),
             weak_dsn=make_conninfo(user=weak, password="weak-password", **tcp),
             maintenance=server.conninfo("postgres"),
+            shared=shared_server,
         )
         yield arena
     finally:

@@ -290,6 +290,12 @@ def test_the_names_other_tests_make_meanwhile_are_told_from_the_servers_and_the_
     ]
     assert all(server_choice.other_tests_name(name) for name in made_by_fixtures)
     not_theirs = ["postgres", "template1", "leadgen", "inputs_admin", f"{fast.TEMPLATE_PREFIX}{'ab' * 8}"]
+    # the tasks' own scratch databases take the form too: so the filter is for a shared server only
+    assert server_choice.other_tests_name(f"{janitor.SCRATCH_PREFIX}bench_{secrets.token_hex(4)}")
+    assert server_choice.shared_by_workers("dsn", {"PYTEST_XDIST_WORKER_COUNT": "2"})
+    for kind, count in (("dsn", "1"), ("dsn", ""), ("local", "2"), ("docker", "4")):
+        assert not server_choice.shared_by_workers(kind, {"PYTEST_XDIST_WORKER_COUNT": count})
+    assert not server_choice.shared_by_workers("dsn", {})
     assert not any(server_choice.other_tests_name(name) for name in not_theirs)
     ours = made_by_fixtures[2]
     assert not server_choice.other_tests_name(ours, (ours,))
