@@ -583,6 +583,14 @@ def lock_held(scene, name: str) -> bool:
         )
 
 
+def comment_of(scene, dbname: str) -> str:
+    with scene.connect() as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
+        ).fetchone()
+    return (row[0] if row else None) or ""
+
+
 def sessions_on(scene, dbname: str) -> list[tuple]:
     with scene.connect() as conn:
         return conn.execute(
@@ -612,12 +620,14 @@ def test_a_killed_dsn_bench_leaves_nothing_after_the_next_run(scene, project_dir
         deadline = time.monotonic() + WAIT * 2
         # killed once a scratch database of its is marked as one: a run killed between CREATE
         # DATABASE and its COMMENT (two statements: CREATE DATABASE runs in no transaction) leaves
-        # a database nothing proves is the tool's, which no sweep may drop
+        # a database nothing proves is the tool's, which no sweep may drop. Its own: the mark's
+        # note names the maker's pid (on a --dsn server other workers' benches run meanwhile)
         while not (
             left := {
                 name
                 for name in scene.databases_like("leaddb\\_bench\\_%") - before
                 if scene.marked(name, janitor.SCRATCH)
+                and f"made by pid {bench.pid} " in comment_of(scene, name)
             }
         ):
             assert bench.poll() is None, bench.communicate()
