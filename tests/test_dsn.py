@@ -499,7 +499,9 @@ def test_any_settings_acl_and_limit_come_back_as_they_were(scene, search_path, l
     """Any list setting (names with quotes, commas, spaces, capitals, any script), limit,
     encoding and ACL: the rebuilt database's properties read back equal. What is carried over
     belongs to the database, not to its schema: each example rebuilds it with one small
-    migration (the whole schema, under such settings, in the tests above)."""
+    migration. The whole schema is rebuilt in the tests above under fixed settings (a search_path
+    with public, LATIN1 and UTF8); under a search_path without public, by test_inputs (the
+    runner pins its own); under SQL_ASCII, by test_hostile."""
     example = Scene(scene.server)  # one of its own per example
     try:
         give_properties(
