@@ -85,7 +85,7 @@ def verify(session: nox.Session) -> None:
     session.run("invoke", "db.verify", *session.posargs, **STOP_GRACE)
 
 
-# The suite runs in worker processes (pytest-xdist), one per core up to four: each worker has its
+# The suite runs in worker processes (pytest-xdist's -n auto, at most four): each worker has its
 # own test server and per-user directory (tests/conftest.py). Work stealing: a few tests take many
 # seconds, most a fraction of one. `nox -s tests -- -n 0` runs it in one process.
 WORKERS = ("-n", "auto", "--maxprocesses", "4", "--dist", "worksteal")

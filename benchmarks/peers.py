@@ -1324,14 +1324,14 @@ def run(args: argparse.Namespace) -> Report:
             report.machine = machine(harness, args)
             if args.warm_up:
                 say(f"warm-up round (untimed; checks each contender works): {len(contenders)} contenders")
+                for c in contenders:
+                    if not c.warm:
+                        continue
+                    if c.prepare:
+                        c.prepare()
+                    c.run()
             else:
                 report.notes.append("no warm-up round (--no-warm-up): the first round met cold caches")
-            for c in contenders if args.warm_up else ():
-                if not c.warm:
-                    continue
-                if c.prepare:
-                    c.prepare()
-                c.run()
             for i in range(args.runs):
                 started = time.perf_counter()
                 for c in contenders:

@@ -583,14 +583,6 @@ def lock_held(scene, name: str) -> bool:
         )
 
 
-def comment_of(scene, dbname: str) -> str:
-    with scene.connect() as conn:
-        row = conn.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
-        ).fetchone()
-    return (row[0] if row else None) or ""
-
-
 def sessions_on(scene, dbname: str) -> list[tuple]:
     with scene.connect() as conn:
         return conn.execute(
@@ -627,7 +619,7 @@ def test_a_killed_dsn_bench_leaves_nothing_after_the_next_run(scene, project_dir
                 name
                 for name in scene.databases_like("leaddb\\_bench\\_%") - before
                 if scene.marked(name, janitor.SCRATCH)
-                and f"made by pid {bench.pid} " in comment_of(scene, name)
+                and f"made by pid {bench.pid} " in (scene.comment(name) or "")
             }
         ):
             assert bench.poll() is None, bench.communicate()

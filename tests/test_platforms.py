@@ -238,7 +238,7 @@ def test_nox_mutation_on_windows_says_where_mutmut_runs_and_fails(monkeypatch):
     ],
 )
 def test_nox_tests_runs_the_suite_in_workers_unless_the_arguments_say_how(monkeypatch, posargs, workers):
-    """`nox -s tests` adds pytest-xdist's workers (one per core, work stealing) to whatever it runs,
+    """`nox -s tests` adds pytest-xdist's workers (-n auto, work stealing) to whatever it runs,
     unless the arguments already choose: `-n 0` runs the suite in one process."""
     ran = []
 
