@@ -206,8 +206,9 @@ class Arena:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
 
-    def __call__(self, *argv: str, env: dict[str, str | None] | None = None) -> Outcome:
-        return Outcome(*run_task(self.root, self.tasks, {**self.base_env, **(env or {})}, self.tmp, *argv))
+    def __call__(self, *argv: str, env: dict[str, str | None] | None = None, patches=()) -> Outcome:
+        changes = {**self.base_env, **(env or {})}
+        return Outcome(*run_task(self.root, self.tasks, changes, self.tmp, *argv, patches=patches))
 
     def check_nothing_else_changed(self) -> None:
         assert self.repo_state() == self.repo_digest, "the repository's own files changed"
@@ -610,8 +611,9 @@ def non_root(ws: Arena, task: str) -> Outcome:
     if os.name != "posix" or os.geteuid() != 0:
         return ws(task)
     ws(task)  # once as root first: the task's modules are loaded (root's installs nobody cannot read)
-    with as_user("nobody"):
-        return ws(task, env={"HOME": str(ws.root)})  # invoke reads ~/.invoke.yaml
+    # invoke reads ~/.invoke.yaml; the user switched inside the runner, once in the copy (the
+    # directory the test runs in may be one nobody may enter)
+    return ws(task, env={"HOME": str(ws.root)}, patches=(as_user("nobody"),))
 
 
 @pytest.mark.posix_only("chmod makes a directory unreadable; on Windows it sets an attribute only")

@@ -114,17 +114,20 @@ def run_task(
 ) -> tuple[int, str, str]:
     """``invoke <args>`` run in this process over ``tasks``, in ``root``, with ``changes`` to the
     environment (None: removed) and ``tempdir`` for tempfile, all restored afterwards (and
-    ``patches``, context managers, held meanwhile): its exit code, stdout and stderr."""
+    ``patches``, context managers, held meanwhile): its exit code, stdout and stderr. The patches
+    are the innermost: entered once the working directory is ``root`` and left before it is
+    restored, so one that switches the user (test_inputs' ``as_user``) never has that user
+    return to a directory only the test's own may enter (a clone under ``mktemp -d``, 0700)."""
     program = invoke.Program(namespace=tasks.ns, name="invoke", binary="invoke")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.ExitStack() as held:
-        for patch in patches:
-            held.enter_context(patch)
         held.enter_context(environment(changes))
         held.enter_context(mock.patch.object(tempfile, "tempdir", str(tempdir)))
         held.enter_context(contextlib.chdir(root))
         held.enter_context(contextlib.redirect_stdout(out))
         held.enter_context(contextlib.redirect_stderr(err))
+        for patch in patches:
+            held.enter_context(patch)
         try:
             program.run(["invoke", *args], exit=True)
             code = 0
